@@ -1,0 +1,108 @@
+"""One exception tree for the whole project.
+
+Every error carries a stable ``code`` (a short snake_case identifier that scripts and the
+management API can rely on) and a human message that names the input and the rule that was
+broken. No HTTP knowledge here: the mapping to statuses lives in ``http/errors.py``.
+"""
+
+from __future__ import annotations
+
+
+class PackageStorageError(Exception):
+    """Base of every error raised on purpose by package-storage."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- input parsing -------------------------------------------------------------------------
+
+
+class InvalidInputError(PackageStorageError):
+    """Input that does not parse or is out of range."""
+
+    code = "invalid_input"
+
+
+class VersionError(InvalidInputError):
+    """A version or constraint string that does not parse (message = the semver library text)."""
+
+    code = "invalid_version"
+
+
+class QueryError(InvalidInputError):
+    """A /search or /categories query parameter that fails validation (spec §3.3 texts)."""
+
+    code = "invalid_query"
+
+
+class ConfigError(InvalidInputError):
+    """Configuration file, flag or environment value that is not acceptable."""
+
+    code = "invalid_config"
+
+
+# --- packages --------------------------------------------------------------------------------
+
+
+class PackageError(PackageStorageError):
+    """A package that cannot be read or loaded (structural problem)."""
+
+    code = "invalid_package"
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.detail = message
+
+
+class ValidationError(PackageError):
+    """A package that breaks a package-spec rule checked at publish/load time."""
+
+    code = "validation_failed"
+
+    def __init__(self, message: str, *, path: str = "", rule: str = "") -> None:
+        super().__init__(message, path=path)
+        self.rule = rule
+
+
+class SignatureError(PackageStorageError):
+    """A missing or bad signature."""
+
+    code = "signature_error"
+
+
+# --- lookups ---------------------------------------------------------------------------------
+
+
+class NotFoundError(PackageStorageError):
+    """Something that was asked for does not exist."""
+
+    code = "not_found"
+
+
+# --- rules of the store ----------------------------------------------------------------------
+
+
+class PolicyError(PackageStorageError):
+    """A stage policy refuses the operation (overwrite, remove, frozen stage, ...)."""
+
+    code = "policy_refused"
+
+
+class ConflictError(PackageStorageError):
+    """The operation conflicts with the current state (tag exists, concurrent change, ...)."""
+
+    code = "conflict"
+
+
+class StorageError(PackageStorageError):
+    """The catalog or blob store failed or is inconsistent."""
+
+    code = "storage_error"
