@@ -1,0 +1,839 @@
+"""Package-spec rules: the load-time set (spec §7.4, "validation" rows) and the publish-time set.
+
+Pure: every file is read through the :class:`~package_storage.model.PackageTree` protocol and
+every problem is returned, not raised, so callers can show all of them at once. ``manifest.py``
+turns the first problem into a ``ValidationError``; ``package-storage validate`` and the publish
+path print the whole list.
+
+* :func:`validate` checks exactly what the reference registry checks when it loads a package with
+  validation on (so every package the reference accepts passes).
+* :func:`validate_for_publish` adds the stricter rules a registry enforces before it accepts an
+  upload: required manifest fields, name format, package type and its layout, data stream
+  manifests, the changelog and the README.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from package_storage.errors import NotFoundError, PackageError
+from package_storage.model import PackageTree
+from package_storage.yamlutil import expand_dotted, load_yaml
+
+MANIFEST = "manifest.yml"
+CHANGELOG = "changelog.yml"
+README = "docs/README.md"
+DATA_STREAM_DIR = "data_stream"
+
+DATA_STREAM_TYPES = ("logs", "metrics", "synthetics", "traces")
+"""Valid data stream types (``data_stream.type``); also the valid input-package template types."""
+
+PACKAGE_TYPES = ("integration", "input", "content")
+"""Package types accepted at publish time."""
+
+OWNER_TYPES = ("elastic", "partner", "community")
+
+CHANGE_TYPES = ("breaking-change", "bugfix", "enhancement")
+"""Valid ``type`` of a changelog change."""
+
+NAME_PATTERN = re.compile(r"[a-z0-9_]+")
+MAX_NAME_LENGTH = 64
+"""Longest package name accepted at publish time: the name prefixes every dataset
+(``<name>.<data stream>``), and a dataset may have at most 100 characters."""
+
+OWNER_GITHUB_PATTERN = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)?")
+
+BASE_FIELDS = (
+    ("data_stream.type", "constant_keyword"),
+    ("data_stream.dataset", "constant_keyword"),
+    ("data_stream.namespace", "constant_keyword"),
+    ("@timestamp", "date"),
+)
+"""Fields every data stream must declare in ``fields/*.yml``, with their required type."""
+
+DEFAULT_PIPELINE = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One broken rule: the file it is about, a stable rule id and a human message."""
+
+    path: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} [{self.rule}]"
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def validate(tree: PackageTree, *, version_dir: str | None = None) -> list[Problem]:
+    """The load-time rules (spec §7.4 "validation" rows); empty list when the package passes.
+
+    ``version_dir`` is the name of the directory holding a folder package (``<path>/<name>/<y>``);
+    when it parses as a version the manifest version must equal it.
+    """
+    return _validate(_Package(tree), version_dir)
+
+
+def validate_for_publish(tree: PackageTree, *, version_dir: str | None = None) -> list[Problem]:
+    """Everything :func:`validate` checks plus the publish-time rules."""
+    pkg = _Package(tree)
+    problems = _validate(pkg, version_dir)
+    if pkg.manifest is None:
+        return problems
+    problems.extend(_check_required_fields(pkg))
+    problems.extend(_check_name(pkg))
+    problems.extend(_check_owner(pkg))
+    problems.extend(_check_type_layout(pkg))
+    for ds in pkg.data_streams():
+        problems.extend(_check_data_stream_for_publish(ds))
+    problems.extend(_check_changelog(pkg))
+    problems.extend(_check_readme(pkg))
+    return problems
+
+
+def _validate(pkg: _Package, version_dir: str | None) -> list[Problem]:
+    if pkg.manifest is None:
+        return list(pkg.problems)
+    problems = list(_check_manifest(pkg, version_dir))
+    problems.extend(_check_policy_template_inputs(pkg))
+    for ds in pkg.data_streams():
+        problems.extend(pkg.load_problems(ds.manifest_path))
+        problems.extend(_check_data_stream(pkg, ds))
+    return problems
+
+
+# --- package access --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _DataStream:
+    dir: str  # "data_stream/<name>"
+    name: str  # "<name>"
+    manifest_path: str
+    manifest: dict[str, Any] | None  # None when it does not parse (problem already recorded)
+
+
+class _Package:
+    """The package's manifest and file list, read once."""
+
+    def __init__(self, tree: PackageTree) -> None:
+        self.tree = tree
+        self.problems: list[Problem] = []
+        self.files: list[str] = sorted(e.path for e in tree.entries() if not e.is_dir)
+        self._file_set = set(self.files)
+        self.manifest = self._load_map(MANIFEST, missing_rule="manifest-missing")
+        self._data_streams: list[_DataStream] | None = None
+
+    @property
+    def name(self) -> str:
+        assert self.manifest is not None
+        return _text(self.manifest.get("name"))
+
+    def load_problems(self, path: str) -> list[Problem]:
+        """The problems found while reading ``path``."""
+        return [p for p in self.problems if p.path == path]
+
+    def is_file(self, path: str) -> bool:
+        if path in self._file_set:
+            return True
+        entry = self.tree.stat(path)
+        return entry is not None and not entry.is_dir
+
+    def exists(self, path: str) -> bool:
+        """File or directory at ``path`` (directories also when the archive lists none)."""
+        if self.is_file(path) or self.tree.stat(path) is not None:
+            return True
+        prefix = path.rstrip("/") + "/"
+        return any(f.startswith(prefix) for f in self.files)
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            return self.tree.read(path)
+        except NotFoundError:
+            return None
+
+    def _load_map(self, path: str, *, missing_rule: str) -> dict[str, Any] | None:
+        data = self.read(path)
+        if data is None:
+            self.problems.append(Problem(path, missing_rule, f"{path} does not exist"))
+            return None
+        try:
+            value = load_yaml(data, path=path)
+        except PackageError as exc:
+            self.problems.append(Problem(path, "yaml-invalid", exc.detail))
+            return None
+        if not isinstance(value, dict):
+            self.problems.append(
+                Problem(
+                    path, "yaml-invalid", f"expected a map at the top level, got {_kind(value)}"
+                )
+            )
+            return None
+        expanded: dict[str, Any] = expand_dotted(value)
+        return expanded
+
+    def data_streams(self) -> list[_DataStream]:
+        """Every ``data_stream/<x>/manifest.yml``, in name order (the reference's glob order)."""
+        if self._data_streams is None:
+            found: list[_DataStream] = []
+            for path in self.files:
+                parts = path.split("/")
+                if len(parts) == 3 and parts[0] == DATA_STREAM_DIR and parts[2] == MANIFEST:
+                    manifest = self._load_map(path, missing_rule="data-stream-manifest-missing")
+                    found.append(
+                        _DataStream(f"{DATA_STREAM_DIR}/{parts[1]}", parts[1], path, manifest)
+                    )
+            self._data_streams = found
+        return self._data_streams
+
+    def files_in(self, directory: str) -> list[str]:
+        """Files directly inside ``directory`` (not in its sub-directories), sorted."""
+        prefix = directory.rstrip("/") + "/"
+        return [f for f in self.files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
+
+    def files_in_tree(self, directory: str) -> list[str]:
+        """Files anywhere below ``directory``."""
+        prefix = directory.rstrip("/") + "/"
+        return [f for f in self.files if f.startswith(prefix)]
+
+
+# --- load-time rules -------------------------------------------------------------------------
+
+
+def _check_manifest(pkg: _Package, version_dir: str | None) -> Iterator[Problem]:
+    m = pkg.manifest
+    assert m is not None
+
+    format_version = _text(m.get("format_version"))
+    if not format_version:
+        yield Problem(MANIFEST, "format-version-missing", "no format_version set")
+    else:
+        error = _strict_error(format_version)
+        if error:
+            yield Problem(
+                MANIFEST,
+                "format-version-invalid",
+                f"format_version {format_version!r} is not a strict semantic version: {error}",
+            )
+
+    version = _text(m.get("version"))
+    version_error = _strict_error(version) if version else "no version set"
+    if not version:
+        yield Problem(MANIFEST, "version-invalid", "no version set")
+    elif version_error:
+        yield Problem(
+            MANIFEST,
+            "version-invalid",
+            f"version {version!r} is not a strict semantic version: {version_error}",
+        )
+
+    if not _text(m.get("title")):
+        yield Problem(MANIFEST, "title-missing", f"no title set for package: {pkg.name}")
+    if not _text(m.get("description")):
+        yield Problem(MANIFEST, "description-missing", "no description set")
+
+    for key, rule in (("icons", "icon-missing"), ("screenshots", "screenshot-missing")):
+        for image in _maps(m.get(key)):
+            src = _text(image.get("src"))
+            if src and not _src_exists(pkg, src):
+                what = key[:-1]
+                yield Problem(MANIFEST, rule, f"{what} src {src!r} does not exist in the package")
+
+    if version_dir is not None and not version_error:
+        dir_version = _parse_lenient(version_dir)
+        manifest_version = _parse_strict(version)
+        if (
+            dir_version is not None
+            and manifest_version is not None
+            and _compare(dir_version, manifest_version) != 0
+        ):
+            yield Problem(
+                MANIFEST,
+                "version-dir-mismatch",
+                f"version in manifest file is not consistent with path: inconsistent versions "
+                f"(path: {version_dir}, manifest: {version})",
+            )
+
+
+def _check_policy_template_inputs(pkg: _Package) -> Iterator[Problem]:
+    assert pkg.manifest is not None
+    for template in _maps(pkg.manifest.get("policy_templates")):
+        template_name = _text(template.get("name"))
+        for index, item in enumerate(_maps(template.get("inputs"))):
+            input_type = _text(item.get("type"))
+            input_package = _text(item.get("package"))
+            if bool(input_type) == bool(input_package):
+                label = input_type or input_package or _text(item.get("title")) or f"#{index}"
+                which = "but not both" if input_type else "none is set"
+                yield Problem(
+                    MANIFEST,
+                    "input-type-or-package",
+                    f"policy template {template_name!r}: input {label!r} must have exactly one "
+                    f"of type or package ({which})",
+                )
+
+
+def _check_data_stream(pkg: _Package, ds: _DataStream) -> Iterator[Problem]:
+    m = ds.manifest
+    if m is None:
+        return
+    path = ds.manifest_path
+
+    dataset = _text(m.get("dataset")) or f"{pkg.name}.{ds.name}"
+    if "-" in dataset:
+        yield Problem(
+            path,
+            "dataset-invalid",
+            f"data stream name is not allowed to contain `-`: {dataset}",
+        )
+
+    ds_type = _text(m.get("type"))
+    if ds_type not in DATA_STREAM_TYPES:
+        yield Problem(
+            path,
+            "data-stream-type-invalid",
+            f"type is not valid: {ds_type!r} (must be one of {', '.join(DATA_STREAM_TYPES)})",
+        )
+
+    yield from _check_ingest_pipeline(pkg, ds, m)
+    yield from _check_base_fields(pkg, ds)
+
+    for index, stream in enumerate(_maps(m.get("streams"))):
+        stream_input = _text(stream.get("input"))
+        stream_package = _text(stream.get("package"))
+        if bool(stream_input) == bool(stream_package):
+            label = _text(stream.get("title")) or f"#{index}"
+            which = "but not both" if stream_input else "none is set"
+            yield Problem(
+                path,
+                "stream-input-or-package",
+                f"stream {label!r} must have exactly one of input or package ({which})",
+            )
+
+
+def _effective_pipeline(pkg: _Package, ds: _DataStream, m: dict[str, Any]) -> str:
+    """The ingest pipeline the reference checks: the legacy ``ingest_pipeline`` key or ``default``.
+
+    ``default`` applies when ``elasticsearch`` is set without ``ingest_pipeline.name`` (it then
+    wins over the legacy key), or when neither names a pipeline, and ``default.json`` or
+    ``default.yml`` exists.
+    """
+    legacy = _text(m.get("ingest_pipeline"))
+    elasticsearch = m.get("elasticsearch")
+    has_default = any(
+        pkg.is_file(f"{ds.dir}/elasticsearch/ingest_pipeline/{DEFAULT_PIPELINE}{ext}")
+        for ext in (".json", ".yml")
+    )
+    if isinstance(elasticsearch, dict):
+        pipeline = elasticsearch.get("ingest_pipeline")
+        named = _text(pipeline.get("name")) if isinstance(pipeline, dict) else ""
+        if not named:
+            return DEFAULT_PIPELINE if has_default else legacy
+        return legacy
+    if not legacy and has_default:
+        return DEFAULT_PIPELINE
+    return legacy
+
+
+def _check_ingest_pipeline(pkg: _Package, ds: _DataStream, m: dict[str, Any]) -> Iterator[Problem]:
+    name = _effective_pipeline(pkg, ds, m)
+    if not name:
+        return
+    pipeline_dir = f"{ds.dir}/elasticsearch/ingest_pipeline"
+    found = False
+    for ext in (".json", ".yml"):
+        path = posixpath.normpath(f"{pipeline_dir}/{name}{ext}")
+        if not pkg.is_file(path):
+            continue
+        found = True
+        data = pkg.read(path)
+        error = _pipeline_error(data or b"", ext, path)
+        if error:
+            yield Problem(path, "ingest-pipeline-invalid", f"ingest pipeline {name!r}: {error}")
+    if not found:
+        yield Problem(
+            ds.manifest_path,
+            "ingest-pipeline-missing",
+            f"defined ingest_pipeline {name!r} does not exist: neither {pipeline_dir}/{name}.json "
+            f"nor {pipeline_dir}/{name}.yml",
+        )
+
+
+def _pipeline_error(data: bytes, ext: str, path: str) -> str:
+    """Why a pipeline file does not parse as a map, or "" when it does."""
+    if ext == ".json":
+        try:
+            value = json.loads(data.decode("utf-8", errors="replace"), parse_constant=_no_constant)
+        except ValueError as exc:
+            return f"invalid JSON: {exc}"
+    else:
+        try:
+            value = load_yaml(data, path=path)
+        except PackageError as exc:
+            return exc.detail
+    if value is not None and not isinstance(value, dict):
+        return f"expected an object at the top level, got {_kind(value)}"
+    return ""
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"invalid literal {name}")
+
+
+# A field definition as the reference's lookup sees it: (file it came from, flattened map).
+_FieldDef = tuple[str, dict[str, Any]]
+
+
+def _check_base_fields(pkg: _Package, ds: _DataStream) -> Iterator[Problem]:
+    fields_dir = f"{ds.dir}/fields"
+    definitions: list[_FieldDef] = []
+    for path in pkg.files_in(fields_dir):
+        data = pkg.read(path) or b""
+        try:
+            value = load_yaml(data, path=path)
+        except PackageError as exc:
+            yield Problem(path, "fields-file-invalid", exc.detail)
+            continue
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            yield Problem(
+                path, "fields-file-invalid", "a fields file must be a list of field definitions"
+            )
+            continue
+        definitions.extend((path, _flatten(v)) for v in value)
+
+    for field_name, wanted in BASE_FIELDS:
+        source, found, error = _find_field(definitions, field_name)
+        if error:
+            yield Problem(
+                fields_dir,
+                "base-field-missing",
+                f"required field {field_name!r} (type {wanted}) is not declared: {error}",
+            )
+        elif found != wanted:
+            yield Problem(
+                source,
+                "base-field-type",
+                f"wrong field type for {field_name!r} (expected: {wanted}, got: {found})",
+            )
+
+
+def _find_field(definitions: list[_FieldDef], name: str) -> tuple[str, str, str]:
+    """(file, type, "") of ``name``, or ("", "", why not): the top level first, then one group deep."""
+    source, found, error = _lookup(definitions, name)
+    if not error:
+        return source, found, ""
+    *groups, leaf = name.split(".")
+    current = definitions
+    for group in groups:
+        current, error = _group_fields(current, group)
+        if error:
+            return "", "", error
+    return _lookup(current, leaf)
+
+
+def _lookup(definitions: list[_FieldDef], name: str) -> tuple[str, str, str]:
+    for source, definition in definitions:
+        if "name" not in definition:
+            return "", "", f"a field definition in {source} has no name"
+        if definition["name"] != name:
+            continue
+        field_type = definition.get("type")
+        if field_type is None or field_type == "":
+            return "", "", f"field {name!r} found in {source}, but its type is undefined"
+        return source, _go_text(field_type), ""
+    return "", "", f"field {name!r} not found"
+
+
+def _group_fields(definitions: list[_FieldDef], group: str) -> tuple[list[_FieldDef], str]:
+    for source, definition in definitions:
+        if "name" not in definition:
+            return [], f"a field definition in {source} has no name"
+        if definition["name"] != group:
+            continue
+        children = definition.get("fields")
+        if not isinstance(children, list) or not all(isinstance(c, dict) for c in children):
+            return [], f"group {group!r} in {source} has no list of fields"
+        return [(source, {str(k): _go_text(v) for k, v in c.items()}) for c in children], ""
+    return [], f"field {group!r} not found"
+
+
+# --- publish-time rules ----------------------------------------------------------------------
+
+
+def _check_required_fields(pkg: _Package) -> Iterator[Problem]:
+    """Required manifest fields not already covered by :func:`validate`."""
+    m = pkg.manifest
+    assert m is not None
+    owner = m.get("owner")
+    required: list[tuple[str, Any]] = [
+        ("name", m.get("name")),
+        ("type", m.get("type")),
+        ("owner.github", owner.get("github") if isinstance(owner, dict) else None),
+    ]
+    for key, value in required:
+        if not _text(value):
+            yield Problem(MANIFEST, "manifest-field-missing", f"required field {key!r} is not set")
+
+
+def _check_name(pkg: _Package) -> Iterator[Problem]:
+    name = pkg.name
+    if not name:
+        return
+    if not NAME_PATTERN.fullmatch(name):
+        yield Problem(
+            MANIFEST,
+            "name-invalid",
+            f"package name {name!r} must contain only lowercase letters, digits and underscores",
+        )
+    if len(name) > MAX_NAME_LENGTH:
+        yield Problem(
+            MANIFEST,
+            "name-too-long",
+            f"package name {name!r} has {len(name)} characters, more than {MAX_NAME_LENGTH}",
+        )
+
+
+def _check_owner(pkg: _Package) -> Iterator[Problem]:
+    assert pkg.manifest is not None
+    owner = pkg.manifest.get("owner")
+    if not isinstance(owner, dict):
+        return
+    github = _text(owner.get("github"))
+    if github and not OWNER_GITHUB_PATTERN.fullmatch(github):
+        yield Problem(
+            MANIFEST,
+            "owner-github-invalid",
+            f"owner.github {github!r} must be a GitHub user or org/team",
+        )
+    owner_type = _text(owner.get("type"))
+    if owner_type and owner_type not in OWNER_TYPES:
+        yield Problem(
+            MANIFEST,
+            "owner-type-invalid",
+            f"owner.type {owner_type!r} must be one of {', '.join(OWNER_TYPES)}",
+        )
+
+
+def _check_type_layout(pkg: _Package) -> Iterator[Problem]:
+    m = pkg.manifest
+    assert m is not None
+    package_type = _text(m.get("type"))
+    if not package_type:
+        return  # reported as a missing required field
+    if package_type not in PACKAGE_TYPES:
+        yield Problem(
+            MANIFEST,
+            "type-invalid",
+            f"package type {package_type!r} must be one of {', '.join(PACKAGE_TYPES)}",
+        )
+        return
+    templates = list(_maps(m.get("policy_templates")))
+    data_streams = pkg.data_streams()
+    if package_type == "integration":
+        yield from _check_integration_layout(templates, data_streams)
+    elif package_type == "input":
+        yield from _check_input_layout(pkg, templates)
+    else:
+        if pkg.files_in_tree(DATA_STREAM_DIR):
+            yield Problem(
+                DATA_STREAM_DIR,
+                "content-has-data-streams",
+                "a content package must not have data streams",
+            )
+        if templates:
+            yield Problem(
+                MANIFEST,
+                "content-has-policy-templates",
+                "a content package must not have policy templates",
+            )
+
+
+def _check_integration_layout(
+    templates: list[dict[str, Any]], data_streams: list[_DataStream]
+) -> Iterator[Problem]:
+    names = {ds.name for ds in data_streams}
+    for template in templates:
+        template_name = _text(template.get("name"))
+        for ref in _strings(template.get("data_streams")):
+            if ref not in names:
+                yield Problem(
+                    MANIFEST,
+                    "policy-template-data-stream-missing",
+                    f"policy template {template_name!r} lists data stream {ref!r}, but "
+                    f"{DATA_STREAM_DIR}/{ref}/manifest.yml does not exist",
+                )
+
+
+def _check_input_layout(pkg: _Package, templates: list[dict[str, Any]]) -> Iterator[Problem]:
+    if not templates:
+        yield Problem(
+            MANIFEST,
+            "input-policy-templates-missing",
+            "an input package must have at least one policy template",
+        )
+    for template in templates:
+        template_name = _text(template.get("name"))
+        for key in ("input", "type"):
+            if not _text(template.get(key)):
+                yield Problem(
+                    MANIFEST,
+                    "input-policy-template-incomplete",
+                    f"policy template {template_name!r} of an input package must set {key!r}",
+                )
+        template_type = _text(template.get("type"))
+        if template_type and template_type not in DATA_STREAM_TYPES:
+            yield Problem(
+                MANIFEST,
+                "input-policy-template-type-invalid",
+                f"policy template {template_name!r}: type {template_type!r} must be one of "
+                f"{', '.join(DATA_STREAM_TYPES)}",
+            )
+    if pkg.files_in_tree(DATA_STREAM_DIR):
+        yield Problem(
+            DATA_STREAM_DIR,
+            "input-has-data-streams",
+            "an input package must not have data streams",
+        )
+
+
+def _check_data_stream_for_publish(ds: _DataStream) -> Iterator[Problem]:
+    if ds.manifest is None:
+        return
+    for key in ("title", "type"):
+        if not _text(ds.manifest.get(key)):
+            yield Problem(
+                ds.manifest_path,
+                "data-stream-field-missing",
+                f"required field {key!r} is not set",
+            )
+
+
+def _check_changelog(pkg: _Package) -> Iterator[Problem]:
+    data = pkg.read(CHANGELOG)
+    if data is None:
+        yield Problem(CHANGELOG, "changelog-missing", f"{CHANGELOG} does not exist")
+        return
+    try:
+        entries = load_yaml(data, path=CHANGELOG)
+    except PackageError as exc:
+        yield Problem(CHANGELOG, "changelog-invalid", exc.detail)
+        return
+    if not isinstance(entries, list) or not entries:
+        yield Problem(CHANGELOG, "changelog-invalid", "the changelog must be a non-empty list")
+        return
+
+    versions: list[tuple[str, _SemVer]] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            yield Problem(CHANGELOG, "changelog-invalid", f"entry #{index} is not a map")
+            continue
+        text = _text(entry.get("version"))
+        parsed = _parse_strict(text) if text else None
+        if parsed is None:
+            yield Problem(
+                CHANGELOG,
+                "changelog-invalid",
+                f"entry #{index}: version {text!r} is not a strict semantic version",
+            )
+        else:
+            versions.append((text, parsed))
+        yield from _check_changes(entry.get("changes"), text or f"#{index}")
+
+    assert pkg.manifest is not None
+    manifest_text = _text(pkg.manifest.get("version"))
+    manifest_version = _parse_strict(manifest_text)
+    if manifest_version is None or not versions:
+        return  # the manifest version problem is reported by validate()
+    first_entry = entries[0]
+    first_text = _text(first_entry.get("version")) if isinstance(first_entry, dict) else ""
+    first = _parse_strict(first_text)
+    if first is None or _compare(first, manifest_version) != 0:
+        yield Problem(
+            CHANGELOG,
+            "changelog-version-mismatch",
+            f"the topmost changelog entry has version {first_text!r}, but the manifest "
+            f"version is {manifest_text!r}",
+        )
+    highest_text, highest = max(versions, key=lambda tv: _SortKey(tv[1]))
+    if _compare(highest, manifest_version) > 0:
+        yield Problem(
+            CHANGELOG,
+            "changelog-version-not-latest",
+            f"the changelog has version {highest_text!r}, higher than the manifest version "
+            f"{manifest_text!r}",
+        )
+
+
+def _check_changes(changes: Any, version: str) -> Iterator[Problem]:
+    if not isinstance(changes, list) or not changes:
+        yield Problem(
+            CHANGELOG, "changelog-invalid", f"version {version}: changes must be a non-empty list"
+        )
+        return
+    for index, change in enumerate(changes):
+        if not isinstance(change, dict):
+            yield Problem(
+                CHANGELOG, "changelog-invalid", f"version {version}: change #{index} is not a map"
+            )
+            continue
+        missing = [k for k in ("description", "type", "link") if not _text(change.get(k))]
+        if missing:
+            yield Problem(
+                CHANGELOG,
+                "changelog-invalid",
+                f"version {version}: change #{index} has no {', '.join(missing)}",
+            )
+        change_type = _text(change.get("type"))
+        if change_type and change_type not in CHANGE_TYPES:
+            yield Problem(
+                CHANGELOG,
+                "changelog-invalid",
+                f"version {version}: change #{index} has type {change_type!r}, not one of "
+                f"{', '.join(CHANGE_TYPES)}",
+            )
+
+
+def _check_readme(pkg: _Package) -> Iterator[Problem]:
+    if not pkg.is_file(README):
+        yield Problem(README, "readme-missing", f"{README} is required")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """A manifest scalar as the reference's string fields see it ("" for null and containers)."""
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _go_text(value: Any) -> str:
+    """``fmt.Sprintf("%v", value)`` for the values a fields file holds."""
+    if value is None:
+        return "<nil>"
+    return _text(value) if not isinstance(value, (dict, list)) else str(value)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a map", list: "a list", type(None): "nothing"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
+def _maps(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, list):
+        yield from (v for v in value if isinstance(v, dict))
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, list):
+        return [_text(v) for v in value if _text(v)]
+    return []
+
+
+def _flatten(value: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested maps as dotted keys (lists are kept as they are), like the reference's MapStr."""
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        full = f"{prefix}{key}"
+        if isinstance(item, dict) and item:
+            out.update(_flatten(item, f"{full}."))
+        else:
+            out[full] = item
+    return out
+
+
+def _src_exists(pkg: _Package, src: str) -> bool:
+    path = posixpath.normpath(src.lstrip("/"))
+    if path == ".":
+        return True
+    if path == ".." or path.startswith("../"):
+        return False
+    return pkg.exists(path)
+
+
+# --- versions --------------------------------------------------------------------------------
+# Strict semver (Masterminds StrictNewVersion) and the lenient form (NewVersion) used for the
+# version directory comparison.
+
+_SemVer = tuple[int, int, int, tuple[str, ...]]
+
+_IDENT = r"[0-9A-Za-z-]+"
+_STRICT = re.compile(
+    rf"(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
+    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?(?:\+(?P<build>{_IDENT}(?:\.{_IDENT})*))?"
+)
+_LENIENT = re.compile(
+    rf"v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?"
+    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?(?:\+(?P<build>{_IDENT}(?:\.{_IDENT})*))?"
+)
+
+
+def _from_match(match: re.Match[str] | None) -> _SemVer | None:
+    if match is None:
+        return None
+    pre = tuple(match["pre"].split(".")) if match["pre"] else ()
+    if any(p.isdigit() and len(p) > 1 and p.startswith("0") for p in pre):
+        return None  # numeric prerelease identifiers must not have leading zeros
+    return (int(match["major"]), int(match["minor"] or 0), int(match["patch"] or 0), pre)
+
+
+def _parse_strict(text: str) -> _SemVer | None:
+    return _from_match(_STRICT.fullmatch(text))
+
+
+def _parse_lenient(text: str) -> _SemVer | None:
+    return _from_match(_LENIENT.fullmatch(text))
+
+
+def _strict_error(text: str) -> str:
+    """Why ``text`` is not a strict semantic version, or "" when it is one."""
+    if _parse_strict(text) is not None:
+        return ""
+    return "expected MAJOR.MINOR.PATCH with optional -prerelease and +build, no leading zeros"
+
+
+class _SortKey:
+    """Semver precedence (build metadata ignored) as a sort key."""
+
+    __slots__ = ("v",)
+
+    def __init__(self, v: _SemVer) -> None:
+        self.v = v
+
+    def __lt__(self, other: _SortKey) -> bool:
+        return _compare(self.v, other.v) < 0
+
+
+def _compare(a: _SemVer, b: _SemVer) -> int:
+    if a[:3] != b[:3]:
+        return -1 if a[:3] < b[:3] else 1
+    pa, pb = a[3], b[3]
+    if pa == pb:
+        return 0
+    if not pa or not pb:
+        return 1 if not pa else -1  # a release ranks above its prereleases
+    for x, y in zip(pa, pb, strict=False):
+        if x == y:
+            continue
+        xn, yn = x.isdigit(), y.isdigit()
+        if xn and yn:
+            return -1 if int(x) < int(y) else 1
+        if xn != yn:
+            return -1 if xn else 1  # numeric identifiers rank below alphanumeric ones
+        return -1 if x < y else 1
+    return -1 if len(pa) < len(pb) else (1 if len(pa) > len(pb) else 0)
