@@ -1,0 +1,232 @@
+"""The served index: packages of one distribution/revision, ready to answer requests fast.
+
+A :class:`RegistryIndex` is built once from the ordered package sources and never changes
+afterwards (a new revision gets a new index). It precomputes what every request needs
+(per-source groups by name, the exact-lookup table) and renders lazily, caching:
+
+* every package's search entry as a pre-indented JSON fragment, so a /search body is a join
+  of fragments (only entries whose policy templates the category filter reduced are rendered
+  per request);
+* every full package document (bounded LRU);
+* whole /search and /categories bodies per ``(endpoint, raw query, allow_unknown)`` (bounded
+  LRU, by entry count and by bytes), so the common requests cost a dictionary lookup.
+
+All caches are safe to use from several threads. Errors are not cached: ``QueryError`` (bad
+parameters) and ``PackageError`` (a package without spec version when ``spec.min``/``spec.max``
+is asked for, see ``search.py``) propagate to the caller every time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
+
+from package_storage import render
+from package_storage import search as _search
+from package_storage.model import JSONObject, Package
+
+DEFAULT_CACHE_ENTRIES = 1024
+DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
+DEFAULT_DOCUMENT_CACHE_ENTRIES = 4096
+DEFAULT_DOCUMENT_CACHE_BYTES = 64 * 1024 * 1024
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _fragment(entry: JSONObject) -> bytes:
+    """``entry`` rendered as one element of a pretty-printed top-level array: every line
+    indented by two spaces, no trailing newline (JSON strings never hold raw newlines).
+
+    Same bytes as ``render.entry_fragment`` but without its process-wide cache: fragments of
+    an index live in (and die with) the index.
+    """
+    text = render.dumps(entry).rstrip(b"\n")
+    return b"  " + text.replace(b"\n", b"\n  ")
+
+
+# --- cache ---------------------------------------------------------------------------------
+
+
+class BodyCache:
+    """A thread-safe LRU of byte strings bounded by entry count and by total bytes.
+
+    A value larger than the byte budget is not stored. ``max_entries=0`` disables caching.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        if max_entries < 0 or max_bytes < 0:
+            raise ValueError("cache limits must not be negative")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._data: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: bytes) -> None:
+        size = len(value)
+        if self.max_entries == 0 or size > self.max_bytes:
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old)
+            self._data[key] = value
+            self._bytes += size
+            while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
+                _, evicted = self._data.popitem(last=False)
+                self._bytes -= len(evicted)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._bytes = 0
+
+
+# --- index ---------------------------------------------------------------------------------
+
+
+class RegistryIndex:
+    """Immutable, request-ready view of ordered package sources (spec §4, §5, §7.5).
+
+    ``sources`` is the list of sources in precedence order (storage, zip, folder), each a
+    sequence of packages in source order with duplicates already removed (§7.5).
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Sequence[Package]],
+        *,
+        cache_entries: int = DEFAULT_CACHE_ENTRIES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        document_cache_entries: int = DEFAULT_DOCUMENT_CACHE_ENTRIES,
+        document_cache_bytes: int = DEFAULT_DOCUMENT_CACHE_BYTES,
+    ) -> None:
+        self._sources: tuple[tuple[Package, ...], ...] = tuple(tuple(s) for s in sources)
+        by_name: list[dict[str, tuple[Package, ...]]] = []
+        by_key: dict[tuple[str, str], Package] = {}
+        for source in self._sources:
+            groups: dict[str, list[Package]] = {}
+            for pkg in source:
+                groups.setdefault(pkg.name, []).append(pkg)
+                by_key.setdefault(pkg.key, pkg)
+            by_name.append({name: tuple(pkgs) for name, pkgs in groups.items()})
+        self._by_name: tuple[dict[str, tuple[Package, ...]], ...] = tuple(by_name)
+        self._by_key = by_key
+        self._fragments: dict[Package, bytes] = {}
+        self._bodies = BodyCache(cache_entries, cache_bytes)
+        self._documents = BodyCache(document_cache_entries, document_cache_bytes)
+
+    # -- contents ---------------------------------------------------------------------------
+
+    @property
+    def sources(self) -> tuple[tuple[Package, ...], ...]:
+        return self._sources
+
+    @property
+    def package_count(self) -> int:
+        """Number of distinct served package versions (name+version) over all sources."""
+        return len(self._by_key)
+
+    def packages(self) -> Iterator[Package]:
+        """Every served package version once (the one a lookup returns), in source order."""
+        return iter(self._by_key.values())
+
+    def lookup(self, name: str, version: str) -> Package | None:
+        """Exact lookup by name and version string; earlier source wins (spec §4.2)."""
+        return self._by_key.get((name, version))
+
+    # -- bodies -----------------------------------------------------------------------------
+
+    @property
+    def cache(self) -> BodyCache:
+        """The /search and /categories body cache (for metrics and tests)."""
+        return self._bodies
+
+    def search_body(self, raw_query: str, *, allow_unknown: bool = True) -> bytes:
+        """The /search response body for ``raw_query`` (the URL's query string, no ``?``).
+
+        Raises ``QueryError`` (400) or ``PackageError`` (404 ``fetching package failed``).
+        """
+        key = ("search", raw_query, allow_unknown)
+        body = self._bodies.get(key)
+        if body is None:
+            query = _search.parse_query(raw_query, "search", allow_unknown=allow_unknown)
+            body = self._render_search(query)
+            self._bodies.put(key, body)
+        return body
+
+    def categories_body(self, raw_query: str, *, allow_unknown: bool = True) -> bytes:
+        """The /categories response body for ``raw_query``.
+
+        Raises ``QueryError`` (400) or ``PackageError`` (404 with the bare message).
+        """
+        key = ("categories", raw_query, allow_unknown)
+        body = self._bodies.get(key)
+        if body is None:
+            query = _search.parse_query(raw_query, "categories", allow_unknown=allow_unknown)
+            body = render.categories_body(self.categories(query))
+            self._bodies.put(key, body)
+        return body
+
+    def search(self, query: _search.Query) -> list[JSONObject]:
+        """The /search entries for a parsed query (uncached; entries are shared, read-only)."""
+        return [hit.entry for hit in _search.select(self._candidates(query), query)]
+
+    def categories(self, query: _search.Query) -> list[JSONObject]:
+        """The /categories objects for a parsed query (uncached)."""
+        return _search.categories(self._sources, query)
+
+    def document_body(self, pkg: Package) -> bytes:
+        """The full package document of ``pkg`` rendered (spec §6), cached."""
+        key = ("document", pkg)  # packages hash by identity; the key keeps pkg alive
+        body = self._documents.get(key)
+        if body is None:
+            body = render.dumps(pkg.document)
+            self._documents.put(key, body)
+        return body
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _candidates(self, query: _search.Query) -> Sequence[Sequence[Package]]:
+        """The sources narrowed to the queried package name when there is one (every filter
+        and the version selection work per name, so the answer is the same)."""
+        if query.endpoint == "search" and query.package:
+            return [groups.get(query.package, ()) for groups in self._by_name]
+        return self._sources
+
+    def _fragment_of(self, pkg: Package) -> bytes:
+        fragment = self._fragments.get(pkg)
+        if fragment is None:
+            fragment = _fragment(pkg.search_entry)
+            self._fragments[pkg] = fragment
+        return fragment
+
+    def _render_search(self, query: _search.Query) -> bytes:
+        hits = _search.select(self._candidates(query), query)
+        return render.search_body(
+            [
+                _fragment(hit.entry) if hit.reduced else self._fragment_of(hit.package)
+                for hit in hits
+            ]
+        )
