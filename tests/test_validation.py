@@ -12,7 +12,9 @@ from package_storage.errors import NotFoundError
 from package_storage.model import SourceKind, TreeEntry
 from package_storage.validation import Problem, validate, validate_for_publish
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr"
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / ".." / "shared" / "fixtures" / "epr"
+EXAMPLES = REPO / "examples" / "packages"
 
 
 # --- a dict-backed PackageTree ---------------------------------------------------------------
@@ -759,3 +761,16 @@ def test_fixtures_under_publish_rules() -> None:
         "package/sql_input/0.2.0",
         "package/sql_input/0.3.0",
     ]
+
+
+EXAMPLE_PACKAGES = sorted(EXAMPLES.glob("*/*/manifest.yml")) if EXAMPLES.is_dir() else []
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    EXAMPLE_PACKAGES,
+    ids=[m.parent.relative_to(EXAMPLES).as_posix() for m in EXAMPLE_PACKAGES],
+)
+def test_example_packages_are_publishable(manifest: Path) -> None:
+    root = manifest.parent
+    assert [str(p) for p in validate_for_publish(folder_tree(root), version_dir=root.name)] == []

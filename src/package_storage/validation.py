@@ -1,9 +1,9 @@
 """Package-spec rules: the load-time set (spec §7.4, "validation" rows) and the publish-time set.
 
 Pure: every file is read through the :class:`~package_storage.model.PackageTree` protocol and
-every problem is returned, not raised, so callers can show all of them at once. ``manifest.py``
-turns the first problem into a ``ValidationError``; ``package-storage validate`` and the publish
-path print the whole list.
+every problem is returned, not raised, so callers can show all of them at once (the loader
+raises a ``ValidationError`` for them; ``package-storage validate`` and publishing report the
+whole list).
 
 * :func:`validate` checks exactly what the reference registry checks when it loads a package with
   validation on (so every package the reference accepts passes).
@@ -21,8 +21,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from package_storage.errors import NotFoundError, PackageError
+from package_storage.errors import NotFoundError, PackageError, VersionError
 from package_storage.model import PackageTree
+from package_storage.versions import Version
 from package_storage.yamlutil import expand_dotted, load_yaml
 
 MANIFEST = "manifest.yml"
@@ -254,7 +255,7 @@ def _check_manifest(pkg: _Package, version_dir: str | None) -> Iterator[Problem]
         if (
             dir_version is not None
             and manifest_version is not None
-            and _compare(dir_version, manifest_version) != 0
+            and dir_version != manifest_version
         ):
             yield Problem(
                 MANIFEST,
@@ -633,7 +634,7 @@ def _check_changelog(pkg: _Package) -> Iterator[Problem]:
         yield Problem(CHANGELOG, "changelog-invalid", "the changelog must be a non-empty list")
         return
 
-    versions: list[tuple[str, _SemVer]] = []
+    versions: list[tuple[str, Version]] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             yield Problem(CHANGELOG, "changelog-invalid", f"entry #{index} is not a map")
@@ -658,15 +659,15 @@ def _check_changelog(pkg: _Package) -> Iterator[Problem]:
     first_entry = entries[0]
     first_text = _text(first_entry.get("version")) if isinstance(first_entry, dict) else ""
     first = _parse_strict(first_text)
-    if first is None or _compare(first, manifest_version) != 0:
+    if first is None or first != manifest_version:
         yield Problem(
             CHANGELOG,
             "changelog-version-mismatch",
             f"the topmost changelog entry has version {first_text!r}, but the manifest "
             f"version is {manifest_text!r}",
         )
-    highest_text, highest = max(versions, key=lambda tv: _SortKey(tv[1]))
-    if _compare(highest, manifest_version) > 0:
+    highest_text, highest = max(versions, key=lambda tv: tv[1])
+    if highest > manifest_version:
         yield Problem(
             CHANGELOG,
             "changelog-version-not-latest",
@@ -767,73 +768,26 @@ def _src_exists(pkg: _Package, src: str) -> bool:
 
 
 # --- versions --------------------------------------------------------------------------------
-# Strict semver (Masterminds StrictNewVersion) and the lenient form (NewVersion) used for the
-# version directory comparison.
-
-_SemVer = tuple[int, int, int, tuple[str, ...]]
-
-_IDENT = r"[0-9A-Za-z-]+"
-_STRICT = re.compile(
-    rf"(?P<major>0|[1-9]\d*)\.(?P<minor>0|[1-9]\d*)\.(?P<patch>0|[1-9]\d*)"
-    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?(?:\+(?P<build>{_IDENT}(?:\.{_IDENT})*))?"
-)
-_LENIENT = re.compile(
-    rf"v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?"
-    rf"(?:-(?P<pre>{_IDENT}(?:\.{_IDENT})*))?(?:\+(?P<build>{_IDENT}(?:\.{_IDENT})*))?"
-)
 
 
-def _from_match(match: re.Match[str] | None) -> _SemVer | None:
-    if match is None:
+def _parse_strict(text: str) -> Version | None:
+    try:
+        return Version.parse_strict(text)
+    except VersionError:
         return None
-    pre = tuple(match["pre"].split(".")) if match["pre"] else ()
-    if any(p.isdigit() and len(p) > 1 and p.startswith("0") for p in pre):
-        return None  # numeric prerelease identifiers must not have leading zeros
-    return (int(match["major"]), int(match["minor"] or 0), int(match["patch"] or 0), pre)
 
 
-def _parse_strict(text: str) -> _SemVer | None:
-    return _from_match(_STRICT.fullmatch(text))
-
-
-def _parse_lenient(text: str) -> _SemVer | None:
-    return _from_match(_LENIENT.fullmatch(text))
+def _parse_lenient(text: str) -> Version | None:
+    try:
+        return Version.parse_lenient(text)
+    except VersionError:
+        return None
 
 
 def _strict_error(text: str) -> str:
-    """Why ``text`` is not a strict semantic version, or "" when it is one."""
-    if _parse_strict(text) is not None:
-        return ""
-    return "expected MAJOR.MINOR.PATCH with optional -prerelease and +build, no leading zeros"
-
-
-class _SortKey:
-    """Semver precedence (build metadata ignored) as a sort key."""
-
-    __slots__ = ("v",)
-
-    def __init__(self, v: _SemVer) -> None:
-        self.v = v
-
-    def __lt__(self, other: _SortKey) -> bool:
-        return _compare(self.v, other.v) < 0
-
-
-def _compare(a: _SemVer, b: _SemVer) -> int:
-    if a[:3] != b[:3]:
-        return -1 if a[:3] < b[:3] else 1
-    pa, pb = a[3], b[3]
-    if pa == pb:
-        return 0
-    if not pa or not pb:
-        return 1 if not pa else -1  # a release ranks above its prereleases
-    for x, y in zip(pa, pb, strict=False):
-        if x == y:
-            continue
-        xn, yn = x.isdigit(), y.isdigit()
-        if xn and yn:
-            return -1 if int(x) < int(y) else 1
-        if xn != yn:
-            return -1 if xn else 1  # numeric identifiers rank below alphanumeric ones
-        return -1 if x < y else 1
-    return -1 if len(pa) < len(pb) else (1 if len(pa) > len(pb) else 0)
+    """Why ``text`` is not a strict semantic version (the semver library's text), or ""."""
+    try:
+        Version.parse_strict(text)
+    except VersionError as exc:
+        return exc.message
+    return ""
