@@ -270,6 +270,22 @@ def test_decoding_like_go() -> None:
     assert q("package=a=b").package == "a=b"
 
 
+def test_surrogates_and_non_ascii_input() -> None:
+    assert q("package=\udcff").package == "\ufffd"
+    assert q("package=é+x").package == "é x"
+    message = err("x\ud800=1", allow_unknown=False)
+    assert message.startswith('unknown query parameter: "x\ufffd') and message.endswith('"')
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(blacklist_categories=()), max_size=100))
+def test_property_any_code_points(raw: str) -> None:
+    try:
+        search.parse_query(raw, "search", allow_unknown=False)
+    except QueryError as exc:
+        exc.message.encode("utf-8")  # messages are always encodable
+
+
 @pytest.mark.parametrize("raw", ["package=%zz", "package=%4", "package=%", "%g0=1"])
 def test_malformed_escape(raw: str) -> None:
     assert "invalid URL escape" in err(raw)

@@ -146,7 +146,7 @@ _GO_SHORT_ESCAPES = {
 
 def _unescape(text: str) -> str:
     """Go ``url.QueryUnescape``: ``%XX`` escapes and ``+`` for space; bad escapes are errors."""
-    if "%" not in text:
+    if "%" not in text and text.isascii():
         return text.replace("+", " ")
     bad = _BAD_ESCAPE.search(text)
     if bad is not None:
@@ -155,8 +155,15 @@ def _unescape(text: str) -> str:
             f"invalid query string: invalid URL escape {go_quote(escape)}"
             " (a '%' must be followed by two hexadecimal digits)"
         )
-    raw = unquote_to_bytes(text.replace("+", " "))
-    return raw.decode("utf-8", errors="replace")
+    # Go works on bytes: decode escapes to bytes, then read them as UTF-8 (invalid -> U+FFFD).
+    # A surrogateescape-decoded request line gives its raw bytes back; other lone surrogates
+    # become U+FFFD too.
+    spaced = text.replace("+", " ")
+    try:
+        encoded = spaced.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        encoded = spaced.encode("utf-8", errors="surrogatepass")
+    return unquote_to_bytes(encoded).decode("utf-8", errors="replace")
 
 
 def parse_pairs(raw_query: str) -> dict[str, list[str]]:
