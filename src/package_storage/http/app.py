@@ -1,0 +1,763 @@
+"""The read API: a thin raw ASGI app answering the EPR HTTP API (spec §1, §2).
+
+No framework: a small router reproduces the reference's routing quirks (gorilla/mux with
+``StrictSlash(true)``: path cleaning redirects, strict-slash redirects, first match wins, the
+ignored ``{dir}`` segment of ``/epr/...``) and every handler answers from precomputed bytes
+(JSON bodies come ready-made and cached from the :class:`RegistryIndex`).
+
+Prefixes. ``create_app`` serves a :class:`Registry`. Un-prefixed paths use ``resolve(None)``.
+When the first path segment is not one of the reference's route heads (``search``, ``package``,
+``epr``, ...) and ``resolve(segment)`` returns an index, the rest of the path is routed against
+that index: ``/production/search``, ``/production@8.12.0/package/x/1.0.0/``. With a registry
+that knows no prefixes (plain EPR mode) the behaviour is exactly the reference's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from importlib import resources
+from time import perf_counter
+from typing import Any, Protocol
+from urllib.parse import quote, unquote_to_bytes
+
+from package_storage import EPR_COMPAT_VERSION
+from package_storage.artifacts import build_zip, signature_location
+from package_storage.errors import NotFoundError, PackageStorageError, VersionError
+from package_storage.http import errors as texts
+from package_storage.http.errors import Endpoint, status_for
+from package_storage.http.metrics import Metrics
+from package_storage.http.static import (
+    BytesContent,
+    Content,
+    FileContent,
+    Headers,
+    plan_response,
+    send_response,
+)
+from package_storage.model import Package, PackageTree
+from package_storage.versions import Version
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_SERVICE_NAME = "package-registry"
+MAX_PATH_BYTES = 8 << 10
+MAX_QUERY_BYTES = 8 << 10
+
+
+# --- interfaces -------------------------------------------------------------------------------------
+
+
+class RegistryIndex(Protocol):
+    """What the read API needs of a served index (``index.py``)."""
+
+    def search_body(self, raw_query: str, *, allow_unknown: bool) -> bytes: ...
+
+    def categories_body(self, raw_query: str, *, allow_unknown: bool) -> bytes: ...
+
+    def lookup(self, name: str, version: str) -> Package | None: ...
+
+    def document_body(self, pkg: Package) -> bytes: ...
+
+
+class Registry(Protocol):
+    """Resolves a path prefix (None = the default, un-prefixed paths) to the index it serves."""
+
+    def resolve(self, prefix: str | None) -> RegistryIndex | None: ...
+
+
+class SingleIndexRegistry:
+    """Plain EPR mode: one index for the un-prefixed paths, no prefixes.
+
+    ``swap`` replaces the index atomically (one reference assignment); requests in flight keep
+    the index they resolved.
+    """
+
+    def __init__(self, index: RegistryIndex) -> None:
+        self._index = index
+
+    def resolve(self, prefix: str | None) -> RegistryIndex | None:
+        return self._index if prefix is None else None
+
+    def swap(self, index: RegistryIndex) -> None:
+        self._index = index
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One answered request, for an access logger (``/health`` is never reported)."""
+
+    method: str
+    url: str
+    route: str
+    status: int
+    body_bytes: int
+    duration: float
+    client: tuple[str, int] | None
+    user_agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppOptions:
+    """Settings of the read app. Cache times are seconds (spec §9.1 defaults)."""
+
+    cache_time_index: float = 10.0
+    cache_time_search: float = 600.0
+    cache_time_categories: float = 600.0
+    cache_time_catch_all: float = 600.0
+    allow_unknown_query_parameters: bool = True
+    service_name: str = DEFAULT_SERVICE_NAME
+    service_version: str = EPR_COMPAT_VERSION
+    metrics: Metrics | None = None
+    request_logger: Callable[[RequestRecord], None] | None = None
+    # Generated zips of folder packages are cached (they are deterministic) up to this size.
+    zip_cache_bytes: int = 256 << 20
+
+
+def service_name_from_env(environ: Mapping[str, str]) -> str:
+    """``ELASTIC_APM_SERVICE_NAME`` when set and non-empty, else ``package-registry`` (§2.1)."""
+    return environ.get("ELASTIC_APM_SERVICE_NAME") or DEFAULT_SERVICE_NAME
+
+
+# --- routing ----------------------------------------------------------------------------------------
+
+INDEX = "/"
+INDEX_JSON = "/index.json"
+SEARCH = "/search"
+CATEGORIES = "/categories"
+HEALTH = "/health"
+FAVICON = "/favicon.ico"
+ARTIFACT = "/epr/{packageName}/{packageName:[a-z0-9_]+}-{packageVersion}.zip"
+SIGNATURE = "/epr/{packageName}/{packageName:[a-z0-9_]+}-{packageVersion}.zip.sig"
+PACKAGE_INDEX = "/package/{packageName:[a-z0-9_]+}/{packageVersion}/"
+STATIC = "/package/{packageName}/{packageVersion}/{file:.*}"
+
+# First segments of the reference's routes: such a segment is never a prefix.
+ROUTE_HEADS = frozenset(
+    ("", "index.json", "search", "categories", "health", "favicon.ico", "epr", "package")
+)
+
+# Fixed routes with their strict-slash twins (route 1 to 6); value: (route, slash differs).
+_FIXED: dict[str, tuple[str, bool]] = {}
+for _route in (INDEX, INDEX_JSON, SEARCH, CATEGORIES, HEALTH, FAVICON):
+    _FIXED[_route] = (_route, False)
+    _FIXED[_route[:-1] if _route.endswith("/") else _route + "/"] = (_route, True)
+
+# Routes 7 to 10 as mux compiles them with strict slash: the template without its trailing
+# slash, then an optional slash. Tried in order; first match wins.
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    (ARTIFACT, re.compile(r"/epr/[^/]+/([a-z0-9_]+)-([^/]+)\.zip/?")),
+    (SIGNATURE, re.compile(r"/epr/[^/]+/([a-z0-9_]+)-([^/]+)\.zip\.sig/?")),
+    (PACKAGE_INDEX, re.compile(r"/package/([a-z0-9_]+)/([^/]+)/?")),
+    (STATIC, re.compile(r"/package/([^/]+)/([^/]+)/(.*)/?", re.DOTALL)),
+)
+
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def clean_path(path: str) -> str:
+    """The canonical form of a URL path like gorilla/mux's ``cleanPath`` (Go ``path.Clean``,
+    keeping a trailing slash)."""
+    if not path:
+        return "/"
+    if path[0] != "/":
+        path = "/" + path
+    if "//" not in path and "/." not in path:
+        return path
+    out: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    cleaned = "/" + "/".join(out)
+    if path.endswith("/") and cleaned != "/":
+        cleaned += "/"
+    return cleaned
+
+
+def escape_path(path: str) -> str:
+    """Percent-encode a path like Go's ``url.URL.EscapedPath`` (for ``Location`` headers)."""
+    return quote(path.encode("utf-8", "surrogateescape"), safe="/$&+,:;=@")
+
+
+def _escape_query(query: bytes) -> str:
+    # Printable ASCII passes unchanged (the query was sent that way); anything else is escaped.
+    return quote(query, safe="".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%") + "%")
+
+
+def _decode_path(raw: bytes) -> str | None:
+    """Percent-decode a raw path; None when an escape is malformed (Go: 400)."""
+    if b"%" in raw:
+        pos = raw.find(b"%")
+        while pos >= 0:
+            if len(raw) < pos + 3 or raw[pos + 1] not in _HEX or raw[pos + 2] not in _HEX:
+                return None
+            pos = raw.find(b"%", pos + 3)
+        raw = unquote_to_bytes(raw)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Invalid UTF-8 still routes (and then matches nothing); the surrogates it leaves are
+        # refused by every file lookup.
+        return raw.decode("utf-8", "surrogateescape")
+
+
+def _is_strict_version(version: str) -> bool:
+    """``{packageVersion}`` must be strict semver (spec §5.6), else 400."""
+    try:
+        Version.parse_strict(version)
+    except VersionError:
+        return False
+    return True
+
+
+def _match(path: str) -> tuple[str, tuple[str, ...], bool] | None:
+    """(route, variables, slash differs) for an un-prefixed path, or None."""
+    fixed = _FIXED.get(path)
+    if fixed is not None:
+        return fixed[0], (), fixed[1]
+    if path.startswith(("/epr/", "/package/")):
+        for route, pattern in _PATTERNS:
+            m = pattern.fullmatch(path)
+            if m is not None:
+                return route, m.groups(), path.endswith("/") != route.endswith("/")
+    return None
+
+
+# --- responses --------------------------------------------------------------------------------------
+
+CORS: tuple[bytes, bytes] = (b"access-control-allow-origin", b"*")
+JSON_TYPE: tuple[bytes, bytes] = (b"content-type", b"application/json")
+ZIP_TYPE: tuple[bytes, bytes] = (b"content-type", b"application/zip")
+TEXT_TYPE: tuple[bytes, bytes] = (b"content-type", b"text/plain; charset=utf-8")
+NOSNIFF: tuple[bytes, bytes] = (b"x-content-type-options", b"nosniff")
+NO_CACHE: Headers = [(b"cache-control", b"max-age=0"), (b"cache-control", b"private, no-store")]
+
+
+def cache_headers(seconds: float) -> Headers:
+    """The two public Cache-Control lines; seconds formatted like Go ``%.0f`` (half-even)."""
+    return [(b"cache-control", f"max-age={seconds:.0f}".encode()), (b"cache-control", b"public")]
+
+
+def _length(n: int) -> tuple[bytes, bytes]:
+    return (b"content-length", str(n).encode())
+
+
+async def _send(send: Send, status: int, headers: Headers, body: bytes, head: bool) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+async def _send_error(send: Send, status: int, message: str, base: Headers, head: bool) -> None:
+    """An error the Go ``http.Error`` way: text/plain, nosniff, message + newline."""
+    body = (message + "\n").encode()
+    headers = [*base, TEXT_TYPE, NOSNIFF, _length(len(body))]
+    await _send(send, status, headers, body, head)
+
+
+class _BytesLRU:
+    """Least-recently-used cache of byte strings bounded by their total size."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, tuple[object, bytes]] = OrderedDict()
+        self._size = 0
+
+    def get(self, key: Any) -> bytes | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[1]
+
+    def put(self, key: Any, owner: object, data: bytes) -> None:
+        # ``owner`` is kept alive with the entry so an id() inside ``key`` cannot be reused.
+        if len(data) > self.max_bytes or key in self._items:
+            return
+        self._items[key] = (owner, data)
+        self._size += len(data)
+        while self._size > self.max_bytes:
+            _, (_, old) = self._items.popitem(last=False)
+            self._size -= len(old)
+
+
+def _safe_relative(file: str) -> bool:
+    """True when ``file`` can only name something inside a package root."""
+    if not file or len(file) > 4096 or file[0] == "/" or "\\" in file:
+        return False
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in file):
+        return False
+    try:
+        file.encode("utf-8")
+    except UnicodeEncodeError:  # surrogates left by invalid UTF-8
+        return False
+    return all(segment not in ("", ".", "..") for segment in file.split("/"))
+
+
+def _disk_root(tree: PackageTree) -> str | None:
+    root = getattr(tree, "root", None) if tree.kind == "folder" else None
+    return os.fspath(root) if isinstance(root, str | os.PathLike) else None
+
+
+def _disk_zip(tree: PackageTree) -> str:
+    path = getattr(tree, "path", None)
+    return os.fspath(path) if isinstance(path, str | os.PathLike) else tree.location
+
+
+def _inside(root: str, file: str) -> str | None:
+    """The real path of ``root/file`` when it stays inside ``root`` (symlinks resolved)."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(real_root, file))
+    if not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None
+    return real
+
+
+# --- the app ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Request:
+    method: str
+    head: bool
+    query: bytes
+    scope: Scope
+
+    def headers(self) -> dict[str, str]:
+        """Request headers by lower-case name, first value wins (Go ``Header.Get``)."""
+        out: dict[str, str] = {}
+        for name, value in self.scope.get("headers", ()):
+            key = name.decode("latin-1").lower()
+            if key not in out:
+                out[key] = value.decode("latin-1")
+        return out
+
+    def raw_query(self) -> str:
+        try:
+            return self.query.decode("ascii")
+        except UnicodeDecodeError:
+            return _escape_query(self.query)
+
+
+class ReadApp:
+    """The ASGI callable returned by :func:`create_app`."""
+
+    def __init__(self, registry: Registry, options: AppOptions) -> None:
+        self.registry = registry
+        self.options = options
+        service = {"service.name": options.service_name, "service.version": options.service_version}
+        self._service_body = (json.dumps(service, indent=2, ensure_ascii=False) + "\n").encode()
+        self._favicon = resources.files("package_storage").joinpath("data/favicon.ico").read_bytes()
+        self._index_cache = cache_headers(options.cache_time_index)
+        self._search_cache = cache_headers(options.cache_time_search)
+        self._categories_cache = cache_headers(options.cache_time_categories)
+        self._catch_all_cache = cache_headers(options.cache_time_catch_all)
+        self._public_catch_all: Headers = [CORS, *self._catch_all_cache]
+        self._zips = _BytesLRU(options.zip_cache_bytes)
+        self._observe = options.metrics is not None or options.request_logger is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await _lifespan(receive, send)
+            return
+        if not self._observe:
+            await self._handle(scope, send)
+            return
+        await self._observed(scope, send)
+
+    async def _observed(self, scope: Scope, send: Send) -> None:
+        metrics = self.options.metrics
+        state = [0, 0]
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state[0] = message["status"]
+            else:
+                state[1] += len(message.get("body", b""))
+            await send(message)
+
+        start = perf_counter()
+        if metrics is not None:
+            metrics.in_flight.inc()
+        try:
+            route = await self._handle(scope, counting_send)
+        finally:
+            if metrics is not None:
+                metrics.in_flight.dec()
+        duration = perf_counter() - start
+        if route is None:
+            return
+        method = scope["method"]
+        if metrics is not None:
+            metrics.observe_request(
+                method=method,
+                path=route,
+                code=state[0],
+                duration=duration,
+                request_size=_request_size(scope),
+                response_size=state[1],
+            )
+        logger = self.options.request_logger
+        if logger is not None and route != HEALTH:
+            query = scope.get("query_string", b"")
+            raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+            url = raw_path.decode("latin-1")
+            if query:
+                url += "?" + query.decode("latin-1")
+            user_agent = ""
+            for name, value in scope.get("headers", ()):
+                if name.lower() == b"user-agent":
+                    user_agent = value.decode("latin-1")
+                    break
+            client = scope.get("client")
+            logger(
+                RequestRecord(
+                    method=method,
+                    url=url,
+                    route=route,
+                    status=state[0],
+                    body_bytes=state[1],
+                    duration=duration,
+                    client=(client[0], client[1]) if client else None,
+                    user_agent=user_agent,
+                )
+            )
+
+    async def _handle(self, scope: Scope, send: Send) -> str | None:
+        """Answer one request; returns the matched route template (None: router-level answer)."""
+        method: str = scope["method"]
+        head = method == "HEAD"
+        query: bytes = scope.get("query_string", b"")
+        raw = scope.get("raw_path")
+        if raw is not None:
+            raw = raw.partition(b"?")[0]
+            if len(raw) > MAX_PATH_BYTES:
+                await _send_error(send, 414, texts.URI_TOO_LONG, [], head)
+                return None
+            path = _decode_path(raw)
+            if path is None:
+                await _send_error(send, 400, texts.INVALID_URL_ESCAPE, [], head)
+                return None
+        else:
+            path = scope["path"]
+            if len(path) > MAX_PATH_BYTES:
+                await _send_error(send, 414, texts.URI_TOO_LONG, [], head)
+                return None
+        if len(query) > MAX_QUERY_BYTES:
+            await _send_error(send, 414, texts.URI_TOO_LONG, [], head)
+            return None
+
+        cleaned = clean_path(path)
+        if cleaned != path:
+            location = escape_path(cleaned) + ("?" + _escape_query(query) if query else "")
+            headers = [(b"location", location.encode("ascii")), _length(0)]
+            await _send(send, 301, headers, b"", head)
+            return None
+
+        prefix = ""
+        routed = path
+        index: RegistryIndex | None = None
+        match = _match(path)
+        if match is None:
+            first, _, rest = path[1:].partition("/")
+            if first not in ROUTE_HEADS:
+                try:
+                    index = self.registry.resolve(first)
+                except Exception as exc:
+                    await self._fail(send, exc, head)
+                    return None
+                if index is not None:
+                    prefix = "/" + first
+                    routed = "/" + rest if rest or path.endswith("/") else ""
+                    match = _match(routed) if routed else (INDEX, (), True)
+        if match is None:
+            await _send_error(send, 404, texts.PAGE_NOT_FOUND, [], head)
+            return None
+        route, params, slash_differs = match
+        request = _Request(method, head, query, scope)
+        if slash_differs:
+            await self._strict_slash(send, request, route, prefix, routed)
+            return route
+
+        if route == HEALTH:
+            await _send(send, 200, [CORS, _length(0)], b"", head)
+            return route
+        if route in (INDEX, INDEX_JSON):
+            body = self._service_body
+            await _send(
+                send, 200, [CORS, *self._index_cache, JSON_TYPE, _length(len(body))], body, head
+            )
+            return route
+        if route == FAVICON:
+            body = self._favicon
+            headers = [
+                CORS,
+                *self._catch_all_cache,
+                (b"content-type", b"image/x-icon"),
+                _length(len(body)),
+            ]
+            await _send(send, 200, headers, body, head)
+            return route
+
+        if index is None:
+            try:
+                index = self.registry.resolve(None)
+            except Exception as exc:
+                await self._fail(send, exc, head)
+                return route
+            if index is None:
+                await _send_error(send, 404, texts.PAGE_NOT_FOUND, [], head)
+                return None
+        try:
+            if route == SEARCH:
+                await self._search(send, request, index, "search")
+            elif route == CATEGORIES:
+                await self._search(send, request, index, "categories")
+            elif route == PACKAGE_INDEX:
+                await self._package_index(send, request, index, params[0], params[1])
+            elif route == STATIC:
+                await self._static(send, request, index, params[0], params[1], params[2])
+            else:
+                await self._artifact(send, request, index, params[0], params[1], route == SIGNATURE)
+        except Exception as exc:
+            await self._fail(send, exc, head)
+        return route
+
+    async def _fail(self, send: Send, exc: Exception, head: bool) -> None:
+        """Answer an unexpected failure; re-raise when the response had already started."""
+        status, message = status_for(exc)
+        if status >= 500:
+            log.error("request failed: %s", exc, exc_info=exc)
+        try:
+            await _send_error(send, status, message, [CORS, *NO_CACHE], head)
+        except Exception:
+            raise exc from None
+
+    async def _strict_slash(
+        self, send: Send, request: _Request, route: str, prefix: str, path: str
+    ) -> None:
+        target = path + "/" if route.endswith("/") else path[:-1]
+        location = escape_path(prefix + target)
+        if request.query:
+            location += "?" + _escape_query(request.query)
+        headers: Headers = [CORS, (b"location", location.encode("ascii"))]
+        body = b""
+        if request.method in ("GET", "HEAD"):
+            headers.append((b"content-type", b"text/html; charset=utf-8"))
+        if request.method == "GET":
+            body = f'<a href="{_html_escape(location)}">Moved Permanently</a>.\n\n'.encode()
+        headers.append(_length(len(body)))
+        await _send(send, 301, headers, body, request.head)
+
+    # --- handlers -------------------------------------------------------------------------------
+
+    async def _search(
+        self, send: Send, request: _Request, index: RegistryIndex, endpoint: Endpoint
+    ) -> None:
+        allow = self.options.allow_unknown_query_parameters
+        try:
+            if endpoint == "search":
+                body = index.search_body(request.raw_query(), allow_unknown=allow)
+                cache = self._search_cache
+            else:
+                body = index.categories_body(request.raw_query(), allow_unknown=allow)
+                cache = self._categories_cache
+        except PackageStorageError as exc:
+            status, message = status_for(exc, endpoint=endpoint)
+            await _send_error(send, status, message, [CORS, *NO_CACHE], request.head)
+            return
+        await _send(send, 200, [CORS, *cache, JSON_TYPE, _length(len(body))], body, request.head)
+
+    async def _lookup(
+        self,
+        send: Send,
+        request: _Request,
+        index: RegistryIndex,
+        name: str,
+        version: str,
+        missing: str,
+    ) -> Package | None:
+        if not _is_strict_version(version):
+            await _send_error(
+                send, 400, texts.INVALID_PACKAGE_VERSION, [CORS, *NO_CACHE], request.head
+            )
+            return None
+        pkg = index.lookup(name, version)
+        if pkg is None:
+            await _send_error(send, 404, missing, [CORS, *NO_CACHE], request.head)
+        return pkg
+
+    async def _package_index(
+        self, send: Send, request: _Request, index: RegistryIndex, name: str, version: str
+    ) -> None:
+        pkg = await self._lookup(
+            send, request, index, name, version, texts.PACKAGE_REVISION_NOT_FOUND
+        )
+        if pkg is None:
+            return
+        body = index.document_body(pkg)
+        headers = [CORS, *self._index_cache, JSON_TYPE, _length(len(body))]
+        await _send(send, 200, headers, body, request.head)
+
+    async def _static(
+        self,
+        send: Send,
+        request: _Request,
+        index: RegistryIndex,
+        name: str,
+        version: str,
+        file: str,
+    ) -> None:
+        pkg = await self._lookup(
+            send, request, index, name, version, texts.PACKAGE_REVISION_NOT_FOUND
+        )
+        if pkg is None:
+            return
+        base = self._public_catch_all
+        tree = pkg.tree
+        content: Content | None = None
+        mtime: float | None = None
+        if _safe_relative(file):
+            entry = tree.stat(file)
+            if entry is not None and not entry.is_dir:
+                root = _disk_root(tree)
+                if root is not None:
+                    real = _inside(root, file)
+                    if real is not None:
+                        try:
+                            disk = FileContent.open(real)
+                        except OSError:
+                            pass
+                        else:
+                            content, mtime = disk, disk.mtime
+                else:
+                    with contextlib.suppress(NotFoundError):
+                        content, mtime = BytesContent(tree.read(file)), entry.mtime
+        if content is None:
+            await _send_error(send, 404, texts.RESOURCE_NOT_FOUND, base, request.head)
+            return
+        try:
+            await self._serve(send, request, file, content, mtime, base)
+        finally:
+            content.close()
+
+    async def _serve(
+        self,
+        send: Send,
+        request: _Request,
+        name: str,
+        content: Content,
+        mtime: float | None,
+        base: Headers,
+    ) -> None:
+        planned = plan_response(
+            method=request.method,
+            request_headers=request.headers(),
+            name=name,
+            content=content,
+            mtime=mtime,
+            headers=base,
+        )
+        await send_response(send, planned, content, head=request.head)
+
+    async def _artifact(
+        self,
+        send: Send,
+        request: _Request,
+        index: RegistryIndex,
+        name: str,
+        version: str,
+        sig: bool,
+    ) -> None:
+        missing = texts.SIGNATURE_NOT_FOUND if sig else texts.ARTIFACT_NOT_FOUND
+        pkg = await self._lookup(send, request, index, name, version, missing)
+        if pkg is None:
+            return
+        base = self._public_catch_all
+        tree = pkg.tree
+        if sig or tree.kind == "zip":
+            path = signature_location(tree) if sig else _disk_zip(tree)
+            try:
+                content = FileContent.open(path)
+            except OSError:
+                # The reference answers 500 for a package whose .sig or .zip is not on disk.
+                await _send_error(send, 500, texts.INTERNAL_SERVER_ERROR, base, request.head)
+                return
+            try:
+                await self._serve(send, request, path, content, content.mtime, base)
+            finally:
+                content.close()
+            return
+        try:
+            data = await self._folder_zip(pkg)
+        except Exception as exc:
+            log.error("building the zip of %s failed: %s", tree.location, exc)
+            await _send_error(send, 500, texts.INTERNAL_SERVER_ERROR, base, request.head)
+            return
+        # Generated on the fly in the reference: no Last-Modified, no Accept-Ranges, no ranges.
+        headers = [*base, ZIP_TYPE, _length(len(data))]
+        await _send(send, 200, headers, data, request.head)
+
+    async def _folder_zip(self, pkg: Package) -> bytes:
+        name, version = pkg.name, str(pkg.version)
+        key = (id(pkg.tree), name, version)
+        data = self._zips.get(key)
+        if data is None:
+            data = await asyncio.to_thread(build_zip, pkg.tree, name, version)
+            self._zips.put(key, pkg.tree, data)
+        return data
+
+
+def _html_escape(text: str) -> str:
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&#34;")
+        .replace("'", "&#39;")
+    )
+
+
+def _request_size(scope: Scope) -> int:
+    """Approximate request size like Prometheus' promhttp (request line + headers + body)."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    size = len(scope["method"]) + len(raw_path) + len(scope.get("query_string", b""))
+    for name, value in scope.get("headers", ()):
+        size += len(name) + len(value)
+        if name.lower() == b"content-length" and value.isdigit():
+            size += int(value)
+    return size
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def create_app(registry: Registry, options: AppOptions | None = None) -> ASGIApp:
+    """The read API over ``registry`` as a raw ASGI app."""
+    return ReadApp(registry, options or AppOptions())

@@ -1,0 +1,60 @@
+"""The one place that maps exceptions to HTTP statuses and client-visible texts (spec §1.4).
+
+Handlers catch, call :func:`status_for`, and render the pair as a plain-text error. The fixed
+texts of the reference's HTTP layer are constants here so the router and handlers share them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from package_storage.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    PackageError,
+    PackageStorageError,
+    PolicyError,
+)
+
+# Exact texts of the reference (spec §1.4).
+PAGE_NOT_FOUND = "404 page not found"
+INVALID_PACKAGE_VERSION = "invalid package version"
+PACKAGE_REVISION_NOT_FOUND = "package revision not found"
+ARTIFACT_NOT_FOUND = "artifact not found"
+SIGNATURE_NOT_FOUND = "signature file not found"
+RESOURCE_NOT_FOUND = "resource not found"
+INTERNAL_SERVER_ERROR = "internal server error"
+# Texts of this implementation for requests the reference's Go server rejects on its own.
+URI_TOO_LONG = "request URI too long"
+INVALID_URL_ESCAPE = "invalid URL escape"
+
+Endpoint = Literal["search", "categories", ""]
+
+
+def status_for(exc: BaseException, *, endpoint: Endpoint = "") -> tuple[int, str]:
+    """HTTP status and error text for ``exc`` raised while answering a request.
+
+    ``endpoint`` names the handler when its texts differ: a package-source failure
+    (``PackageError``) is ``404 fetching package failed: <msg>`` on ``/search`` and
+    ``404 <msg>`` on ``/categories``. Query validation errors (``QueryError`` and every other
+    ``InvalidInputError``) are 400 with their message. Anything unexpected (storage failures,
+    vanished files, bugs) is ``500 internal server error``: internals never reach a client.
+    """
+    if isinstance(exc, InvalidInputError):
+        return 400, exc.message
+    if isinstance(exc, PackageError):
+        if endpoint == "search":
+            return 404, f"fetching package failed: {exc.message}"
+        if endpoint == "categories":
+            return 404, exc.message
+        return 500, INTERNAL_SERVER_ERROR
+    if isinstance(exc, NotFoundError):
+        return 404, exc.message
+    if isinstance(exc, PolicyError):
+        return 403, exc.message
+    if isinstance(exc, ConflictError):
+        return 409, exc.message
+    if isinstance(exc, PackageStorageError):
+        return 500, INTERNAL_SERVER_ERROR
+    return 500, INTERNAL_SERVER_ERROR
