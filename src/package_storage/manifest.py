@@ -175,9 +175,8 @@ def filter_policy_templates(doc: Mapping[str, Any], category: str) -> JSONObject
     """Copy of a search entry or full document keeping only the policy templates whose own
     ``categories`` contain ``category`` exactly (spec §4.4); the key disappears when none is left.
 
-    Works on both renderings because it matches templates by name against the full
-    ``policy_templates`` of the document it is given; for a search entry the short form carries
-    ``categories`` as well.
+    Both renderings carry each template's ``categories``, so this works on either. Use it only
+    for packages that pass the category filter through their templates alone.
     """
     out = dict(doc)
     templates = out.get("policy_templates")
