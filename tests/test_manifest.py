@@ -167,7 +167,7 @@ def _has(values: Iterable[str], category: str) -> bool:
 
 
 def _search_cases() -> list[tuple[str, int]]:
-    cases = []
+    cases: list[tuple[str, int]] = []
     for p in sorted(GENERATED.glob("search-*")):
         try:
             body = json.loads(p.read_bytes())
