@@ -1,0 +1,21 @@
+"""The ``package-storage`` command: a click group with one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from package_storage import __version__
+from package_storage.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="package-storage")
+def main() -> None:
+    """Store, stage and serve Elastic integration packages."""
+
+
+main.add_command(serve)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

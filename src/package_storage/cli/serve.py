@@ -1,0 +1,322 @@
+"""``package-storage serve``: a drop-in replacement for the reference registry binary.
+
+Flags are the reference's (spec §9.2), in any of the Go spellings: ``-address x``,
+``-address=x``, ``--address x``, ``--address=x``; booleans as ``-dry-run``, ``-dry-run=false``.
+Each flag also comes from its ``EPR_*`` environment variable (command line > environment >
+default). Startup is blocking: the listener opens only after every package loaded, so a 200 from
+``/health`` means ready.
+
+Exit status: 0 after a clean stop (SIGTERM/SIGINT) or a successful ``-dry-run``; 1 for startup
+errors (one clear log line each); 2 for usage errors.
+
+The steps are separate functions (:func:`load_settings`, :func:`load_registry`,
+:func:`build_app`) so that another mode (for example serving a staged store) can reuse them.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
+
+import click
+
+from package_storage import EPR_COMPAT_VERSION
+from package_storage.config import (
+    FLAGS,
+    FLAGS_BY_NAME,
+    FlagOrigin,
+    FlagValueError,
+    Settings,
+    check_flags,
+    check_settings,
+    describe,
+    load_config_file,
+    settings_from_flags,
+)
+from package_storage.errors import ConfigError, PackageStorageError
+from package_storage.logs import FATAL, SERVICE_NAME, get_logger, setup_logging
+from package_storage.model import Package
+
+log = get_logger()
+
+
+# --- Go-style flags ----------------------------------------------------------------------------
+
+
+def normalize_go_flags(args: Sequence[str]) -> list[str]:
+    """Rewrite Go ``flag`` spellings into click's: ``-name[=v]`` -> ``--name[=v]``.
+
+    Booleans without a value become ``--name=true`` (Go: ``-name`` alone sets true and never
+    consumes the next argument). A non-boolean flag without ``=`` takes the next argument as is,
+    even if it starts with ``-``. ``--`` ends the flags.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if arg == "--":
+            out.append(arg)
+            out.extend(args[i:])
+            break
+        if not arg.startswith("-") or arg == "-":
+            out.append(arg)
+            continue
+        body = arg[2:] if arg.startswith("--") else arg[1:]
+        name, eq, value = body.partition("=")
+        if name in ("h", "help") and not eq:
+            out.append("--help")
+            continue
+        flag = FLAGS_BY_NAME.get(name)
+        if flag is None:
+            out.append(arg if arg.startswith("--") or len(name) == 1 else "-" + arg)
+            continue
+        if eq:
+            out.append(f"--{name}={value}")
+        elif flag.is_bool:
+            out.append(f"--{name}=true")
+        elif i < len(args):
+            out.append(f"--{name}={args[i]}")
+            i += 1
+        else:
+            out.append(f"--{name}")  # click reports the missing value
+    return out
+
+
+class GoFlagCommand(click.Command):
+    """A click command that also accepts the Go spellings of its long options."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, normalize_go_flags(args))
+
+
+def _flag_options(func: Any) -> Any:
+    for flag in reversed(FLAGS):
+        kwargs: dict[str, Any] = {
+            "default": None,
+            "help": f"{flag.help} [env {flag.env}]",
+            "metavar": "BOOL" if flag.is_bool else "VALUE",
+        }
+        if flag.is_bool:
+            kwargs["is_flag"] = False
+            kwargs["flag_value"] = "true"
+        func = click.option(f"--{flag.name}", flag.attr, type=str, **kwargs)(func)
+    return func
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+
+class StartupError(Exception):
+    """Ends the command with ``code`` after the message has been reported."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _plain_fatal(message: str) -> NoReturn:
+    """Errors before logging is set up: plain lines on stderr, exit 1 (reference: log.Fatal)."""
+    for line in message.splitlines() or [message]:
+        click.echo(line, err=True)
+    raise StartupError(1)
+
+
+def _fatal(message: str) -> NoReturn:
+    log.log(FATAL, message)
+    raise StartupError(1)
+
+
+def load_settings(command_line: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
+    """Flags + environment + config file, with the reference's checks in its order."""
+    try:
+        settings = settings_from_flags(command_line, environ)
+    except FlagValueError as exc:
+        if exc.origin is FlagOrigin.COMMAND_LINE:
+            raise click.UsageError(exc.message) from None
+        _plain_fatal(exc.message)
+    try:
+        check_flags_before_version(settings)
+    except ConfigError as exc:
+        _plain_fatal(exc.message)
+    if settings.print_version:
+        click.echo(f"Elastic Package Registry version {EPR_COMPAT_VERSION}")
+        raise StartupError(0)
+    try:
+        check_flags(settings)
+    except ConfigError as exc:
+        _plain_fatal(exc.message)
+    setup_logging(
+        settings.log_level,
+        settings.log_type,
+        service_name=environ.get("ELASTIC_APM_SERVICE_NAME") or SERVICE_NAME,
+    )
+    try:
+        settings = load_config_file(settings)
+        check_settings(settings)
+    except ConfigError as exc:
+        _fatal(exc.message)
+    for line in describe(settings):
+        log.info(line)
+    if settings.httpprof:
+        log.warning("-httpprof is not supported by this server; ignored")
+    return settings
+
+
+def check_flags_before_version(settings: Settings) -> None:
+    """The reference checks the TLS flags before it handles ``-version``."""
+    if settings.tls_min_version and not settings.tls_enabled:
+        raise ConfigError(
+            "-tls-min-version set but missing TLS cert and key files (-tls-cert and -tls-key)"
+        )
+
+
+def load_packages(settings: Settings) -> list[list[Package]]:
+    """Load the zip and folder sources of ``settings.package_paths`` (fatal on any error)."""
+    from package_storage.sources import count_packages, load_sources
+
+    try:
+        sources = load_sources(
+            settings.package_paths,
+            validate=not settings.disable_package_validation,
+            require_signatures=settings.require_package_signatures,
+            workers=settings.package_paths_workers,
+        )
+    except PackageStorageError as exc:
+        _fatal(exc.message)
+    count = count_packages(sources)
+    if count > 0:
+        log.info(f"{count} local package manifests loaded.")
+    elif settings.package_paths_enable_watcher:
+        log.info("No local packages found, but the package paths watcher is enabled.")
+    else:
+        _fatal("No local packages found.")
+    return sources
+
+
+def build_app(
+    settings: Settings,
+    sources: list[list[Package]] | None = None,
+    *,
+    metrics: Any = None,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[Any, Any]:
+    """The read app over the package sources: ``(asgi_app, registry)``.
+
+    The registry is a ``SingleIndexRegistry``; ``registry.swap(RegistryIndex(...))`` replaces
+    what is served. ``sources=None`` loads them from the settings.
+    """
+    from package_storage.http.app import (
+        AppOptions,
+        SingleIndexRegistry,
+        create_app,
+        service_name_from_env,
+    )
+    from package_storage.index import RegistryIndex
+
+    if sources is None:
+        sources = load_packages(settings)
+    registry = SingleIndexRegistry(RegistryIndex(sources))
+    options = AppOptions(
+        cache_time_index=settings.cache_time_index.total_seconds(),
+        cache_time_search=settings.cache_time_search.total_seconds(),
+        cache_time_categories=settings.cache_time_categories.total_seconds(),
+        cache_time_catch_all=settings.cache_time_catch_all.total_seconds(),
+        allow_unknown_query_parameters=settings.allow_unknown_query_parameters,
+        service_name=service_name_from_env(os.environ if environ is None else environ),
+        metrics=metrics,
+    )
+    return create_app(registry, options), registry
+
+
+def _metrics(settings: Settings, package_count: int) -> tuple[Any, Any] | None:
+    """(metrics object for the app, metrics ASGI app) when the metrics listener is on."""
+    if not settings.metrics_address:
+        return None
+    from prometheus_client import CollectorRegistry
+
+    from package_storage.http.metrics import Metrics, metrics_app
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, version=EPR_COMPAT_VERSION)
+    metrics.indexed_packages.set(package_count)
+    return metrics, metrics_app(registry)
+
+
+def run(settings: Settings) -> int:
+    """Load, then serve until stopped (or print the dry-run summary)."""
+    from package_storage.sources import PackagePathsWatcher, count_packages, load_sources
+
+    if settings.dry_run:
+        log.info("Running dry-run mode")
+        sources = load_packages(settings)
+        click.echo(
+            f"dry run: {count_packages(sources)} packages loaded "
+            f"({len(sources[0])} zip, {len(sources[1])} folder) "
+            f"from {len(settings.package_paths)} package paths"
+        )
+        return 0
+    if settings.server == "granian":
+        from package_storage.http.server import run_granian
+
+        load_packages(settings)  # fail fast here; the Granian worker loads again
+        try:
+            run_granian(settings)
+        except ConfigError as exc:
+            _fatal(exc.message)
+        return 0
+
+    from package_storage.http.server import run_server
+    from package_storage.index import RegistryIndex
+
+    sources = load_packages(settings)
+    metrics = _metrics(settings, count_packages(sources))
+    app, registry = build_app(settings, sources, metrics=metrics[0] if metrics else None)
+    watcher: PackagePathsWatcher | None = None
+    if settings.package_paths_enable_watcher:
+        loader = functools.partial(
+            load_sources,
+            settings.package_paths,
+            validate=not settings.disable_package_validation,
+            require_signatures=settings.require_package_signatures,
+            workers=settings.package_paths_workers,
+            executor="serial",  # no fork while the server's threads run
+        )
+
+        def swap(new: list[list[Package]]) -> None:
+            registry.swap(RegistryIndex(new))
+            if metrics is not None:
+                metrics[0].indexed_packages.set(count_packages(new))
+
+        watcher = PackagePathsWatcher(
+            settings.package_paths,
+            loader,
+            swap,
+        )
+        watcher.start()
+    log.info("Package registry started")
+    try:
+        run_server(app, settings, metrics_app=metrics[1] if metrics else None)
+    except ConfigError as exc:
+        _fatal(exc.message)
+    finally:
+        if watcher is not None:
+            watcher.stop()
+    log.info("Package registry stopped")
+    return 0
+
+
+@click.command(cls=GoFlagCommand, context_settings={"help_option_names": ["-h", "--help"]})
+@_flag_options
+def serve(**flags: str | None) -> None:
+    """Serve the packages of the config file's package_paths over the EPR API."""
+    command_line = {flag.name: flags.get(flag.attr) for flag in FLAGS}
+    try:
+        settings = load_settings(command_line, os.environ)
+        code = run(settings)
+    except StartupError as exc:
+        sys.exit(exc.code)
+    sys.exit(code)
