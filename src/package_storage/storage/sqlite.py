@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Row, and_, create_engine, delete, event, func, or_, select, tuple_
+from sqlalchemy import Engine, Row, and_, create_engine, delete, event, func, or_, select
 from sqlalchemy import union as sa_union
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
@@ -544,17 +544,21 @@ class SQLTransaction(_Reader):
         rank = {stage: i for i, stage in enumerate(stages)}
         # For each key and point in time (0 = previous revision, 1 = now): (rank, artifact).
         best: dict[_Key, list[tuple[int, str] | None]] = {k: [None, None] for k in keys}
-        q = select(
-            se.c.stage, se.c.name, se.c.version, se.c.artifact, se.c.added_seq, se.c.removed_seq
-        ).where(se.c.stage.in_(stages), tuple_(se.c.name, se.c.version).in_(keys))
-        for stage, name, version, artifact, added, removed in self._conn.execute(q):
+        cols = (se.c.stage, se.c.artifact, se.c.added_seq, se.c.removed_seq)
+        for name, version in keys:
+            # One indexed lookup per changed key: (name, version) is selective, a row-value
+            # IN list is not planned through the index by SQLite.
+            q = select(*cols).where(
+                se.c.name == name, se.c.version == version, se.c.stage.in_(stages)
+            )
             slots = best[(name, version)]
-            for i, at in enumerate((since, self._seq)):
-                if added <= at and (removed is None or removed > at):
-                    cand = (rank[stage], artifact)
-                    current = slots[i]
-                    if current is None or cand[0] < current[0]:
-                        slots[i] = cand
+            for stage, artifact, added, removed in self._conn.execute(q):
+                for i, at in enumerate((since, self._seq)):
+                    if added <= at and (removed is None or removed > at):
+                        cand = (rank[stage], artifact)
+                        current = slots[i]
+                        if current is None or cand[0] < current[0]:
+                            slots[i] = cand
         for (name, version), (old, new) in best.items():
             if old is not None:
                 acc -= entry_hash(name, version, old[1])

@@ -1,0 +1,63 @@
+"""Backend fixtures for the storage contract suite.
+
+Every test in ``tests/contract/`` is written once against the protocols of
+``package_storage.storage.base`` and runs against every backend listed here. A backend is a
+function ``(tmp_path) -> factory``; the factory is a *picklable* zero-argument callable that
+opens the same (fresh, per test) store, so tests can open it again after a "crash" and in
+other processes (multiprocessing spawn).
+
+To add a backend (PostgreSQL, S3): add an entry to ``CATALOG_BACKENDS`` / ``BLOB_BACKENDS``
+whose function creates an empty database / bucket for the test (``pytest.skip`` when the
+server is not available) and returns e.g. ``functools.partial(PostgresCatalog, url)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from package_storage.storage.base import BlobStore, Catalog
+from package_storage.storage.localfs import LocalBlobStore
+from package_storage.storage.sqlite import SQLiteCatalog
+
+CatalogFactory = Callable[[], Catalog]
+BlobStoreFactory = Callable[[], BlobStore]
+
+
+def _sqlite(tmp_path: Path) -> CatalogFactory:
+    return functools.partial(SQLiteCatalog, tmp_path / "store" / "catalog.db")
+
+
+def _localfs(tmp_path: Path) -> BlobStoreFactory:
+    return functools.partial(LocalBlobStore, tmp_path / "store" / "blobs")
+
+
+CATALOG_BACKENDS: dict[str, Callable[[Path], CatalogFactory]] = {"sqlite": _sqlite}
+BLOB_BACKENDS: dict[str, Callable[[Path], BlobStoreFactory]] = {"localfs": _localfs}
+
+
+@pytest.fixture(params=sorted(CATALOG_BACKENDS))
+def catalog_factory(request: pytest.FixtureRequest, tmp_path: Path) -> CatalogFactory:
+    return CATALOG_BACKENDS[request.param](tmp_path)
+
+
+@pytest.fixture
+def catalog(catalog_factory: CatalogFactory) -> Iterator[Catalog]:
+    cat = catalog_factory()
+    try:
+        yield cat
+    finally:
+        cat.close()
+
+
+@pytest.fixture(params=sorted(BLOB_BACKENDS))
+def blob_factory(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStoreFactory:
+    return BLOB_BACKENDS[request.param](tmp_path)
+
+
+@pytest.fixture
+def blobs(blob_factory: BlobStoreFactory) -> BlobStore:
+    return blob_factory()
