@@ -324,3 +324,46 @@ def test_group_version() -> None:
     result = run_cli(["--version"])
     assert result.returncode == 0
     assert "package-storage" in result.stdout
+
+
+def test_watcher_swaps_the_index(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "packages"
+    root.mkdir()
+    cfg = _config(tmp_path, [root])
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            *_command(),
+            "serve",
+            "-config",
+            str(cfg),
+            "-address",
+            f"127.0.0.1:{port}",
+            "-package-paths-enable-watcher",
+            "-require-package-signatures=false",
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    srv = Server(proc, port, 0)
+    try:
+        _wait_ready(srv)  # no packages yet: allowed with the watcher
+        assert httpx.get(srv.base + "/search").content == b"[]"
+        shutil.copytree(FIXTURES / "package" / "foo" / "1.0.0", root / "foo" / "1.0.0")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if httpx.get(srv.base + "/search").json():
+                break
+            time.sleep(0.2)
+        assert [e["name"] for e in httpx.get(srv.base + "/search").json()] == ["foo"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

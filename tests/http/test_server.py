@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from package_storage.errors import ConfigError
+from package_storage.http.server import (
+    Listener,
+    bind_socket,
+    build_ssl_context,
+    parse_address,
+    serve_listeners,
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("localhost:8080", ("localhost", 8080)),
+        ("127.0.0.1:0", ("127.0.0.1", 0)),
+        (":8080", ("", 8080)),
+        ("[::1]:9000", ("::1", 9000)),
+        ("0.0.0.0:", ("0.0.0.0", 0)),
+    ],
+)
+def test_parse_address(address: str, expected: tuple[str, int]) -> None:
+    assert parse_address(address) == expected
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("localhost", "address localhost: missing port in address"),
+        ("::1:80", "address ::1:80: too many colons in address"),
+        ("[::1]", "address [::1]: missing port in address"),
+        ("h:99999", "address h:99999: invalid port '99999'"),
+        ("h:http", "address h:http: invalid port 'http'"),
+    ],
+)
+def test_parse_address_errors(address: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_address(address)
+    assert info.value.message == message
+
+
+def test_bind_busy_port() -> None:
+    first = bind_socket("127.0.0.1:0")
+    try:
+        port = first.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"listen tcp 127.0.0.1:{port}: bind: "):
+            bind_socket(f"127.0.0.1:{port}")
+    finally:
+        first.close()
+
+
+async def _hello(scope: Any, receive: Any, send: Any) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]}
+    )
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+class Running:
+    def __init__(self, listener: Listener) -> None:
+        self.port = int(listener.sock.getsockname()[1])
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(listener,), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(30)
+
+    def _run(self, listener: Listener) -> None:
+        async def main() -> None:
+            self._stop = asyncio.Event()
+            self._ready.set()
+            await serve_listeners([listener], self._stop)
+
+        self._loop.run_until_complete(main())
+
+    def stop(self) -> None:
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        assert not self._thread.is_alive()
+
+
+def _raw_get(port: int, context: ssl.SSLContext | None) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        conn: socket.socket = (
+            context.wrap_socket(raw, server_hostname="localhost") if context else raw
+        )
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def test_plain_listener_and_stop() -> None:
+    server = Running(Listener(_hello, bind_socket("127.0.0.1:0")))
+    try:
+        answer = _raw_get(server.port, None)
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.endswith(b"hello")
+        assert b"server: uvicorn" not in answer.lower()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available")
+    tmp = tmp_path_factory.mktemp("tls")
+    key, crt = tmp / "key.pem", tmp / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    yield str(crt), str(key)
+
+
+def _client(max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context
+
+
+def test_tls_min_version(cert: tuple[str, str]) -> None:
+    context = build_ssl_context(cert[0], cert[1], ssl.TLSVersion.TLSv1_3)
+    server = Running(Listener(_hello, bind_socket("127.0.0.1:0"), context))
+    try:
+        assert _raw_get(server.port, _client()).endswith(b"hello")
+        with pytest.raises(ssl.SSLError):
+            _raw_get(server.port, _client(ssl.TLSVersion.TLSv1_2))
+    finally:
+        server.stop()
+
+
+def test_tls_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="loading TLS certificate"):
+        build_ssl_context(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"), None)
