@@ -312,12 +312,10 @@ def load_sources(
         ]
     if failures or unsigned:
         raise PackageError(_format_failures(failures, unsigned))
-    n_zip = len(zip_tasks)
-    zip_packages = [p for p in loaded[:n_zip]]
-    folder_packages = [p for p in loaded[n_zip:]]
+    n_zip = len(zip_tasks)  # no failures past this point: results align with the tasks
     return [
-        manifest.propagate_deprecations(_dedupe(zip_packages)),
-        manifest.propagate_deprecations(_dedupe(folder_packages)),
+        manifest.propagate_deprecations(_dedupe(loaded[:n_zip])),
+        manifest.propagate_deprecations(_dedupe(loaded[n_zip:])),
     ]
 
 
@@ -417,10 +415,9 @@ class PackagePathsWatcher:
                 extra={"fields": {"error.message": exc.message}},
             )
             return False
-        except Exception as exc:  # keep serving whatever happens
+        except Exception:  # keep serving whatever happens
             self.failures += 1
             log.exception("reloading package paths failed, keeping the packages loaded before")
-            del exc
             return False
         self.reloads += 1
         log.info(f"{count_packages(sources)} local package manifests loaded.")
