@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
 import re
+import stat
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from time import perf_counter
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
 from package_storage import EPR_COMPAT_VERSION
@@ -56,6 +58,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 DEFAULT_SERVICE_NAME = "package-registry"
 MAX_PATH_BYTES = 8 << 10
 MAX_QUERY_BYTES = 8 << 10
+# Decompressed entries of zip packages up to this size are kept in memory.
+ENTRY_CACHE_MAX_ITEM = 1 << 20
+
+V = TypeVar("V")
 
 
 # --- interfaces -------------------------------------------------------------------------------------
@@ -125,6 +131,8 @@ class AppOptions:
     request_logger: Callable[[RequestRecord], None] | None = None
     # Generated zips of folder packages are cached (they are deterministic) up to this size.
     zip_cache_bytes: int = 256 << 20
+    # Decompressed static files of zip packages are cached up to this total size.
+    entry_cache_bytes: int = 64 << 20
 
 
 def service_name_from_env(environ: Mapping[str, str]) -> str:
@@ -219,6 +227,7 @@ def _decode_path(raw: bytes) -> str | None:
         return raw.decode("utf-8", "surrogateescape")
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_strict_version(version: str) -> bool:
     """``{packageVersion}`` must be strict semver (spec §5.6), else 400."""
     try:
@@ -272,42 +281,45 @@ async def _send_error(send: Send, status: int, message: str, base: Headers, head
     await _send(send, status, headers, body, head)
 
 
-class _BytesLRU:
-    """Least-recently-used cache of byte strings bounded by their total size."""
+class _LRU(Generic[V]):
+    """Least-recently-used cache bounded by the total size of its values."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: OrderedDict[Any, tuple[object, bytes]] = OrderedDict()
+        self._items: OrderedDict[Hashable, tuple[object, V, int]] = OrderedDict()
         self._size = 0
 
-    def get(self, key: Any) -> bytes | None:
+    def get(self, key: Hashable) -> V | None:
         item = self._items.get(key)
         if item is None:
             return None
         self._items.move_to_end(key)
         return item[1]
 
-    def put(self, key: Any, owner: object, data: bytes) -> None:
+    def put(self, key: Hashable, owner: object, value: V, size: int) -> None:
         # ``owner`` is kept alive with the entry so an id() inside ``key`` cannot be reused.
-        if len(data) > self.max_bytes or key in self._items:
+        if size > self.max_bytes or key in self._items:
             return
-        self._items[key] = (owner, data)
-        self._size += len(data)
+        self._items[key] = (owner, value, size)
+        self._size += size
         while self._size > self.max_bytes:
-            _, (_, old) = self._items.popitem(last=False)
-            self._size -= len(old)
+            _, (_, _, old) = self._items.popitem(last=False)
+            self._size -= old
+
+
+_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f\\\\]")
 
 
 def _safe_relative(file: str) -> bool:
-    """True when ``file`` can only name something inside a package root."""
-    if not file or len(file) > 4096 or file[0] == "/" or "\\" in file:
+    """True when ``file`` can only name something inside a package root: no empty, ``.`` or
+    ``..`` segment, no leading slash, no backslash, no control character, no surrogate."""
+    if not file or len(file) > 4096 or file[0] == "/" or _UNSAFE_CHARS.search(file):
         return False
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in file):
-        return False
-    try:
-        file.encode("utf-8")
-    except UnicodeEncodeError:  # surrogates left by invalid UTF-8
-        return False
+    if not file.isascii():
+        try:
+            file.encode("utf-8")
+        except UnicodeEncodeError:  # surrogates left by invalid UTF-8
+            return False
     return all(segment not in ("", ".", "..") for segment in file.split("/"))
 
 
@@ -321,13 +333,29 @@ def _disk_zip(tree: PackageTree) -> str:
     return os.fspath(path) if isinstance(path, str | os.PathLike) else tree.location
 
 
-def _inside(root: str, file: str) -> str | None:
-    """The real path of ``root/file`` when it stays inside ``root`` (symlinks resolved)."""
-    real_root = os.path.realpath(root)
-    real = os.path.realpath(os.path.join(real_root, file))
-    if not real.startswith(real_root.rstrip(os.sep) + os.sep):
+@functools.lru_cache(maxsize=4096)
+def _real_root(root: str) -> str:
+    return os.path.realpath(root)
+
+
+def _resolve_inside(root: str, file: str) -> str | None:
+    """The filesystem path of ``root/file`` when it stays inside ``root``, else None.
+
+    ``file`` must have passed :func:`_safe_relative`. Components are checked one by one below
+    the (cached) real root with ``lstat``; only when one is a symbolic link is the full path
+    resolved and required to stay inside the root. Missing components give None.
+    """
+    real_root = _real_root(root)
+    path = real_root
+    try:
+        for segment in file.split("/"):
+            path = f"{path}/{segment}"
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                real = os.path.realpath(f"{real_root}/{file}")
+                return real if real.startswith(real_root.rstrip("/") + "/") else None
+    except OSError:
         return None
-    return real
+    return path
 
 
 # --- the app ----------------------------------------------------------------------------------------
@@ -370,7 +398,8 @@ class ReadApp:
         self._categories_cache = cache_headers(options.cache_time_categories)
         self._catch_all_cache = cache_headers(options.cache_time_catch_all)
         self._public_catch_all: Headers = [CORS, *self._catch_all_cache]
-        self._zips = _BytesLRU(options.zip_cache_bytes)
+        self._zips: _LRU[bytes] = _LRU(options.zip_cache_bytes)
+        self._entries: _LRU[tuple[bytes, float]] = _LRU(options.entry_cache_bytes)
         self._observe = options.metrics is not None or options.request_logger is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -637,21 +666,17 @@ class ReadApp:
         content: Content | None = None
         mtime: float | None = None
         if _safe_relative(file):
-            entry = tree.stat(file)
-            if entry is not None and not entry.is_dir:
-                root = _disk_root(tree)
-                if root is not None:
-                    real = _inside(root, file)
-                    if real is not None:
-                        try:
-                            disk = FileContent.open(real)
-                        except OSError:
-                            pass
-                        else:
-                            content, mtime = disk, disk.mtime
-                else:
-                    with contextlib.suppress(NotFoundError):
-                        content, mtime = BytesContent(tree.read(file)), entry.mtime
+            root = _disk_root(tree)
+            if root is not None:
+                # A folder on disk: resolved and confined here (the tree's own stat would
+                # resolve the path a second time), served from the open descriptor.
+                real = _resolve_inside(root, file)
+                if real is not None:
+                    with contextlib.suppress(OSError):
+                        disk = FileContent.open(real)
+                        content, mtime = disk, disk.mtime
+            else:
+                content, mtime = self._tree_file(tree, file)
         if content is None:
             await _send_error(send, 404, texts.RESOURCE_NOT_FOUND, base, request.head)
             return
@@ -659,6 +684,23 @@ class ReadApp:
             await self._serve(send, request, file, content, mtime, base)
         finally:
             content.close()
+
+    def _tree_file(self, tree: PackageTree, file: str) -> tuple[Content | None, float | None]:
+        """A file of a zip (or other non-disk) tree; small entries are cached decompressed."""
+        key = (id(tree), file)
+        cached = self._entries.get(key)
+        if cached is not None:
+            return BytesContent(cached[0]), cached[1]
+        entry = tree.stat(file)
+        if entry is None or entry.is_dir:
+            return None, None
+        try:
+            data = tree.read(file)
+        except NotFoundError:
+            return None, None
+        if len(data) <= ENTRY_CACHE_MAX_ITEM:
+            self._entries.put(key, tree, (data, entry.mtime), len(data))
+        return BytesContent(data), entry.mtime
 
     async def _serve(
         self,
@@ -723,7 +765,7 @@ class ReadApp:
         data = self._zips.get(key)
         if data is None:
             data = await asyncio.to_thread(build_zip, pkg.tree, name, version)
-            self._zips.put(key, pkg.tree, data)
+            self._zips.put(key, pkg.tree, data, len(data))
         return data
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import functools
 import math
 import mimetypes
 import os
@@ -233,7 +234,12 @@ def content_type(name: str, content: Content) -> str:
 
 def http_date(seconds: float) -> str:
     """RFC 7231 IMF-fixdate (``Mon, 02 Jan 2006 15:04:05 GMT``)."""
-    return formatdate(math.floor(seconds), usegmt=True)
+    return _http_date(math.floor(seconds))
+
+
+@functools.lru_cache(maxsize=4096)
+def _http_date(seconds: int) -> str:
+    return formatdate(seconds, usegmt=True)
 
 
 _MONTHS = {m: i for i, m in enumerate(calendar.month_abbr) if m}
