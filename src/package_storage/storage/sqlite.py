@@ -721,7 +721,9 @@ class SQLCatalog:
     def __init__(self, engine: Engine, *, server_version: str = __version__) -> None:
         self._engine = engine
         self._server_version = server_version
+        self._schema_ready = False
         self._initialise()
+        self._schema_ready = True
 
     @property
     def engine(self) -> Engine:
@@ -741,9 +743,12 @@ class SQLCatalog:
     @contextmanager
     def _locked_connection(self) -> Iterator[Connection]:
         """A connection in a transaction holding the store-wide write lock (portable form:
-        a row lock on ``catalog_state``; on a fresh database the migration creates it)."""
+        a row lock on ``catalog_state``). While the schema is being created or migrated
+        (``_schema_ready`` False) there is no row yet: a backend where several processes may
+        initialise one database at once overrides this with its own lock (PostgreSQL:
+        ``pg_advisory_xact_lock``)."""
         with self._engine.begin() as conn:
-            if s.current_version(conn) is not None:
+            if self._schema_ready:
                 conn.execute(
                     select(s.catalog_state.c.change_seq)
                     .where(s.catalog_state.c.id == 1)
