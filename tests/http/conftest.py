@@ -33,6 +33,7 @@ class Result:
     headers: list[tuple[str, str]]
     body: bytes
     messages: int
+    pathsend: str | None = None
 
     def values(self, name: str) -> list[str]:
         name = name.lower()
@@ -55,6 +56,7 @@ async def call_app(
     method: str = "GET",
     headers: Sequence[tuple[str, str]] = (),
     raw_path: bool = True,
+    extensions: dict[str, Any] | None = None,
 ) -> Result:
     """Run one request through ``app``; ``target`` is the raw request target (path?query)."""
     raw = target.encode("latin-1") if isinstance(target, str) else target
@@ -74,6 +76,8 @@ async def call_app(
     }
     if raw_path:
         scope["raw_path"] = path_part
+    if extensions is not None:
+        scope["extensions"] = extensions
     sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> MutableMapping[str, Any]:
@@ -87,6 +91,15 @@ async def call_app(
     start = sent[0]
     assert start["type"] == "http.response.start"
     bodies = sent[1:]
+    if bodies and bodies[-1]["type"] == "http.response.pathsend":
+        assert len(bodies) == 1
+        return Result(
+            status=start["status"],
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]],
+            body=Path(bodies[0]["path"]).read_bytes(),
+            messages=0,
+            pathsend=bodies[0]["path"],
+        )
     assert bodies and all(m["type"] == "http.response.body" for m in bodies)
     assert all(m.get("more_body", False) for m in bodies[:-1])
     assert not bodies[-1].get("more_body", False)

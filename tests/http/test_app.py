@@ -479,6 +479,23 @@ def test_large_files_are_streamed_in_chunks(tmp_path: Path) -> None:
     assert r.body == b"" and r.header("content-length") == str(len(data))
 
 
+def test_pathsend_hands_large_whole_files_to_the_server(tmp_path: Path) -> None:
+    app, root = package_copy(tmp_path)
+    data = os.urandom(static.SMALL_BODY + 1)
+    (root / "img" / "big.bin").write_bytes(data)
+    ext = {"http.response.pathsend": {}}
+    r = request(app, "/package/example/1.0.0/img/big.bin", extensions=ext)
+    assert r.status == 200 and r.body == data
+    assert r.pathsend == str((root / "img" / "big.bin").resolve())
+    assert r.header("content-length") == str(len(data))
+    ranged = request(
+        app, "/package/example/1.0.0/img/big.bin", extensions=ext, headers=[("Range", "bytes=1-")]
+    )
+    assert ranged.pathsend is None and ranged.body == data[1:]
+    small = request(app, "/package/example/1.0.0/docs/README.md", extensions=ext)
+    assert small.pathsend is None and small.status == 200
+
+
 # --- artifacts and signatures --------------------------------------------------------------------
 
 
@@ -725,7 +742,12 @@ def test_metrics_are_recorded_with_route_templates(setup_d_index: Index) -> None
     request(app, "/package/example/1.0.0/")
     request(app, "/package/nope/1.0.0/")
     request(app, "/nope")
+    request(app, "/epr/example/example-1.0.1.zip")
+    request(app, "/package/example/1.0.0/docs/README.md")
     value = prom.get_sample_value
+    storage = "epr_storage_requests_total"
+    assert value(storage, {"location": "local", "component": "artifacts"}) == 1
+    assert value(storage, {"location": "local", "component": "statics"}) == 1
     assert (
         value("epr_http_requests_total", {"code": "200", "method": "get", "path": "/search"}) == 1
     )

@@ -661,6 +661,7 @@ class ReadApp:
         )
         if pkg is None:
             return
+        self._count_storage("statics")
         base = self._public_catch_all
         tree = pkg.tree
         content: Content | None = None
@@ -684,6 +685,10 @@ class ReadApp:
             await self._serve(send, request, file, content, mtime, base)
         finally:
             content.close()
+
+    def _count_storage(self, component: str) -> None:
+        if self.options.metrics is not None:
+            self.options.metrics.storage_request(component=component)
 
     def _tree_file(self, tree: PackageTree, file: str) -> tuple[Content | None, float | None]:
         """A file of a zip (or other non-disk) tree; small entries are cached decompressed."""
@@ -719,7 +724,8 @@ class ReadApp:
             mtime=mtime,
             headers=base,
         )
-        await send_response(send, planned, content, head=request.head)
+        pathsend = "http.response.pathsend" in (request.scope.get("extensions") or {})
+        await send_response(send, planned, content, head=request.head, pathsend=pathsend)
 
     async def _artifact(
         self,
@@ -734,6 +740,7 @@ class ReadApp:
         pkg = await self._lookup(send, request, index, name, version, missing)
         if pkg is None:
             return
+        self._count_storage("signatures" if sig else "artifacts")
         base = self._public_catch_all
         tree = pkg.tree
         if sig or tree.kind == "zip":

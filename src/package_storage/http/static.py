@@ -102,12 +102,13 @@ class BytesContent:
 class FileContent:
     """An open regular file on disk; size and mtime come from the open descriptor."""
 
-    __slots__ = ("_fd", "mtime", "size")
+    __slots__ = ("_fd", "mtime", "path", "size")
 
-    def __init__(self, fd: int, size: int, mtime: float) -> None:
+    def __init__(self, fd: int, size: int, mtime: float, path: str = "") -> None:
         self._fd = fd
         self.size = size
         self.mtime = mtime
+        self.path = path
 
     @classmethod
     def open(cls, path: str) -> FileContent:
@@ -117,7 +118,7 @@ class FileContent:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise FileNotFoundError(path)
-            return cls(fd, st.st_size, st.st_mtime)
+            return cls(fd, st.st_size, st.st_mtime, os.path.abspath(path))
         except BaseException:
             os.close(fd)
             raise
@@ -552,13 +553,20 @@ def plan_response(
 
 
 async def send_response(
-    send: ASGISend, planned: Planned, content: Content | None, *, head: bool
+    send: ASGISend,
+    planned: Planned,
+    content: Content | None,
+    *,
+    head: bool,
+    pathsend: bool = False,
 ) -> int:
     """Send a planned response; returns the number of body bytes sent.
 
     Bodies up to :data:`SMALL_BODY` go out in one message; larger slices are read and sent
     :data:`CHUNK_SIZE` bytes at a time (reads of file content run in a worker thread), so a
-    large file is never held in memory.
+    large file is never held in memory. With ``pathsend`` (the server announced the ASGI
+    ``http.response.pathsend`` extension, e.g. Granian) a large whole file on disk is handed to
+    the server by path instead.
     """
     await send(
         {"type": "http.response.start", "status": planned.status, "headers": planned.headers}
@@ -566,6 +574,15 @@ async def send_response(
     if head or not planned.parts:
         await send({"type": "http.response.body", "body": b""})
         return 0
+    if (
+        pathsend
+        and isinstance(content, FileContent)
+        and content.path
+        and planned.length > SMALL_BODY
+        and planned.parts == [(0, content.size)]
+    ):
+        await send({"type": "http.response.pathsend", "path": content.path})
+        return planned.length
     if planned.length <= SMALL_BODY or content is None:
         chunks = [
             part if isinstance(part, bytes) else _read(content, *part) for part in planned.parts
