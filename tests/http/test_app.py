@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
+from http_driver import (
     FIXTURES,
     GOLDENS,
     ONE_SECOND,

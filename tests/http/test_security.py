@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FIXTURES, ONE_SECOND, PrefixRegistry, Result, load_index, request
+from http_driver import FIXTURES, ONE_SECOND, PrefixRegistry, Result, load_index, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +29,9 @@ def jail(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     root = packages / "example" / "1.0.0"
     shutil.copytree(FIXTURES / "package" / "example" / "1.0.0", root)
     shutil.copy(FIXTURES / "local-storage" / "example-1.0.1.zip", packages / "example-1.0.1.zip")
+    # Signatures present: a package without one is the spec's prescribed 500 (§2.9).
+    shutil.copy(FIXTURES / "local-storage" / "example-1.0.1.zip.sig", packages)
+    (packages / "example" / "1.0.0.sig").write_bytes(b"signature\n")
     for path in [root, *root.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     (base / "secret.txt").write_bytes(SECRET)
