@@ -1,4 +1,4 @@
-""" "Serve content" semantics for static files and zip files (spec §2.7-§2.9).
+"""Serve-content semantics (Go's ``http.ServeContent``) for static files and zip files (spec §2.7-§2.9).
 
 This mirrors what the reference gets from Go's ``http.ServeContent``: a Content-Type from the
 extension table (then the host MIME database, then sniffing), ``Last-Modified``, the conditional
