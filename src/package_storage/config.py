@@ -436,12 +436,22 @@ _CACHE_KEYS: Mapping[str, str] = {
 }
 
 
-def parse_config_text(text: str | bytes, *, path: str) -> dict[str, Any]:
+RELATIVE_TO_CONFIG_KEY = "package_paths_relative_to_config"
+"""Our own config key (the reference ignores it): when ``true``, relative ``package_paths``
+resolve against the config file's folder instead of the working directory. Bundles written by
+``package-storage export`` set it so ``serve --config OUT/config.yml`` works from anywhere."""
+
+
+def parse_config_text(
+    text: str | bytes, *, path: str, base_dir: str | None = None
+) -> dict[str, Any]:
     """Parse an EPR ``config.yml``; returns Settings field values (only keys that are set).
 
     Keys are literal flat keys; the nested form (``cache_time: {index: ..}``) and unknown keys are
     ignored. Durations use Go syntax; a bare number means seconds (go-ucfg). Every cache time must
-    be greater than zero.
+    be greater than zero. With ``package_paths_relative_to_config: true`` and ``base_dir`` (the
+    config file's folder), relative package paths are joined to ``base_dir``; without that key
+    they stay as written (relative to the working directory, like the reference).
     """
     try:
         data = yaml.safe_load(text)
@@ -472,6 +482,11 @@ def parse_config_text(text: str | bytes, *, path: str) -> dict[str, Any]:
             if isinstance(item, bool) or not isinstance(item, str | int | float):
                 raise fail("package_paths", "type mismatch, expected a list of paths")
             paths.append(str(item))
+        relative_to_config = data.get(RELATIVE_TO_CONFIG_KEY, False)
+        if not isinstance(relative_to_config, bool):
+            raise fail(RELATIVE_TO_CONFIG_KEY, "type mismatch, expected a boolean")
+        if relative_to_config and base_dir is not None:
+            paths = [os.path.join(base_dir, p) for p in paths]
         out["package_paths"] = tuple(paths)
     for key, attr in _CACHE_KEYS.items():
         if key not in data:
@@ -498,7 +513,8 @@ def load_config_file(settings: Settings) -> Settings:
     """Read ``settings.config_path`` (relative paths: from the working directory) into Settings.
 
     ``package_paths`` stay as written (relative ones resolve against the working directory when
-    the sources are scanned, like the reference).
+    the sources are scanned, like the reference), unless the file sets
+    ``package_paths_relative_to_config: true`` (see :data:`RELATIVE_TO_CONFIG_KEY`).
     """
     path = settings.config_path
     try:
@@ -508,7 +524,8 @@ def load_config_file(settings: Settings) -> Settings:
         raise ConfigError(f"Configuration file is not available: {path}") from None
     except OSError as exc:
         raise ConfigError(f"reading config failed (path: {path}): {exc.strerror}") from None
-    return replace(settings, **parse_config_text(text, path=path))
+    base_dir = os.path.dirname(os.path.abspath(path))
+    return replace(settings, **parse_config_text(text, path=path, base_dir=base_dir))
 
 
 def check_settings(settings: Settings) -> None:
