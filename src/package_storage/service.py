@@ -1,27 +1,102 @@
 """The service layer: the only home of the store's business rules.
 
 Every operation runs in one catalog transaction (see ``storage/base.py``): a failure leaves
-nothing half-done. Blobs are written before the transaction that references them.
+nothing half-done. Blobs are written before the transaction that references them (a crash in
+between leaves an unreferenced blob, which ``fsck`` reports as an orphan and ``fsck --repair``
+deletes); inside the transaction, under the store-wide write lock, the service makes sure the
+blob is still there (``fsck --repair`` deletes orphans under the same lock), so a committed
+entry never points at a missing blob.
 
-API skeleton; the implementation is being written.
+Operations and their rules (design §1, stage policies in ``stages.py``):
+
+* **publish** a package folder (validated, built into a deterministic zip) or a zip (validated,
+  stored byte for byte, with ``<zip>.sig`` when present) into a publish stage (default: the
+  first one, ``snapshot``). The same bytes again are a no-op; other bytes for an existing version
+  follow the stage's ``overwrite`` rule (``force`` needs ``force`` *and* a reason).
+* **promote** moves a version one step up the promotion path in one transaction (put into the
+  target, delete from the source). The target's ``overwrite`` rule applies when it already holds
+  other bytes (production: never). When it holds the same bytes the promotion only removes the
+  version from the source (and is recorded as a promotion).
+* **remove** follows the stage's ``remove`` rule (production: never).
+* Every change makes a new revision of every distribution that sees a changed stage (the
+  cascade); old revisions stay servable by number.
+* **tag** names a revision permanently; tags never move.
+* **rollback** points a distribution back at an old revision *and* restores its own stage's
+  entries to what that revision served from that stage (versions added since are removed,
+  versions removed or overwritten since are put back), so later changes build on the
+  rolled-back state. Versions that the old revision served from a more stable stage are left
+  alone. No new revision is made for the distribution itself (its pointer moves to the old
+  number); the other distributions that see the stage get new revisions. The release manager's
+  undo: it bypasses the remove/overwrite rules, but never touches a frozen stage.
+
+Test hook: ``PACKAGE_STORAGE_CRASH_AT=<point>`` kills the process (SIGKILL) at a named point
+(see :data:`CRASH_POINTS`), so tests can check that a crash anywhere leaves the store consistent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import io
+import os
+import re
+import signal
+import zipfile
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from package_storage.artifacts import build_zip
+from package_storage.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PackageError,
+    PolicyError,
+    StorageError,
+    ValidationError,
+)
+from package_storage.manifest import read_package
+from package_storage.model import Package, PackageTree
+from package_storage.stages import StageGraph
 from package_storage.storage.base import (
+    ArtifactRecord,
     BlobStore,
     Catalog,
+    CatalogReader,
     Event,
     EventFilter,
+    JSONObject,
     Revision,
     RevisionEntry,
     StageEntry,
     Tag,
+    Transaction,
 )
+from package_storage.trees import FolderTree, ZipTree
+from package_storage.validation import Problem, validate_for_publish
+from package_storage.versions import sort_key_for
+
+CRASH_ENV = "PACKAGE_STORAGE_CRASH_AT"
+CRASH_POINTS: tuple[str, ...] = (
+    "publish:after-blob-put",
+    "publish:before-commit",
+    "publish:after-commit",
+    "promote:before-commit",
+    "promote:after-commit",
+    "remove:before-commit",
+    "rollback:before-commit",
+)
+
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+def crash_point(point: str) -> None:
+    """Test hook: SIGKILL this process when ``PACKAGE_STORAGE_CRASH_AT`` names ``point``."""
+    if os.environ.get(CRASH_ENV) == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(137)  # pragma: no cover (where SIGKILL is not delivered at once)
+
+
+# --- results ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +111,26 @@ class ChangeResult:
 
 @dataclass(frozen=True, slots=True)
 class PackageLocation:
-    """Where one version lives: which stages hold it, with which artifact."""
+    """Where one version lives: which stages hold it (most stable first), with which artifact.
+
+    ``artifact_size`` and ``signed`` describe the artifact served on a clash (the most stable
+    stage's copy); ``artifacts`` holds the record of every distinct artifact of the version and
+    ``events`` its recorded history (oldest first). A version removed from every stage has no
+    entries but keeps its events.
+    """
 
     name: str
     version: str
     entries: tuple[StageEntry, ...]
     artifact_size: int
     signed: bool
+    artifacts: tuple[ArtifactRecord, ...] = ()
+    events: tuple[Event, ...] = ()
+
+    @property
+    def digest(self) -> str | None:
+        """The served artifact's digest (the most stable stage's copy), None when in no stage."""
+        return self.entries[0].artifact if self.entries else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +143,10 @@ class StageDiff:
     only_b: tuple[StageEntry, ...]
     different: tuple[tuple[StageEntry, StageEntry], ...]
 
+    @property
+    def same(self) -> bool:
+        return not (self.only_a or self.only_b or self.different)
+
 
 @dataclass(frozen=True, slots=True)
 class FsckReport:
@@ -63,75 +155,724 @@ class FsckReport:
     orphaned: tuple[str, ...] = ()  # in the blob store, referenced by nothing
     catalog_problems: tuple[str, ...] = ()
     repaired: tuple[str, ...] = field(default=())
+    temp_files: tuple[str, ...] = ()  # leftovers of interrupted blob writes (local store)
+    checked: int = 0  # referenced blobs checked
 
     @property
     def ok(self) -> bool:
         return not (self.missing or self.corrupt or self.catalog_problems)
 
 
+class PublishValidationError(ValidationError):
+    """A package that breaks publish rules; ``problems`` lists every one (``file: msg [rule]``)."""
+
+    def __init__(self, location: str, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            text = str(self.problems[0])
+        else:
+            text = f"{len(self.problems)} problems:\n" + "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(text, path=location, rule=self.problems[0].rule if problems else "")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedPackage:
+    """A validated package zip ready to be stored."""
+
+    name: str
+    version: str
+    data: bytes
+    signature: bytes | None
+    summary: JSONObject
+    location: str
+
+
+# --- the service -----------------------------------------------------------------------------
+
+
 class StoreService:
     """publish / promote / remove / tag / rollback / history over a catalog and a blob store."""
 
     def __init__(self, catalog: Catalog, blobs: BlobStore, *, actor: str) -> None:
+        if not actor or not actor.strip():
+            raise InvalidInputError("actor must not be empty")
         self.catalog = catalog
         self.blobs = blobs
         self.actor = actor
 
+    # --- publish ---------------------------------------------------------------------------
+
     def publish(
         self, path: Path, *, stage: str | None = None, force: bool = False, reason: str = ""
     ) -> ChangeResult:
-        raise NotImplementedError
+        """Publish the package folder or zip at ``path`` (see the module docstring).
+
+        Raises NotFoundError (no such path), PackageError (unreadable package or broken zip),
+        PublishValidationError (every broken rule), PolicyError (a stage rule refuses).
+        """
+        artifact = self.prepare(path)
+        return self._store(artifact, stage=stage, force=force, reason=reason)
+
+    def publish_bytes(
+        self,
+        data: bytes,
+        *,
+        location: str = "<upload>",
+        signature: bytes | None = None,
+        stage: str | None = None,
+        force: bool = False,
+        reason: str = "",
+    ) -> ChangeResult:
+        """Publish a package zip held in memory (stored byte for byte); ``location`` names it
+        in messages; ``signature`` is its detached ``.sig``, if any."""
+        artifact = self.prepare_zip(data, location=location, signature=signature)
+        return self._store(artifact, stage=stage, force=force, reason=reason)
+
+    def prepare(self, path: Path) -> PreparedPackage:
+        """Read and validate the package at ``path`` without storing anything."""
+        path = Path(path)
+        if path.is_dir():
+            return self.prepare_folder(path)
+        if path.is_file():
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise PackageError(f"cannot read: {exc.strerror}", path=str(path)) from None
+            signature: bytes | None = None
+            sig_path = path.with_name(path.name + ".sig")
+            if sig_path.is_file():
+                try:
+                    signature = sig_path.read_bytes()
+                except OSError as exc:
+                    raise PackageError(
+                        f"cannot read signature: {exc.strerror}", path=str(sig_path)
+                    ) from None
+            return self.prepare_zip(data, location=str(path), signature=signature)
+        raise NotFoundError(f"{path} does not exist: give a package folder or a zip")
+
+    def prepare_folder(self, path: Path) -> PreparedPackage:
+        tree = FolderTree(path)
+        pkg = _validated(tree, str(path), version_dir=path.name)
+        version = str(pkg.version)
+        data = build_zip(tree, pkg.name, version)
+        return PreparedPackage(pkg.name, version, data, None, _summary(pkg, "folder"), str(path))
+
+    def prepare_zip(
+        self, data: bytes, *, location: str, signature: bytes | None = None
+    ) -> PreparedPackage:
+        _check_zip(data, location)
+        tree = ZipTree.from_bytes(data, location)
+        pkg = _validated(tree, location, version_dir=None)
+        if signature is not None and not signature.strip():
+            raise PackageError("signature file is empty", path=f"{location}.sig")
+        return PreparedPackage(
+            pkg.name, str(pkg.version), bytes(data), signature, _summary(pkg, "zip"), location
+        )
+
+    def _ensure_blob(self, digest: str, data: bytes) -> None:
+        # Under the write lock: fsck --repair may have deleted the blob as an orphan between
+        # our put and this transaction; put it back before anything references it.
+        if not self.blobs.exists(digest) and self.blobs.put(data) != digest:
+            raise StorageError(f"blob store returned another digest for {digest}")
+
+    def _store(
+        self, artifact: PreparedPackage, *, stage: str | None, force: bool, reason: str
+    ) -> ChangeResult:
+        name, version = artifact.name, artifact.version
+        digest = self.blobs.put(artifact.data)
+        sig_digest = None if artifact.signature is None else self.blobs.put(artifact.signature)
+        crash_point("publish:after-blob-put")
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            target = stage or _default_publish_stage(graph)
+            graph.check_publish(target)
+            self._ensure_blob(digest, artifact.data)
+            if sig_digest is not None:
+                assert artifact.signature is not None
+                self._ensure_blob(sig_digest, artifact.signature)
+            existing = tx.get_entry(target, name, version)
+            signature_added = False
+            if existing is not None and existing.artifact == digest:
+                record = tx.get_artifact(digest)
+                if sig_digest is None or (record is not None and record.signature_digest):
+                    return ChangeResult(
+                        changed=False,
+                        event=None,
+                        message=f"{name} {version} is already in {target} with these bytes"
+                        f" (sha256 {digest}): nothing to do",
+                    )
+                signature_added = True
+            forced = False
+            if existing is not None and existing.artifact != digest:
+                graph.check_overwrite(target, name, version, force=force, reason=reason)
+                forced = _require_forced_reason(graph, target, name, version, reason)
+            tx.add_artifact(
+                ArtifactRecord(
+                    digest=digest,
+                    size=len(artifact.data),
+                    name=name,
+                    version=version,
+                    signature_digest=sig_digest,
+                    manifest=artifact.summary,
+                )
+            )
+            tx.put_entry(target, name, version, digest, actor=self.actor)
+            overwrite = existing is not None and existing.artifact != digest
+            detail: JSONObject = {
+                "digest": digest,
+                "size": len(artifact.data),
+                "signature": sig_digest,
+                "source": artifact.summary.get("source"),
+            }
+            if overwrite:
+                assert existing is not None
+                detail["previous"] = existing.artifact
+                detail["forced"] = forced
+            if signature_added:
+                detail["signature_added"] = True
+            event = tx.record_event(
+                "overwrite" if overwrite else "publish",
+                actor=self.actor,
+                stage=target,
+                name=name,
+                version=version,
+                reason=reason.strip() or None,
+                detail=detail,
+            )
+            revisions = _cascade(tx, graph, (target,))
+            shadow = [
+                e.stage
+                for e in tx.find_entries(name, version)
+                if e.stage != target
+                and e.artifact != digest
+                and graph.stage(e.stage).rank > graph.stage(target).rank
+            ]
+            crash_point("publish:before-commit")
+        crash_point("publish:after-commit")
+        if signature_added:
+            message = f"added the signature of {name} {version} in {target}"
+        elif overwrite:
+            message = f"overwrote {name} {version} in {target} (sha256 {digest})"
+        else:
+            message = f"published {name} {version} to {target} (sha256 {digest})"
+        if shadow:
+            message += (
+                f"; note: {', '.join(shadow)} holds other bytes for this version and wins in"
+                f" the {target} distribution"
+            )
+        return ChangeResult(True, event, revisions, message)
+
+    # --- promote / remove ------------------------------------------------------------------
 
     def promote(
-        self, name: str, version: str, *, to: str, source: str | None = None
+        self,
+        name: str,
+        version: str,
+        *,
+        to: str,
+        source: str | None = None,
+        force: bool = False,
+        reason: str = "",
     ) -> ChangeResult:
-        raise NotImplementedError
+        """Move ``name version`` from ``source`` (default: the stage that promotes to ``to``)
+        into ``to`` in one transaction. ``force``/``reason`` are for a target whose overwrite
+        rule is ``force`` and which holds other bytes."""
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            graph.stage(to)
+            src = source if source is not None else _promotion_source(tx, graph, to, name, version)
+            graph.check_promote(src, to)
+            entry = tx.get_entry(src, name, version)
+            if entry is None:
+                raise NotFoundError(_not_in_stage(tx, src, name, version))
+            held = tx.get_entry(to, name, version)
+            same = held is not None and held.artifact == entry.artifact
+            forced = False
+            if held is not None and not same:
+                graph.check_overwrite(to, name, version, force=force, reason=reason)
+                forced = _require_forced_reason(graph, to, name, version, reason)
+            if not same:
+                tx.put_entry(to, name, version, entry.artifact, actor=self.actor)
+            tx.delete_entry(src, name, version)
+            detail: JSONObject = {"from": src, "digest": entry.artifact}
+            if held is not None:
+                detail["previous"] = held.artifact
+                detail["already_present"] = same
+            if forced:
+                detail["forced"] = True
+            event = tx.record_event(
+                "promote",
+                actor=self.actor,
+                stage=to,
+                name=name,
+                version=version,
+                reason=reason.strip() or None,
+                detail=detail,
+            )
+            revisions = _cascade(tx, graph, (to, src))
+            crash_point("promote:before-commit")
+        crash_point("promote:after-commit")
+        if same:
+            message = (
+                f"{name} {version} was already in {to} with these bytes: removed it from {src}"
+            )
+        elif held is not None:
+            message = f"promoted {name} {version} from {src} to {to}, replacing other bytes"
+        else:
+            message = f"promoted {name} {version} from {src} to {to}"
+        return ChangeResult(True, event, revisions, message)
 
     def remove(
         self, name: str, version: str, *, stage: str, force: bool = False, reason: str = ""
     ) -> ChangeResult:
-        raise NotImplementedError
+        """Remove ``name version`` from ``stage`` by the stage's remove rule."""
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            graph.check_remove(stage, name, version, force=force, reason=reason)
+            entry = tx.get_entry(stage, name, version)
+            if entry is None:
+                raise NotFoundError(_not_in_stage(tx, stage, name, version))
+            tx.delete_entry(stage, name, version)
+            detail: JSONObject = {"digest": entry.artifact}
+            if force and graph.stage(stage).policy.remove == "force":
+                detail["forced"] = True
+            event = tx.record_event(
+                "remove",
+                actor=self.actor,
+                stage=stage,
+                name=name,
+                version=version,
+                reason=reason.strip() or None,
+                detail=detail,
+            )
+            revisions = _cascade(tx, graph, (stage,))
+            crash_point("remove:before-commit")
+        return ChangeResult(True, event, revisions, f"removed {name} {version} from {stage}")
+
+    # --- tags and rollback -----------------------------------------------------------------
 
     def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
-        raise NotImplementedError
+        """Name a revision (default: the current one) permanently. ConflictError when the tag
+        exists (tags never move, even to the same revision)."""
+        check_tag_name(tag)
+        with self.catalog.transaction() as tx:
+            tx.stages().stage(distribution)
+            if revision is None:
+                current = tx.current_revision(distribution)
+                if current is None:
+                    raise NotFoundError(
+                        f"distribution {distribution} has no revision yet: nothing to tag"
+                    )
+                number = current.number
+            else:
+                number = revision
+            created = tx.add_tag(distribution, tag, number, actor=self.actor)
+            tx.record_event(
+                "tag",
+                actor=self.actor,
+                stage=distribution,
+                detail={"tag": tag, "revision": number},
+            )
+        return created
 
-    def rollback(self, distribution: str, revision_or_tag: str) -> ChangeResult:
-        raise NotImplementedError
+    def resolve_revision(self, distribution: str, revision_or_tag: str | int) -> Revision:
+        """The revision named by a number or a tag; NotFoundError when there is none."""
+        number, _ = _resolve(self.catalog, distribution, revision_or_tag)
+        return self.catalog.revision(distribution, number)
 
-    def list_entries(self, *, stage: str | None = None, distribution: str | None = None) -> (
-        list[StageEntry] | list[RevisionEntry]
-    ):
-        raise NotImplementedError
+    def rollback(self, distribution: str, revision_or_tag: str | int) -> ChangeResult:
+        """Point ``distribution`` back at an old revision and restore its stage's entries (see
+        the module docstring)."""
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            stage = graph.stage(distribution)
+            number, tag = _resolve(tx, distribution, revision_or_tag)
+            if stage.policy.frozen:
+                raise PolicyError(f"stage {distribution} is frozen: it is never rolled back")
+            previous = tx.distributions().get(distribution)
+            target: dict[tuple[str, str], str] = {}
+            shadowed: set[tuple[str, str]] = set()
+            for e in tx.revision_entries(distribution, number):
+                if e.stage == distribution:
+                    target[(e.name, e.version)] = e.artifact
+                else:
+                    shadowed.add((e.name, e.version))
+            current = {(e.name, e.version): e.artifact for e in tx.entries(distribution)}
+            removed: list[JSONObject] = []
+            restored: list[JSONObject] = []
+            for (name, version), artifact in sorted(current.items()):
+                if (name, version) in target or (name, version) in shadowed:
+                    continue
+                tx.delete_entry(distribution, name, version)
+                removed.append({"name": name, "version": version, "digest": artifact})
+            for (name, version), artifact in sorted(target.items()):
+                now = current.get((name, version))
+                if now == artifact:
+                    continue
+                tx.put_entry(distribution, name, version, artifact, actor=self.actor)
+                item: JSONObject = {"name": name, "version": version, "digest": artifact}
+                if now is not None:
+                    item["replaced"] = now
+                restored.append(item)
+            changed_entries = bool(removed or restored)
+            if previous == number and not changed_entries:
+                return ChangeResult(
+                    False,
+                    None,
+                    (),
+                    f"distribution {distribution} is already at revision {number}: nothing to do",
+                )
+            rev = tx.set_current(distribution, number)
+            event = tx.record_event(
+                "rollback",
+                actor=self.actor,
+                stage=distribution,
+                detail={
+                    "revision": number,
+                    "tag": tag,
+                    "previous_revision": previous,
+                    "removed": removed,
+                    "restored": restored,
+                },
+            )
+            others: tuple[Revision, ...] = ()
+            if changed_entries:
+                others = tuple(
+                    tx.new_revision(d)
+                    for d in graph.affected_distributions(distribution)
+                    if d != distribution
+                )
+            crash_point("rollback:before-commit")
+        what = f"revision {number}" + (f" (tag {tag})" if tag else "")
+        message = (
+            f"rolled {distribution} back to {what}: removed {len(removed)},"
+            f" restored {len(restored)} version(s)"
+        )
+        return ChangeResult(True, event, (rev, *others), message)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def stages(self) -> StageGraph:
+        return self.catalog.stages()
+
+    def list_entries(
+        self,
+        *,
+        stage: str | None = None,
+        distribution: str | None = None,
+        revision: str | int | None = None,
+    ) -> list[StageEntry] | list[RevisionEntry]:
+        """Entries of one stage, what a distribution serves (its current revision, or
+        ``revision``: a number or tag), or with neither every stage's entries (most stable
+        stage first)."""
+        if stage is not None and distribution is not None:
+            raise InvalidInputError("list either a stage or a distribution, not both")
+        graph = self.catalog.stages()
+        if distribution is not None:
+            graph.stage(distribution)
+            if revision is None:
+                current = self.catalog.current_revision(distribution)
+                if current is None:
+                    return []
+                number = current.number
+            else:
+                number, _ = _resolve(self.catalog, distribution, revision)
+            return self.catalog.revision_entries(distribution, number)
+        if revision is not None:
+            raise InvalidInputError("a revision needs a distribution")
+        if stage is not None:
+            graph.stage(stage)
+            return self.catalog.entries(stage)
+        result: list[StageEntry] = []
+        for name in graph.names:
+            result.extend(self.catalog.entries(name))
+        return result
 
     def show(self, name: str, version: str | None = None) -> list[PackageLocation]:
-        raise NotImplementedError
+        """Every version of ``name`` (or just ``version``): where it lives, its artifacts and
+        events. NotFoundError when the store never saw it."""
+        graph = self.catalog.stages()
+        order = {n: i for i, n in enumerate(graph.names)}
+        by_version: dict[str, list[StageEntry]] = {}
+        for e in self.catalog.find_entries(name, version):
+            by_version.setdefault(e.version, []).append(e)
+        events = self.catalog.events(EventFilter(name=name, version=version))
+        events_by_version: dict[str, list[Event]] = {}
+        for ev in events:
+            if ev.version is not None:
+                events_by_version.setdefault(ev.version, []).append(ev)
+        versions = sorted(set(by_version) | set(events_by_version), key=sort_key_for)
+        if not versions:
+            what = f"{name} {version}" if version else name
+            raise NotFoundError(f"package {what} is in no stage and has no history")
+        result: list[PackageLocation] = []
+        for v in versions:
+            entries = sorted(by_version.get(v, []), key=lambda e: order.get(e.stage, len(order)))
+            records: list[ArtifactRecord] = []
+            for digest in dict.fromkeys(e.artifact for e in entries):
+                record = self.catalog.get_artifact(digest)
+                if record is not None:
+                    records.append(record)
+            served = records[0] if records else None
+            result.append(
+                PackageLocation(
+                    name=name,
+                    version=v,
+                    entries=tuple(entries),
+                    artifact_size=served.size if served else 0,
+                    signed=bool(served and served.signature_digest),
+                    artifacts=tuple(records),
+                    events=tuple(events_by_version.get(v, ())),
+                )
+            )
+        return result
 
     def diff(self, stage_a: str, stage_b: str) -> StageDiff:
-        raise NotImplementedError
+        graph = self.catalog.stages()
+        graph.stage(stage_a)
+        graph.stage(stage_b)
+        a = {(e.name, e.version): e for e in self.catalog.entries(stage_a)}
+        b = {(e.name, e.version): e for e in self.catalog.entries(stage_b)}
+        return StageDiff(
+            stage_a=stage_a,
+            stage_b=stage_b,
+            only_a=tuple(a[k] for k in sorted(a.keys() - b.keys())),
+            only_b=tuple(b[k] for k in sorted(b.keys() - a.keys())),
+            different=tuple(
+                (a[k], b[k]) for k in sorted(a.keys() & b.keys()) if a[k].artifact != b[k].artifact
+            ),
+        )
 
     def history(self, query: EventFilter | None = None) -> list[Event]:
-        raise NotImplementedError
+        if query is not None and query.stage is not None:
+            self.catalog.stages().stage(query.stage)
+        return self.catalog.events(query)
 
     def revisions(self, distribution: str) -> list[Revision]:
-        raise NotImplementedError
+        self.catalog.stages().stage(distribution)
+        return self.catalog.revisions(distribution)
+
+    def revision_entries(
+        self, distribution: str, revision_or_tag: str | int
+    ) -> list[RevisionEntry]:
+        number, _ = _resolve(self.catalog, distribution, revision_or_tag)
+        return self.catalog.revision_entries(distribution, number)
 
     def tags(self, distribution: str | None = None) -> list[Tag]:
-        raise NotImplementedError
+        if distribution is not None:
+            self.catalog.stages().stage(distribution)
+        return self.catalog.tags(distribution)
+
+    # --- maintenance -----------------------------------------------------------------------
 
     def fsck(self, *, repair: bool = False) -> FsckReport:
-        raise NotImplementedError
+        """Check the catalog against the blobs: catalog self-check (every revision digest),
+        referenced blobs missing or corrupt (bytes do not hash to the digest), orphaned blobs.
+        ``repair`` deletes orphans (under the write lock, so no publish in flight loses its
+        blob) and old temp files of interrupted writes."""
+        problems = tuple(self.catalog.check(deep=True))
+        referenced = self.catalog.referenced_blobs()
+        missing: list[str] = []
+        corrupt: list[str] = []
+        for digest in sorted(referenced):
+            if not self.blobs.exists(digest):
+                missing.append(digest)
+            elif not self.blobs.verify(digest):
+                corrupt.append(digest)
+        repaired: list[str] = []
+        if repair:
+            with self.catalog.transaction() as tx:
+                referenced = tx.referenced_blobs()
+                orphaned = sorted(set(self.blobs.iter_digests()) - referenced)
+                for digest in orphaned:
+                    if self.blobs.delete(digest):
+                        repaired.append(digest)
+            cleanup = getattr(self.blobs, "cleanup_temp", None)
+            if callable(cleanup):
+                cleanup()
+        else:
+            orphaned = sorted(set(self.blobs.iter_digests()) - referenced)
+        temp_files = getattr(self.blobs, "temp_files", None)
+        temps: tuple[str, ...] = ()
+        if callable(temp_files):
+            temps = tuple(str(p) for p in temp_files())
+        return FsckReport(
+            missing=tuple(missing),
+            corrupt=tuple(corrupt),
+            orphaned=tuple(orphaned),
+            catalog_problems=problems,
+            repaired=tuple(repaired),
+            temp_files=temps,
+            checked=len(referenced),
+        )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def check_tag_name(tag: str) -> str:
+    """Return ``tag`` when it is a valid tag name, else raise InvalidInputError.
+
+    1-128 ASCII letters, digits, ``.``, ``_`` or ``-``, not starting with ``.`` or ``-``, not
+    only digits (digits name revisions), e.g. the stack version ``8.12.0`` (no ``v``).
+    """
+    if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag) or tag.isdigit():
+        raise InvalidInputError(
+            f"tag {tag!r} is not valid: use 1-128 ASCII letters, digits, '.', '_' or '-' (not"
+            " starting with '.' or '-'), not only digits (those name revisions), no '@' or '/'"
+        )
+    return tag
+
+
+def _resolve(
+    reader: CatalogReader, distribution: str, revision_or_tag: str | int
+) -> tuple[int, str | None]:
+    """(revision number, tag or None) for a number or a tag of ``distribution``."""
+    if isinstance(revision_or_tag, int):
+        number, tag = revision_or_tag, None
+    else:
+        text = revision_or_tag.strip()
+        if text.isdigit():
+            number, tag = int(text), None
+        else:
+            number, tag = reader.tag(distribution, text).revision, text
+    reader.revision(distribution, number)  # NotFoundError when absent
+    return int(number), tag
+
+
+def _validated(tree: PackageTree, location: str, *, version_dir: str | None) -> Package:
+    try:
+        problems = validate_for_publish(tree, version_dir=version_dir)
+        if problems:
+            raise PublishValidationError(location, problems)
+        return read_package(tree, validate=False, version_dir=version_dir)
+    except NotFoundError as exc:  # a listed file vanished or cannot be read
+        raise PackageError(str(exc), path=location) from None
+
+
+def _check_zip(data: bytes, location: str) -> None:
+    """Refuse a zip whose archive or any member is damaged (CRC, truncation, encryption)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            bad = archive.testzip()
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        ValueError,
+        OSError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        zlib.error,
+    ) as exc:
+        raise PackageError(f"broken zip archive: {exc}", path=location) from None
+    if bad is not None:
+        raise PackageError(f"broken zip archive: entry {bad!r} fails its CRC check", path=location)
+
+
+def _summary(pkg: Package, source: str) -> JSONObject:
+    doc = pkg.document
+    return {
+        "title": doc.get("title"),
+        "description": doc.get("description"),
+        "type": pkg.type,
+        "release": pkg.release,
+        "format_version": doc.get("format_version"),
+        "kibana_version": None if pkg.kibana_version is None else str(pkg.kibana_version),
+        "categories": list(pkg.categories),
+        "source": source,
+    }
+
+
+def _default_publish_stage(graph: StageGraph) -> str:
+    stages = graph.publish_stages()
+    if not stages:
+        raise PolicyError("no stage accepts a publish (every stage is frozen or promoted into)")
+    return stages[0]
+
+
+def _require_forced_reason(
+    graph: StageGraph, stage: str, name: str, version: str, reason: str
+) -> bool:
+    """For a ``force`` overwrite rule a reason is required too; True when the change is forced."""
+    if graph.stage(stage).policy.overwrite != "force":
+        return False
+    if not reason.strip():
+        raise PolicyError(
+            f"stage {stage} overwrites a version only when forced with a reason: {name}"
+            f" {version} exists with other bytes: needs --force and --reason"
+        )
+    return True
+
+
+def _promotion_source(
+    reader: Transaction, graph: StageGraph, to: str, name: str, version: str
+) -> str:
+    sources = [s.name for s in graph if s.promotes_to == to]
+    if not sources:
+        raise PolicyError(f"stage {to} is not filled by promotion: no stage promotes to it")
+    if len(sources) == 1:
+        return sources[0]
+    holding = [s for s in sources if reader.get_entry(s, name, version) is not None]
+    if len(holding) == 1:
+        return holding[0]
+    raise PolicyError(
+        f"stages {', '.join(sources)} promote to {to}: say which one to promote from (--from STAGE)"
+    )
+
+
+def _not_in_stage(reader: Transaction, stage: str, name: str, version: str) -> str:
+    elsewhere = [e.stage for e in reader.find_entries(name, version)]
+    where = ", ".join(elsewhere) if elsewhere else "no stage"
+    return f"{name} {version} is not in stage {stage} (it is in {where})"
+
+
+def _cascade(tx: Transaction, graph: StageGraph, stages: Iterable[str]) -> tuple[Revision, ...]:
+    """New revisions of every distribution that sees one of ``stages`` (each once, most stable
+    first)."""
+    affected: set[str] = set()
+    for stage in stages:
+        affected.update(graph.affected_distributions(stage))
+    return tuple(tx.new_revision(d) for d in graph.distributions() if d in affected)
 
 
 def event_title(event: Event) -> str:
     """``[staging] Promote apache-1.2.3 from snapshot`` and the like."""
-    raise NotImplementedError
+    d = event.detail
+    prefix = f"[{event.stage}] " if event.stage else ""
+    pkg = f"{event.name}-{event.version}" if event.name and event.version else event.name or ""
+    forced = " (forced)" if d.get("forced") else ""
+    action = event.action
+    if action == "publish":
+        extra = " (signature added)" if d.get("signature_added") else ""
+        return f"{prefix}Publish {pkg}{extra}"
+    if action == "overwrite":
+        return f"{prefix}Overwrite {pkg}{forced}"
+    if action == "promote":
+        src = f" from {d['from']}" if d.get("from") else ""
+        return f"{prefix}Promote {pkg}{src}{forced}"
+    if action == "remove":
+        return f"{prefix}Remove {pkg}{forced}"
+    if action == "tag":
+        return f"{prefix}Tag {d.get('tag')} -> revision {d.get('revision')}"
+    if action == "rollback":
+        tag = f" ({d['tag']})" if d.get("tag") else ""
+        return f"{prefix}Rollback to revision {d.get('revision')}{tag}"
+    words = action.replace("_", " ").capitalize()
+    return f"{prefix}{words} {pkg}".rstrip()
 
 
 __all__: Sequence[str] = (
+    "CRASH_ENV",
+    "CRASH_POINTS",
     "ChangeResult",
     "FsckReport",
     "PackageLocation",
+    "PreparedPackage",
+    "PublishValidationError",
     "StageDiff",
     "StoreService",
+    "check_tag_name",
+    "crash_point",
     "event_title",
 )
