@@ -486,7 +486,7 @@ def parse_config_text(
         if not isinstance(relative_to_config, bool):
             raise fail(RELATIVE_TO_CONFIG_KEY, "type mismatch, expected a boolean")
         if relative_to_config and base_dir is not None:
-            paths = [os.path.join(base_dir, p) for p in paths]
+            paths = [os.path.normpath(os.path.join(base_dir, p)) for p in paths]
         out["package_paths"] = tuple(paths)
     for key, attr in _CACHE_KEYS.items():
         if key not in data:
