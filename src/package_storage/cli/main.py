@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from package_storage import __version__
+from package_storage.cli.build import build, validate
+from package_storage.cli.bundle import export
 from package_storage.cli.serve import serve
 
 
@@ -15,6 +17,9 @@ def main() -> None:
 
 
 main.add_command(serve)
+main.add_command(export)
+main.add_command(build)
+main.add_command(validate)
 
 
 if __name__ == "__main__":  # pragma: no cover
