@@ -14,16 +14,32 @@ afterwards (a new revision gets a new index). It precomputes what every request 
 All caches are safe to use from several threads. Errors are not cached: ``QueryError`` (bad
 parameters) and ``PackageError`` (a package without spec version when ``spec.min``/``spec.max``
 is asked for, see ``search.py``) propagate to the caller every time.
+
+Stored files. Where a package's artifact zip and ``.sig`` come from is the index's
+:class:`PackageFiles` (``zip_file(pkg)``, ``signature_file(pkg)``): by default
+:class:`DiskFiles` (plain EPR mode: the zip file of a zip package, ``<location>.sig``); a store
+passes its own (blobs on disk or in memory).
+
+Switching revisions. A new index of the next revision of a distribution can be built with
+``previous=`` the index it replaces: search fragments of the packages both share (the same
+:class:`Package` objects) are taken over instead of rendered again, and :meth:`warm_from`
+renders the previous index's most recent /search and /categories queries before the swap, so
+a switch does not make the next requests slow.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
 
 from package_storage import render
 from package_storage import search as _search
+from package_storage.artifacts import signature_location
+from package_storage.errors import PackageStorageError
 from package_storage.model import JSONObject, Package
 
 DEFAULT_CACHE_ENTRIES = 1024
@@ -44,6 +60,44 @@ def _fragment(entry: JSONObject) -> bytes:
     """
     text = render.dumps(entry).rstrip(b"\n")
     return b"  " + text.replace(b"\n", b"\n  ")
+
+
+# --- stored files --------------------------------------------------------------------------
+
+StoredFile = Path | bytes
+"""A stored file to serve: a file on disk (sent from the file) or its bytes."""
+
+
+class PackageFiles(Protocol):
+    """Where the artifact zip and the detached signature of a served package are stored."""
+
+    def zip_file(self, pkg: Package) -> StoredFile | None:
+        """The stored zip of ``pkg``; None when there is none (a folder package: the server
+        builds the zip from the tree)."""
+        ...
+
+    def signature_file(self, pkg: Package) -> StoredFile | None:
+        """The stored ``.sig`` of ``pkg``; None when the package has no signature."""
+        ...
+
+
+class DiskFiles:
+    """Plain EPR mode (spec §2.8, §2.9): a zip package's zip is its file (folder packages have
+    none), and the signature is always ``<package location>.sig``: whether that file exists
+    is found out when it is served (a missing file is the reference's 500)."""
+
+    def zip_file(self, pkg: Package) -> StoredFile | None:
+        tree = pkg.tree
+        if tree.kind != "zip":
+            return None
+        path = getattr(tree, "path", None)
+        return Path(path) if isinstance(path, str | os.PathLike) else Path(tree.location)
+
+    def signature_file(self, pkg: Package) -> StoredFile | None:
+        return Path(signature_location(pkg.tree))
+
+
+DISK_FILES = DiskFiles()
 
 
 # --- cache ---------------------------------------------------------------------------------
@@ -93,6 +147,11 @@ class BodyCache:
     def __len__(self) -> int:
         return len(self._data)
 
+    def keys(self) -> list[Hashable]:
+        """The cached keys, least recently used first (a snapshot)."""
+        with self._lock:
+            return list(self._data)
+
     @property
     def size_bytes(self) -> int:
         return self._bytes
@@ -111,6 +170,10 @@ class RegistryIndex:
 
     ``sources`` is the list of sources in precedence order (storage, zip, folder), each a
     sequence of packages in source order with duplicates already removed (§7.5).
+
+    ``files`` says where artifacts and signatures are stored (default :data:`DISK_FILES`).
+    ``previous``: the index this one replaces; the search fragments of the packages both hold
+    are reused (nothing else is shared, and ``previous`` is not kept).
     """
 
     def __init__(
@@ -121,6 +184,8 @@ class RegistryIndex:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         document_cache_entries: int = DEFAULT_DOCUMENT_CACHE_ENTRIES,
         document_cache_bytes: int = DEFAULT_DOCUMENT_CACHE_BYTES,
+        files: PackageFiles | None = None,
+        previous: RegistryIndex | None = None,
     ) -> None:
         self._sources: tuple[tuple[Package, ...], ...] = tuple(tuple(s) for s in sources)
         by_name: list[dict[str, tuple[Package, ...]]] = []
@@ -134,6 +199,14 @@ class RegistryIndex:
         self._by_name: tuple[dict[str, tuple[Package, ...]], ...] = tuple(by_name)
         self._by_key = by_key
         self._fragments: dict[Package, bytes] = {}
+        if previous is not None:
+            old = previous._fragments
+            for source in self._sources:
+                for pkg in source:
+                    fragment = old.get(pkg)
+                    if fragment is not None:
+                        self._fragments[pkg] = fragment
+        self._files: PackageFiles = files if files is not None else DISK_FILES
         self._bodies = BodyCache(cache_entries, cache_bytes)
         self._documents = BodyCache(document_cache_entries, document_cache_bytes)
 
@@ -155,6 +228,16 @@ class RegistryIndex:
     def lookup(self, name: str, version: str) -> Package | None:
         """Exact lookup by name and version string; earlier source wins (spec §4.2)."""
         return self._by_key.get((name, version))
+
+    # -- stored files -----------------------------------------------------------------------
+
+    def zip_file(self, pkg: Package) -> StoredFile | None:
+        """The stored artifact zip of ``pkg`` (None: build it from the package tree)."""
+        return self._files.zip_file(pkg)
+
+    def signature_file(self, pkg: Package) -> StoredFile | None:
+        """The stored detached signature of ``pkg`` (None: the package has none)."""
+        return self._files.signature_file(pkg)
 
     # -- bodies -----------------------------------------------------------------------------
 
@@ -205,6 +288,31 @@ class RegistryIndex:
             body = render.dumps(pkg.document)
             self._documents.put(key, body)
         return body
+
+    def warm_from(self, previous: RegistryIndex, *, limit: int = 32) -> int:
+        """Render here the ``limit`` /search and /categories queries ``previous`` answered most
+        recently, so that swapping this index in keeps them fast. Queries that fail are
+        skipped. Returns how many bodies were rendered."""
+        done = 0
+        for key in reversed(previous._bodies.keys()):
+            if done >= limit:
+                break
+            if not (isinstance(key, tuple) and len(key) == 3):
+                continue
+            endpoint, raw_query, allow_unknown = key
+            if not isinstance(raw_query, str) or not isinstance(allow_unknown, bool):
+                continue
+            try:
+                if endpoint == "search":
+                    self.search_body(raw_query, allow_unknown=allow_unknown)
+                elif endpoint == "categories":
+                    self.categories_body(raw_query, allow_unknown=allow_unknown)
+                else:
+                    continue
+            except PackageStorageError:
+                continue
+            done += 1
+        return done
 
     # -- internals --------------------------------------------------------------------------
 

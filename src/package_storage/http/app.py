@@ -26,12 +26,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from time import perf_counter
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
 from package_storage import EPR_COMPAT_VERSION
-from package_storage.artifacts import build_zip, signature_location
+from package_storage.artifacts import build_zip
 from package_storage.errors import NotFoundError, PackageStorageError, VersionError
 from package_storage.http import errors as texts
 from package_storage.http.errors import Endpoint, status_for
@@ -77,6 +78,14 @@ class RegistryIndex(Protocol):
     def lookup(self, name: str, version: str) -> Package | None: ...
 
     def document_body(self, pkg: Package) -> bytes: ...
+
+    def zip_file(self, pkg: Package) -> Path | bytes | None:
+        """The stored artifact zip (a file or its bytes); None: build it from ``pkg.tree``."""
+        ...
+
+    def signature_file(self, pkg: Package) -> Path | bytes | None:
+        """The stored ``.sig`` (a file or its bytes); None: the package has no signature."""
+        ...
 
 
 class Registry(Protocol):
@@ -246,7 +255,12 @@ def _match(path: str) -> tuple[str, tuple[str, ...], bool] | None:
         for route, pattern in _PATTERNS:
             m = pattern.fullmatch(path)
             if m is not None:
-                return route, m.groups(), path.endswith("/") != route.endswith("/")
+                groups = m.groups()
+                if route == STATIC and not groups[2]:
+                    # ``/package/Foo/1.0.0/`` (a name route 9 refuses): route 10 with an empty
+                    # file, answered directly, never a strict-slash redirect (spec §1.1).
+                    return route, groups, False
+                return route, groups, path.endswith("/") != route.endswith("/")
     return None
 
 
@@ -326,11 +340,6 @@ def _safe_relative(file: str) -> bool:
 def _disk_root(tree: PackageTree) -> str | None:
     root = getattr(tree, "root", None) if tree.kind == "folder" else None
     return os.fspath(root) if isinstance(root, str | os.PathLike) else None
-
-
-def _disk_zip(tree: PackageTree) -> str:
-    path = getattr(tree, "path", None)
-    return os.fspath(path) if isinstance(path, str | os.PathLike) else tree.location
 
 
 @functools.lru_cache(maxsize=4096)
@@ -742,20 +751,33 @@ class ReadApp:
             return
         self._count_storage("signatures" if sig else "artifacts")
         base = self._public_catch_all
-        tree = pkg.tree
-        if sig or tree.kind == "zip":
-            path = signature_location(tree) if sig else _disk_zip(tree)
+        stored = index.signature_file(pkg) if sig else index.zip_file(pkg)
+        if stored is None and sig:
+            # A stored package without signature (plain EPR mode always names a file).
+            await _send_error(send, 404, missing, [CORS, *NO_CACHE], request.head)
+            return
+        if stored is not None:
+            # The content type comes from the name the client asked for (.zip / .zip.sig):
+            # stored files (blobs) need not carry an extension.
+            file_name = f"{name}-{version}.zip" + (".sig" if sig else "")
+            content: Content
+            mtime: float | None = None
+            if isinstance(stored, bytes):
+                content = BytesContent(stored)
+            else:
+                try:
+                    disk = FileContent.open(os.fspath(stored))
+                except OSError:
+                    # The reference answers 500 for a package whose .sig or .zip is not on disk.
+                    await _send_error(send, 500, texts.INTERNAL_SERVER_ERROR, base, request.head)
+                    return
+                content, mtime = disk, disk.mtime
             try:
-                content = FileContent.open(path)
-            except OSError:
-                # The reference answers 500 for a package whose .sig or .zip is not on disk.
-                await _send_error(send, 500, texts.INTERNAL_SERVER_ERROR, base, request.head)
-                return
-            try:
-                await self._serve(send, request, path, content, content.mtime, base)
+                await self._serve(send, request, file_name, content, mtime, base)
             finally:
                 content.close()
             return
+        tree = pkg.tree
         try:
             data = await self._folder_zip(pkg)
         except Exception as exc:
