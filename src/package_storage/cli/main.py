@@ -7,7 +7,9 @@ import click
 from package_storage import __version__
 from package_storage.cli.build import build, validate
 from package_storage.cli.bundle import export
+from package_storage.cli.demo import demo
 from package_storage.cli.serve import serve
+from package_storage.cli.store import COMMANDS as STORE_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +22,9 @@ main.add_command(serve)
 main.add_command(export)
 main.add_command(build)
 main.add_command(validate)
+for _command in STORE_COMMANDS:
+    main.add_command(_command)
+main.add_command(demo)
 
 
 if __name__ == "__main__":  # pragma: no cover

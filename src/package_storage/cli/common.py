@@ -1,0 +1,172 @@
+"""Shared plumbing of the store commands: the ``--store`` option, opening a store, error
+handling and output (rich tables for people, stable JSON for scripts).
+
+A store is one directory (``--store DIR``, env ``PACKAGE_STORAGE_STORE``, default ``./data``;
+layout in ``package_storage/store.py``). ``package-storage init`` creates it; every other command
+refuses a directory without a catalog (exit 1, with a hint to run ``init``) instead of silently
+creating an empty store.
+
+Errors: a command declared with ``cls=StoreCommand`` turns any :class:`PackageStorageError` into
+``error: <message>`` on stderr and exit status 1. Usage errors stay click's (exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from package_storage.errors import PackageStorageError
+from package_storage.service import StoreService
+from package_storage.storage.base import Event, JSONObject, StageEntry, format_time
+from package_storage.storage.localfs import LocalBlobStore
+from package_storage.storage.sqlite import SQLiteCatalog
+from package_storage.store import DEFAULT_STORE_DIR, STORE_ENV, Store
+
+SHORT_DIGEST = 12
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class StoreCommand(click.Command):
+    """A click command that reports :class:`PackageStorageError` as ``error: ...``, exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PackageStorageError as exc:
+            fail(str(exc))
+
+
+def fail(message: str, *, code: int = 1) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+def store_option(func: F) -> F:
+    """``--store DIR`` (env ``PACKAGE_STORAGE_STORE``, default ``./data``)."""
+    option = click.option(
+        "--store",
+        "store_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=STORE_ENV,
+        default=DEFAULT_STORE_DIR,
+        show_default=True,
+        show_envvar=True,
+        help="The store directory.",
+    )
+    return option(func)
+
+
+def store_exists(store_dir: Path) -> bool:
+    return Store.is_store(store_dir)
+
+
+@dataclass
+class OpenStore:
+    """An opened store: its catalog, blob store and the service acting for the CLI's actor."""
+
+    store: Store
+    service: StoreService
+
+    @property
+    def directory(self) -> Path:
+        return self.store.root
+
+    @property
+    def catalog(self) -> SQLiteCatalog:
+        return self.store.catalog
+
+    @property
+    def blobs(self) -> LocalBlobStore:
+        return self.store.blobs
+
+
+@contextmanager
+def open_store(store_dir: Path, *, create: bool = False) -> Iterator[OpenStore]:
+    """Open the store in ``store_dir`` (``create`` makes it when absent); closes it after.
+
+    Without ``create``, a directory that holds no store is refused (NotFoundError, exit 1) with
+    a hint to run ``package-storage init``.
+    """
+    with Store.open(store_dir, create=create) as store:
+        yield OpenStore(store, store.service())
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def console() -> Console:
+    """A rich console on the current stdout (plain text, wide lines when not a terminal)."""
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    if not out.is_terminal:
+        out = Console(file=sys.stdout, highlight=False, width=200, no_color=True)
+    return out
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """A table; cells are plain text (no rich markup: ``[staging]`` stays as it is)."""
+    table = Table(
+        title=Text(title) if title is not None else None, show_lines=False, title_justify="left"
+    )
+    for column in columns:
+        table.add_column(Text(column), overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console().print(table)
+
+
+def print_json(value: Any) -> None:
+    """Stable machine JSON: two-space indent, keys in the documented order, UTF-8."""
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def short(digest: str | None) -> str:
+    return digest[:SHORT_DIGEST] if digest else ""
+
+
+def when(value: datetime | None) -> str:
+    return format_time(value) if value is not None else ""
+
+
+def entry_json(entry: StageEntry) -> JSONObject:
+    return {
+        "name": entry.name,
+        "version": entry.version,
+        "stage": entry.stage,
+        "artifact": entry.artifact,
+        "added_at": format_time(entry.added_at),
+        "added_by": entry.added_by,
+    }
+
+
+def event_json(event: Event, title: str) -> JSONObject:
+    return {
+        "id": event.id,
+        "time": format_time(event.time),
+        "actor": event.actor,
+        "action": event.action,
+        "stage": event.stage,
+        "name": event.name,
+        "version": event.version,
+        "reason": event.reason,
+        "title": title,
+        "detail": event.detail,
+    }

@@ -1,0 +1,539 @@
+"""The store commands: ``init``, ``publish``, ``promote``, ``remove``, ``list``, ``show``,
+``diff``, ``history``, ``revisions``, ``tag``, ``tags``, ``rollback`` and ``fsck``.
+
+Thin commands over :class:`~package_storage.service.StoreService`: the rules live there. Exit
+status 0 when done, 1 when a rule or validation refuses (``error: <message>`` on stderr, one line
+naming the rule), 2 for usage errors. ``docs/cli.md`` documents every command and the ``--json``
+shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from package_storage.cli.common import (
+    OpenStore,
+    StoreCommand,
+    entry_json,
+    event_json,
+    fail,
+    open_store,
+    print_json,
+    print_table,
+    short,
+    store_exists,
+    store_option,
+    when,
+)
+from package_storage.errors import NotFoundError, PackageStorageError
+from package_storage.service import ChangeResult, event_title
+from package_storage.storage.base import Event, EventFilter, RevisionEntry, StageEntry
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def _artifact_of(store: OpenStore, stage: str | None, name: str | None, version: str | None) -> str:
+    if stage is None or name is None or version is None:
+        return ""
+    entry = store.catalog.get_entry(stage, name, version)
+    return entry.artifact if entry is not None else ""
+
+
+def _digest_note(digest: str) -> str:
+    return f" (sha256 {short(digest)}…)" if digest else ""
+
+
+def _unchanged_line(result: ChangeResult, fallback: str) -> str:
+    message = result.message or fallback
+    return message if message.lower().startswith("unchanged") else f"unchanged: {message}"
+
+
+# --- init ------------------------------------------------------------------------------------
+
+
+@click.command("init", cls=StoreCommand)
+@store_option
+def init(store_dir: Path) -> None:
+    """Create the store (idempotent: an existing store is left as it is)."""
+    existed = store_exists(store_dir)
+    with open_store(store_dir, create=True) as store:
+        stages = ", ".join(store.catalog.stages().names)
+    verb = "store exists" if existed else "created store"
+    click.echo(f"{verb} at {store_dir} (stages: {stages})")
+
+
+# --- publish / promote / remove ----------------------------------------------------------------
+
+
+@click.command("publish", cls=StoreCommand)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--stage",
+    default=None,
+    metavar="STAGE",
+    help="Stage to publish to (default: the store's publish stage, snapshot).",
+)
+@click.option("--force", is_flag=True, help="Overwrite where the stage allows it when forced.")
+@click.option("--reason", default="", help="Why (recorded in the history).")
+@store_option
+def publish(
+    paths: Sequence[Path], stage: str | None, force: bool, reason: str, store_dir: Path
+) -> None:
+    """Publish package folders or zips (a .sig beside a zip is taken along).
+
+    Each package is its own transaction. The command stops at the first refused package
+    (exit 1); the packages published before it stay published.
+    """
+    with open_store(store_dir) as store:
+        published = unchanged = 0
+        for path in paths:
+            try:
+                result = store.service.publish(path, stage=stage, force=force, reason=reason)
+            except PackageStorageError as exc:
+                click.echo(f"error: {exc}", err=True)
+                if len(paths) > 1:
+                    click.echo(
+                        f"stopped at {path}: {published} published, {unchanged} unchanged,"
+                        f" {len(paths) - published - unchanged - 1} not tried",
+                        err=True,
+                    )
+                raise SystemExit(1) from None
+            event = result.event
+            if result.changed and event is not None:
+                published += 1
+                verb = "overwrote" if event.action == "overwrite" else "published"
+                prep = "in" if verb == "overwrote" else "to"
+                digest = _artifact_of(store, event.stage, event.name, event.version)
+                click.echo(
+                    f"{verb} {event.name} {event.version} {prep} {event.stage}"
+                    + _digest_note(digest)
+                )
+            else:
+                unchanged += 1
+                click.echo(_unchanged_line(result, str(path)))
+
+
+@click.command("promote", cls=StoreCommand)
+@click.argument("name")
+@click.argument("version")
+@click.option("--to", "to", required=True, metavar="STAGE", help="Stage to promote to.")
+@click.option(
+    "--from",
+    "source",
+    default=None,
+    metavar="STAGE",
+    help="Stage to promote from (default: the stage that promotes to --to).",
+)
+@store_option
+def promote(name: str, version: str, to: str, source: str | None, store_dir: Path) -> None:
+    """Move NAME VERSION one stage up the promotion path, in one atomic step."""
+    with open_store(store_dir) as store:
+        result = store.service.promote(name, version, to=to, source=source)
+        if not result.changed:
+            click.echo(_unchanged_line(result, f"{name} {version} is already in {to}"))
+            return
+        detail = result.event.detail if result.event is not None else {}
+        origin = source or detail.get("from") or detail.get("source")
+        frm = f" from {origin}" if isinstance(origin, str) and origin else ""
+        digest = _artifact_of(store, to, name, version)
+        click.echo(f"promoted {name} {version}{frm} to {to}" + _digest_note(digest))
+
+
+@click.command("remove", cls=StoreCommand)
+@click.argument("name")
+@click.argument("version")
+@click.option("--stage", required=True, metavar="STAGE", help="Stage to remove from.")
+@click.option("--force", is_flag=True, help="Needed where the stage removes only when forced.")
+@click.option("--reason", default="", help="Why (recorded; required with --force).")
+@store_option
+def remove(name: str, version: str, stage: str, force: bool, reason: str, store_dir: Path) -> None:
+    """Remove NAME VERSION from a stage."""
+    with open_store(store_dir) as store:
+        result = store.service.remove(name, version, stage=stage, force=force, reason=reason)
+        if result.changed:
+            click.echo(f"removed {name} {version} from {stage}")
+        else:
+            click.echo(_unchanged_line(result, f"{name} {version} is not in {stage}"))
+
+
+# --- list / show / diff / history -------------------------------------------------------------
+
+
+@click.command("list", cls=StoreCommand)
+@click.option("--stage", default=None, metavar="STAGE", help="Versions stored in one stage.")
+@click.option(
+    "--distribution",
+    default=None,
+    metavar="DIST",
+    help="Versions a distribution serves now (its current revision).",
+)
+@json_option
+@store_option
+def list_command(
+    stage: str | None, distribution: str | None, as_json: bool, store_dir: Path
+) -> None:
+    """List package versions (of every stage, one stage, or what a distribution serves)."""
+    if stage is not None and distribution is not None:
+        raise click.UsageError("use either --stage or --distribution, not both")
+    with open_store(store_dir) as store:
+        entries: Sequence[StageEntry | RevisionEntry] = store.service.list_entries(
+            stage=stage, distribution=distribution
+        )
+    if as_json:
+        print_json([_listed_json(e) for e in entries])
+        return
+    title = (
+        f"distribution {distribution}"
+        if distribution
+        else f"stage {stage}"
+        if stage
+        else "all stages"
+    )
+    title += f": {len(entries)} versions"
+    if distribution is not None:
+        print_table(
+            title,
+            ("name", "version", "from stage", "artifact"),
+            [
+                (e.name, e.version, e.stage, short(e.artifact))
+                for e in entries
+                if isinstance(e, RevisionEntry)
+            ],
+        )
+        return
+    print_table(
+        title,
+        ("name", "version", "stage", "artifact", "added", "by"),
+        [
+            (e.name, e.version, e.stage, short(e.artifact), when(e.added_at), e.added_by)
+            for e in entries
+            if isinstance(e, StageEntry)
+        ],
+    )
+
+
+def _listed_json(entry: StageEntry | RevisionEntry) -> dict[str, object]:
+    if isinstance(entry, StageEntry):
+        return entry_json(entry)
+    return {
+        "name": entry.name,
+        "version": entry.version,
+        "stage": entry.stage,
+        "artifact": entry.artifact,
+    }
+
+
+@click.command("show", cls=StoreCommand)
+@click.argument("name")
+@click.argument("version", required=False)
+@json_option
+@store_option
+def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None:
+    """Where each version of NAME lives, its artifact digests and its events."""
+    with open_store(store_dir) as store:
+        locations = store.service.show(name, version)
+        events = store.service.history(EventFilter(name=name, version=version))
+    if not locations:
+        what = f"{name} {version}" if version else name
+        raise NotFoundError(f"package {what} is in no stage")
+    by_version: dict[str, list[Event]] = {}
+    for event in events:
+        by_version.setdefault(event.version or "", []).append(event)
+    if as_json:
+        print_json(
+            {
+                "name": name,
+                "versions": [
+                    {
+                        "version": loc.version,
+                        "artifact_size": loc.artifact_size,
+                        "signed": loc.signed,
+                        "stages": [
+                            {
+                                "stage": e.stage,
+                                "artifact": e.artifact,
+                                "added_at": when(e.added_at),
+                                "added_by": e.added_by,
+                            }
+                            for e in loc.entries
+                        ],
+                        "events": [
+                            event_json(ev, event_title(ev))
+                            for ev in by_version.get(loc.version, [])
+                        ],
+                    }
+                    for loc in locations
+                ],
+            }
+        )
+        return
+    print_table(
+        f"{name}: {len(locations)} versions",
+        ("version", "stage", "artifact", "size", "signed", "added", "by"),
+        [
+            (
+                loc.version,
+                e.stage,
+                short(e.artifact),
+                str(loc.artifact_size),
+                "yes" if loc.signed else "no",
+                when(e.added_at),
+                e.added_by,
+            )
+            for loc in locations
+            for e in loc.entries
+        ],
+    )
+    if events:
+        _events_table(f"{name} events", events)
+
+
+def _events_table(title: str, events: Sequence[Event]) -> None:
+    print_table(
+        title,
+        ("id", "time", "actor", "event", "reason"),
+        [(str(ev.id), when(ev.time), ev.actor, event_title(ev), ev.reason or "") for ev in events],
+    )
+
+
+@click.command("diff", cls=StoreCommand)
+@click.argument("stage_a")
+@click.argument("stage_b")
+@json_option
+@store_option
+def diff(stage_a: str, stage_b: str, as_json: bool, store_dir: Path) -> None:
+    """Versions only in STAGE_A, only in STAGE_B, and in both with different artifacts."""
+    with open_store(store_dir) as store:
+        result = store.service.diff(stage_a, stage_b)
+    different = [
+        {"name": a.name, "version": a.version, "artifact_a": a.artifact, "artifact_b": b.artifact}
+        for a, b in result.different
+    ]
+    if as_json:
+        print_json(
+            {
+                "stage_a": result.stage_a,
+                "stage_b": result.stage_b,
+                "only_a": [entry_json(e) for e in result.only_a],
+                "only_b": [entry_json(e) for e in result.only_b],
+                "different": different,
+            }
+        )
+        return
+    rows = [(f"only in {stage_a}", e.name, e.version, short(e.artifact), "") for e in result.only_a]
+    rows += [
+        (f"only in {stage_b}", e.name, e.version, "", short(e.artifact)) for e in result.only_b
+    ]
+    rows += [
+        ("different", a.name, a.version, short(a.artifact), short(b.artifact))
+        for a, b in result.different
+    ]
+    if not rows:
+        click.echo(f"{stage_a} and {stage_b} hold the same versions with the same artifacts")
+        return
+    print_table(
+        f"{stage_a} vs {stage_b}",
+        ("difference", "name", "version", f"{stage_a} artifact", f"{stage_b} artifact"),
+        rows,
+    )
+
+
+@click.command("history", cls=StoreCommand)
+@click.option("--stage", default=None, metavar="STAGE", help="Only events of one stage.")
+@click.option("--package", "name", default=None, metavar="NAME", help="Only events of one package.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=50,
+    show_default=True,
+    help="At most this many events, newest first (0: all).",
+)
+@json_option
+@store_option
+def history(
+    stage: str | None, name: str | None, limit: int, as_json: bool, store_dir: Path
+) -> None:
+    """The audit history: who changed what, when and why (newest first)."""
+    query = EventFilter(stage=stage, name=name, limit=limit or None, newest_first=True)
+    with open_store(store_dir) as store:
+        events = store.service.history(query)
+    if as_json:
+        print_json([event_json(ev, event_title(ev)) for ev in events])
+        return
+    if not events:
+        click.echo("no events")
+        return
+    _events_table(f"history: {len(events)} events, newest first", events)
+
+
+# --- revisions / tags / rollback ----------------------------------------------------------------
+
+
+@click.command("revisions", cls=StoreCommand)
+@click.argument("distribution")
+@json_option
+@store_option
+def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
+    """The revisions of DISTRIBUTION, oldest first; `*` marks the current one."""
+    with open_store(store_dir) as store:
+        revs = store.service.revisions(distribution)
+    if as_json:
+        print_json(
+            [{**r.as_json(), "count": r.count, "server_version": r.server_version} for r in revs]
+        )
+        return
+    print_table(
+        f"distribution {distribution}: {len(revs)} revisions",
+        ("revision", "current", "created", "digest", "versions", "server", "tags"),
+        [
+            (
+                str(r.number),
+                "*" if r.current else "",
+                when(r.created),
+                short(r.digest),
+                str(r.count),
+                r.server_version,
+                ", ".join(r.tags),
+            )
+            for r in revs
+        ],
+    )
+
+
+@click.command("tag", cls=StoreCommand)
+@click.argument("distribution")
+@click.argument("tag")
+@click.option(
+    "--revision",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Revision to tag (default: the current one).",
+)
+@store_option
+def tag(distribution: str, tag: str, revision: int | None, store_dir: Path) -> None:
+    """Name a revision of DISTRIBUTION permanently (tags never move)."""
+    with open_store(store_dir) as store:
+        made = store.service.tag(distribution, tag, revision=revision)
+        digest = store.catalog.revision(made.distribution, made.revision).digest
+    click.echo(
+        f"tagged {made.distribution}@{made.tag} = revision {made.revision}"
+        f" (digest {short(digest)}…)"
+    )
+
+
+@click.command("tags", cls=StoreCommand)
+@click.option("--distribution", default=None, metavar="DIST", help="Tags of one distribution.")
+@json_option
+@store_option
+def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
+    """Every tag: which revision of which distribution it names."""
+    with open_store(store_dir) as store:
+        found = store.service.tags(distribution)
+    if as_json:
+        print_json(
+            [
+                {
+                    "distribution": t.distribution,
+                    "tag": t.tag,
+                    "revision": t.revision,
+                    "created": when(t.created),
+                    "created_by": t.created_by,
+                }
+                for t in found
+            ]
+        )
+        return
+    if not found:
+        click.echo("no tags")
+        return
+    print_table(
+        f"{len(found)} tags",
+        ("tag", "revision", "created", "by"),
+        [
+            (f"{t.distribution}@{t.tag}", str(t.revision), when(t.created), t.created_by)
+            for t in found
+        ],
+    )
+
+
+@click.command("rollback", cls=StoreCommand)
+@click.argument("distribution")
+@click.argument("revision_or_tag")
+@store_option
+def rollback(distribution: str, revision_or_tag: str, store_dir: Path) -> None:
+    """Point DISTRIBUTION back at an earlier revision (a number or a tag)."""
+    with open_store(store_dir) as store:
+        before = store.catalog.current_revision(distribution)
+        result = store.service.rollback(distribution, revision_or_tag)
+        after = store.catalog.current_revision(distribution)
+    if after is None:  # pragma: no cover - a rollback always leaves a current revision
+        fail(f"distribution {distribution} has no current revision after the rollback")
+    if not result.changed:
+        click.echo(
+            _unchanged_line(result, f"{distribution} already serves revision {after.number}")
+        )
+        return
+    was = f" (was {before.number})" if before is not None else ""
+    click.echo(
+        f"{distribution} now serves revision {after.number}{was}, digest {short(after.digest)}…"
+    )
+
+
+# --- fsck ----------------------------------------------------------------------------------
+
+
+@click.command("fsck", cls=StoreCommand)
+@click.option("--repair", is_flag=True, help="Repair what can be repaired (orphans, temp files).")
+@json_option
+@store_option
+def fsck(repair: bool, as_json: bool, store_dir: Path) -> None:
+    """Check the store: catalog consistency and blobs (exit 1 when inconsistent)."""
+    with open_store(store_dir) as store:
+        report = store.service.fsck(repair=repair)
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "missing": list(report.missing),
+                "corrupt": list(report.corrupt),
+                "orphaned": list(report.orphaned),
+                "catalog_problems": list(report.catalog_problems),
+                "repaired": list(report.repaired),
+            }
+        )
+    else:
+        for digest in report.missing:
+            click.echo(f"missing blob {digest} (referenced by the catalog)")
+        for digest in report.corrupt:
+            click.echo(f"corrupt blob {digest} (bytes do not hash to the digest)")
+        for digest in report.orphaned:
+            click.echo(f"orphaned blob {digest} (referenced by nothing)")
+        for problem in report.catalog_problems:
+            click.echo(f"catalog: {problem}")
+        for item in report.repaired:
+            click.echo(f"repaired: {item}")
+    if not report.ok:
+        problems = len(report.missing) + len(report.corrupt) + len(report.catalog_problems)
+        fail(f"store at {store_dir} is inconsistent ({problems} problems)")
+    if not as_json:
+        click.echo(f"ok: store at {store_dir} is consistent")
+
+
+COMMANDS: tuple[click.Command, ...] = (
+    init,
+    publish,
+    promote,
+    remove,
+    list_command,
+    show,
+    diff,
+    history,
+    revisions,
+    tag,
+    tags,
+    rollback,
+    fsck,
+)
