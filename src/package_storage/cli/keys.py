@@ -1,0 +1,263 @@
+"""``package-storage keys generate|import|export|list|untrust`` and ``package-storage verify``.
+
+The store keeps one OpenPGP signing key (``DIR/keys/signing.asc``, mode 0600): when it is set,
+publish signs every artifact with an armored detached signature (``<name>-<version>.zip.sig``),
+which Kibana verifies against the public key given to it
+(``xpack.fleet.packageVerification.gpgKeyPath``: the output of ``keys export``). Trusted public
+keys (``DIR/keys/trusted/``) verify the ``.sig`` files that come with imported packages.
+
+A passphrase-protected signing key is unlocked with ``PACKAGE_STORAGE_KEY_PASSPHRASE``.
+
+Exit status: 0 when done, 1 when refused or when ``verify`` finds a missing or bad signature
+(``error: <message>`` on stderr), 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from package_storage.cli.common import (
+    StoreCommand,
+    fail,
+    open_store,
+    print_json,
+    print_table,
+    store_exists,
+    store_option,
+)
+from package_storage.errors import NotFoundError, SignatureError
+from package_storage.keyring import StoreKeyring, verify_artifact
+from package_storage.signing import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    PublicKey,
+    generate_key,
+    is_secret_key,
+)
+from package_storage.storage.base import StageEntry
+
+_MAX_KEY_INPUT = 1 << 20
+
+
+def _keyring(store_dir: Path) -> StoreKeyring:
+    if not store_exists(store_dir):
+        fail(
+            f"no package store at {store_dir}: run `package-storage init --store {store_dir}` first"
+        )
+    return StoreKeyring(store_dir)
+
+
+def _default_user_id() -> str:
+    return f"package-storage signing key <package-storage@{socket.gethostname() or 'localhost'}>"
+
+
+def _key_json(key: PublicKey, role: str) -> dict[str, object]:
+    return {
+        "role": role,
+        "fingerprint": key.fingerprint,
+        "key_id": key.key_id,
+        "algorithm": key.algorithm,
+        "user_ids": list(key.user_ids),
+    }
+
+
+@click.group("keys")
+def keys() -> None:
+    """OpenPGP keys of the store: the signing key and trusted verification keys."""
+
+
+@keys.command("generate", cls=StoreCommand)
+@store_option
+@click.option(
+    "--user-id",
+    default=None,
+    metavar="'NAME <MAIL>'",
+    help="User ID of the key (default: package-storage signing key <package-storage@HOST>).",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(ALGORITHMS, case_sensitive=False),
+    default=DEFAULT_ALGORITHM.value,
+    show_default=True,
+    help="ed25519 (fast, verified by Kibana 8.x and gpg >= 2.1) or RSA (Elastic's own key is RSA 4096).",
+)
+@click.option("--force", is_flag=True, help="Replace the existing signing key.")
+def generate(store_dir: Path, user_id: str | None, algorithm: str, force: bool) -> None:
+    """Generate the store's signing key (stored without passphrase, mode 0600)."""
+    keyring = _keyring(store_dir)
+    if keyring.has_signing_key() and not force:
+        current = keyring.signing_public_key()
+        shown = current.fingerprint if current is not None else str(keyring.signing_path)
+        fail(
+            f"the store already has a signing key ({shown}); use --force to replace it "
+            "(signatures made with it will no longer verify with the new public key)"
+        )
+    secret = generate_key(user_id or _default_user_id(), algorithm=algorithm)
+    keyring.set_signing_key(secret.armored, replace=True)
+    click.echo(f"generated {algorithm} signing key {secret.fingerprint}")
+    click.echo(f"  user ID: {secret.user_ids[0] if secret.user_ids else ''}")
+    click.echo(f"  stored in {keyring.signing_path}")
+    click.echo("give Kibana the public key: package-storage keys export -o package-storage.asc")
+
+
+@keys.command("import", cls=StoreCommand)
+@store_option
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@click.option(
+    "--trusted",
+    is_flag=True,
+    help="Trust the key to verify imported signatures (a secret key: only its public part).",
+)
+@click.option("--force", is_flag=True, help="Replace the existing signing key.")
+def import_key(store_dir: Path, file: Path, trusted: bool, force: bool) -> None:
+    """Import an armored key: a secret key becomes the signing key, a public key (or any key
+    with --trusted) a trusted verification key. FILE may be - for standard input."""
+    keyring = _keyring(store_dir)
+    if str(file) == "-":
+        data = sys.stdin.buffer.read(_MAX_KEY_INPUT + 1)
+    else:
+        try:
+            with file.open("rb") as handle:
+                data = handle.read(_MAX_KEY_INPUT + 1)
+        except OSError as exc:
+            fail(f"cannot read key file {file}: {exc.strerror or exc}")
+    if len(data) > _MAX_KEY_INPUT:
+        fail(f"key file {file} is larger than {_MAX_KEY_INPUT} bytes: not an OpenPGP key")
+    if is_secret_key(data) and not trusted:
+        secret = keyring.set_signing_key(data, replace=force)
+        protected = " (passphrase-protected)" if secret.protected else ""
+        click.echo(f"imported signing key {secret.fingerprint}{protected}")
+        return
+    public = keyring.add_trusted(data)
+    click.echo(f"trusted key {public.describe()}")
+
+
+@keys.command("export", cls=StoreCommand)
+@store_option
+@click.option("--secret", is_flag=True, help="Export the secret signing key (handle with care).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Write to FILE instead of standard output (a secret key gets mode 0600).",
+)
+def export_key(store_dir: Path, secret: bool, output: Path | None) -> None:
+    """Export the signing key: its public part (for Kibana, gpg --import) by default."""
+    keyring = _keyring(store_dir)
+    if secret:
+        text = keyring.signing_key_armored()
+        if text is None:
+            raise NotFoundError(f"no signing key in {keyring.keys_dir}")
+    else:
+        text = keyring.export_public()
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    mode = 0o600 if secret else 0o644
+    try:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+        if secret:
+            os.chmod(output, 0o600)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")
+    click.echo(f"wrote {'secret' if secret else 'public'} key to {output}", err=True)
+
+
+@keys.command("list", cls=StoreCommand)
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+def list_keys(store_dir: Path, as_json: bool) -> None:
+    """Show the signing key and the trusted keys."""
+    keyring = _keyring(store_dir)
+    listed: list[tuple[str, PublicKey]] = []
+    signing = keyring.signing_public_key()
+    if signing is not None:
+        listed.append(("signing", signing))
+    listed.extend(("trusted", key) for key in keyring.trusted_keys())
+    if as_json:
+        print_json([_key_json(key, role) for role, key in listed])
+        return
+    if not listed:
+        click.echo("no keys: run `package-storage keys generate` to sign published artifacts")
+        return
+    print_table(
+        None,
+        ("role", "fingerprint", "algorithm", "user IDs"),
+        [(role, key.fingerprint, key.algorithm, ", ".join(key.user_ids)) for role, key in listed],
+    )
+
+
+@keys.command("untrust", cls=StoreCommand)
+@store_option
+@click.argument("fingerprint")
+def untrust(store_dir: Path, fingerprint: str) -> None:
+    """Stop trusting the key with FINGERPRINT (40 hex digits, or its 16-digit key ID)."""
+    keyring = _keyring(store_dir)
+    if not keyring.remove_trusted(fingerprint):
+        raise NotFoundError(f"no trusted key {fingerprint} in {keyring.trusted_dir}")
+    click.echo(f"no longer trusted: {fingerprint}")
+
+
+@click.command("verify", cls=StoreCommand)
+@store_option
+@click.argument("name")
+@click.argument("version")
+@click.option(
+    "--stage", default=None, metavar="STAGE", help="Only the copy in STAGE (default: every stage)."
+)
+def verify(store_dir: Path, name: str, version: str, stage: str | None) -> None:
+    """Verify the stored signature of NAME VERSION against the store's keys.
+
+    Exit 1 when the version is missing, has no signature, or a signature does not verify.
+    """
+    keyring = _keyring(store_dir)
+    keys_known = keyring.verification_keys()
+    if not keys_known:
+        fail(
+            "no keys to verify with: generate or import a signing key, or trust a public key "
+            "(package-storage keys import FILE --trusted)"
+        )
+    failures = 0
+    with open_store(store_dir) as store:
+        entries: list[StageEntry]
+        if stage is not None:
+            store.catalog.stages().stage(stage)  # NotFoundError naming the known stages
+            entry = store.catalog.get_entry(stage, name, version)
+            entries = [entry] if entry is not None else []
+        else:
+            entries = store.catalog.find_entries(name, version)
+        if not entries:
+            where = f" in stage {stage}" if stage else ""
+            raise NotFoundError(f"{name} {version} is not in the store{where}")
+        for entry in entries:
+            label = f"{name}-{version} [{entry.stage}]"
+            artifact = store.catalog.get_artifact(entry.artifact)
+            if artifact is None or artifact.signature_digest is None:
+                click.echo(f"{label}: MISSING signature (the artifact is not signed)")
+                failures += 1
+                continue
+            data = store.blobs.get(artifact.digest)
+            signature = store.blobs.get(artifact.signature_digest)
+            try:
+                result = verify_artifact(keyring, data, signature)
+            except SignatureError as exc:
+                click.echo(f"{label}: BAD signature file: {exc.message}")
+                failures += 1
+                continue
+            state = "OK" if result.ok else "FAILED"
+            click.echo(f"{label}: {state}: {result.reason}")
+            if not result.ok:
+                failures += 1
+    if failures:
+        fail(f"{failures} of {len(entries)} signature(s) of {name} {version} did not verify")
+
+
+__all__ = ["keys", "verify"]
