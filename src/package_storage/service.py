@@ -486,9 +486,9 @@ class StoreService:
         with self.catalog.transaction() as tx:
             graph = tx.stages()
             stage = graph.stage(distribution)
-            number, tag = _resolve(tx, distribution, revision_or_tag)
             if stage.policy.frozen:
                 raise PolicyError(f"stage {distribution} is frozen: it is never rolled back")
+            number, tag = _resolve(tx, distribution, revision_or_tag)
             previous = tx.distributions().get(distribution)
             target: dict[tuple[str, str], str] = {}
             shadowed: set[tuple[str, str]] = set()
