@@ -134,6 +134,7 @@ def test_nonexistent_store_exits_1_with_a_hint_to_run_init(tmp_path: Path) -> No
         ["publish", "--bogus", str(HELLO)],
         ["publish"],  # no PATH
         ["list", "--stage", "snapshot", "--distribution", "production"],
+        ["list", "--revision", "1"],
         ["history", "--limit", "-1"],
         ["promote", "hello_nginx", "1.0.0"],  # --to is required
         ["remove", "hello_nginx", "1.0.0"],  # --stage is required
@@ -186,6 +187,33 @@ def test_publish_to_a_promotion_only_stage_is_refused_naming_the_rule(store: Pat
     line = refused(["publish", "--stage", "production", str(HELLO)], store)
     assert "production" in line
     assert json_of(["list", "--stage", "production"], store) == []
+
+
+def test_publish_overwrite_in_snapshot_and_forced_overwrite_in_staging(
+    store: Path, tmp_path: Path
+) -> None:
+    ok(["publish", str(HELLO)], store)
+    changed = tmp_path / "changed" / "hello_nginx" / "1.0.0"
+    shutil.copytree(HELLO, changed)
+    with (changed / "docs" / "README.md").open("a") as fh:
+        fh.write("\nOne more line.\n")
+    out = ok(["publish", str(changed)], store)
+    assert out.startswith("overwrote hello_nginx 1.0.0 in snapshot (sha256 ")
+    assert DIGEST_NOTE.search(out.strip())
+    ok(["promote", "hello_nginx", "1.0.0", "--to", "staging"], store)
+    ok(["publish", str(HELLO)], store)  # the original bytes again, in snapshot
+    line = refused(["promote", "hello_nginx", "1.0.0", "--to", "staging"], store)
+    assert "staging" in line
+    line = refused(["promote", "hello_nginx", "1.0.0", "--to", "staging", "--force"], store)
+    assert "reason" in line
+    out = ok(
+        ["promote", "hello_nginx", "1.0.0", "--to", "staging", "--force", "--reason", "rebuild"],
+        store,
+    )
+    assert out.startswith("promoted hello_nginx 1.0.0 from snapshot to staging")
+    assert DIGEST_NOTE.search(out.strip())
+    events = json_of(["history", "--stage", "staging", "--limit", "1"], store)
+    assert events[0]["reason"] == "rebuild"
 
 
 def test_publish_a_new_version_of_a_copy(store: Path, tmp_path: Path) -> None:
@@ -396,8 +424,16 @@ def test_revisions_tag_and_rollback(published: Path) -> None:
     ok(["promote", "acme_input", "1.0.0", "--to", "production"], published)
     after = json_of(["revisions", "production"], published)
     assert after[-1]["revision"] > first_tagged and after[-1]["current"]
-    out = ok(["rollback", "production", "8.12.0"], published)
-    assert out.startswith(f"production now serves revision {first_tagged}")
+    out = ok(["rollback", "production", "8.12.0"], published).splitlines()
+    assert out[0].startswith(f"rolled production back to revision {first_tagged}")
+    assert out[1].startswith(f"production now serves revision {first_tagged} (digest ")
+    again = ok(["rollback", "production", "8.12.0"], published)
+    assert again.startswith("unchanged: ")
+    old = json_of(
+        ["list", "--distribution", "production", "--revision", str(after[-1]["revision"])],
+        published,
+    )
+    assert len(old) == 2
     rolled = {r["revision"]: r for r in json_of(["revisions", "production"], published)}
     assert rolled[first_tagged]["current"] is True
     assert rolled[first_tagged]["tags"] == ["8.12.0"]

@@ -138,6 +138,10 @@ def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
 def short(digest: str | None) -> str:
     return digest[:SHORT_DIGEST] if digest else ""
 

@@ -9,18 +9,20 @@ shapes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from package_storage.cli.common import (
-    OpenStore,
+    SHORT_DIGEST,
     StoreCommand,
     entry_json,
     event_json,
     fail,
     open_store,
+    plural,
     print_json,
     print_table,
     short,
@@ -35,20 +37,26 @@ from package_storage.storage.base import Event, EventFilter, RevisionEntry, Stag
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
-def _artifact_of(store: OpenStore, stage: str | None, name: str | None, version: str | None) -> str:
-    if stage is None or name is None or version is None:
-        return ""
-    entry = store.catalog.get_entry(stage, name, version)
-    return entry.artifact if entry is not None else ""
+_FULL_DIGEST = re.compile(rf"\b([0-9a-f]{{{SHORT_DIGEST}}})[0-9a-f]{{{64 - SHORT_DIGEST}}}\b")
 
 
-def _digest_note(digest: str) -> str:
-    return f" (sha256 {short(digest)}…)" if digest else ""
+def shorten_digests(message: str) -> str:
+    """``... (sha256 <64 hex>)`` -> ``... (sha256 <12 hex>…)``: one readable line."""
+    return _FULL_DIGEST.sub(lambda m: m.group(1) + "…", message)
 
 
-def _unchanged_line(result: ChangeResult, fallback: str) -> str:
-    message = result.message or fallback
-    return message if message.lower().startswith("unchanged") else f"unchanged: {message}"
+def _digest_note(result: ChangeResult) -> str:
+    digest = result.event.detail.get("digest") if result.event is not None else None
+    return f" (sha256 {short(digest)}…)" if isinstance(digest, str) and digest else ""
+
+
+def change_line(result: ChangeResult, fallback: str) -> str:
+    """The one line a change prints: the service's message with short digests; a no-op reads
+    ``unchanged: ...``."""
+    line = shorten_digests(result.message or fallback)
+    if not result.changed and not line.lower().startswith("unchanged"):
+        line = f"unchanged: {line}"
+    return line
 
 
 # --- init ------------------------------------------------------------------------------------
@@ -101,19 +109,11 @@ def publish(
                         err=True,
                     )
                 raise SystemExit(1) from None
-            event = result.event
-            if result.changed and event is not None:
+            if result.changed:
                 published += 1
-                verb = "overwrote" if event.action == "overwrite" else "published"
-                prep = "in" if verb == "overwrote" else "to"
-                digest = _artifact_of(store, event.stage, event.name, event.version)
-                click.echo(
-                    f"{verb} {event.name} {event.version} {prep} {event.stage}"
-                    + _digest_note(digest)
-                )
             else:
                 unchanged += 1
-                click.echo(_unchanged_line(result, str(path)))
+            click.echo(change_line(result, f"{path}: published"))
 
 
 @click.command("promote", cls=StoreCommand)
@@ -127,19 +127,25 @@ def publish(
     metavar="STAGE",
     help="Stage to promote from (default: the stage that promotes to --to).",
 )
+@click.option("--force", is_flag=True, help="Replace other bytes where the target allows it.")
+@click.option("--reason", default="", help="Why (recorded; required with --force).")
 @store_option
-def promote(name: str, version: str, to: str, source: str | None, store_dir: Path) -> None:
+def promote(
+    name: str,
+    version: str,
+    to: str,
+    source: str | None,
+    force: bool,
+    reason: str,
+    store_dir: Path,
+) -> None:
     """Move NAME VERSION one stage up the promotion path, in one atomic step."""
     with open_store(store_dir) as store:
-        result = store.service.promote(name, version, to=to, source=source)
-        if not result.changed:
-            click.echo(_unchanged_line(result, f"{name} {version} is already in {to}"))
-            return
-        detail = result.event.detail if result.event is not None else {}
-        origin = source or detail.get("from") or detail.get("source")
-        frm = f" from {origin}" if isinstance(origin, str) and origin else ""
-        digest = _artifact_of(store, to, name, version)
-        click.echo(f"promoted {name} {version}{frm} to {to}" + _digest_note(digest))
+        result = store.service.promote(
+            name, version, to=to, source=source, force=force, reason=reason
+        )
+    line = change_line(result, f"promoted {name} {version} to {to}")
+    click.echo(line + ("" if "sha256" in line else _digest_note(result)))
 
 
 @click.command("remove", cls=StoreCommand)
@@ -153,10 +159,7 @@ def remove(name: str, version: str, stage: str, force: bool, reason: str, store_
     """Remove NAME VERSION from a stage."""
     with open_store(store_dir) as store:
         result = store.service.remove(name, version, stage=stage, force=force, reason=reason)
-        if result.changed:
-            click.echo(f"removed {name} {version} from {stage}")
-        else:
-            click.echo(_unchanged_line(result, f"{name} {version} is not in {stage}"))
+    click.echo(change_line(result, f"removed {name} {version} from {stage}"))
 
 
 # --- list / show / diff / history -------------------------------------------------------------
@@ -168,31 +171,43 @@ def remove(name: str, version: str, stage: str, force: bool, reason: str, store_
     "--distribution",
     default=None,
     metavar="DIST",
-    help="Versions a distribution serves now (its current revision).",
+    help="Versions a distribution serves (its current revision, or --revision).",
+)
+@click.option(
+    "--revision",
+    default=None,
+    metavar="N|TAG",
+    help="With --distribution: a revision number or tag instead of the current revision.",
 )
 @json_option
 @store_option
 def list_command(
-    stage: str | None, distribution: str | None, as_json: bool, store_dir: Path
+    stage: str | None,
+    distribution: str | None,
+    revision: str | None,
+    as_json: bool,
+    store_dir: Path,
 ) -> None:
     """List package versions (of every stage, one stage, or what a distribution serves)."""
     if stage is not None and distribution is not None:
         raise click.UsageError("use either --stage or --distribution, not both")
+    if revision is not None and distribution is None:
+        raise click.UsageError("--revision needs --distribution")
     with open_store(store_dir) as store:
         entries: Sequence[StageEntry | RevisionEntry] = store.service.list_entries(
-            stage=stage, distribution=distribution
+            stage=stage, distribution=distribution, revision=revision
         )
     if as_json:
         print_json([_listed_json(e) for e in entries])
         return
     title = (
-        f"distribution {distribution}"
+        f"distribution {distribution}" + (f"@{revision}" if revision else "")
         if distribution
         else f"stage {stage}"
         if stage
         else "all stages"
     )
-    title += f": {len(entries)} versions"
+    title += f": {plural(len(entries), 'version')}"
     if distribution is not None:
         print_table(
             title,
@@ -271,7 +286,7 @@ def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None
         )
         return
     print_table(
-        f"{name}: {len(locations)} versions",
+        f"{name}: {plural(len(locations), 'version')}",
         ("version", "stage", "artifact", "size", "signed", "added", "by"),
         [
             (
@@ -366,7 +381,7 @@ def history(
     if not events:
         click.echo("no events")
         return
-    _events_table(f"history: {len(events)} events, newest first", events)
+    _events_table(f"history: {plural(len(events), 'event')}, newest first", events)
 
 
 # --- revisions / tags / rollback ----------------------------------------------------------------
@@ -386,7 +401,7 @@ def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
         )
         return
     print_table(
-        f"distribution {distribution}: {len(revs)} revisions",
+        f"distribution {distribution}: {plural(len(revs), 'revision')}",
         ("revision", "current", "created", "digest", "versions", "server", "tags"),
         [
             (
@@ -450,7 +465,7 @@ def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
         click.echo("no tags")
         return
     print_table(
-        f"{len(found)} tags",
+        plural(len(found), "tag"),
         ("tag", "revision", "created", "by"),
         [
             (f"{t.distribution}@{t.tag}", str(t.revision), when(t.created), t.created_by)
@@ -466,20 +481,13 @@ def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
 def rollback(distribution: str, revision_or_tag: str, store_dir: Path) -> None:
     """Point DISTRIBUTION back at an earlier revision (a number or a tag)."""
     with open_store(store_dir) as store:
-        before = store.catalog.current_revision(distribution)
         result = store.service.rollback(distribution, revision_or_tag)
         after = store.catalog.current_revision(distribution)
-    if after is None:  # pragma: no cover - a rollback always leaves a current revision
-        fail(f"distribution {distribution} has no current revision after the rollback")
-    if not result.changed:
+    click.echo(change_line(result, f"rolled {distribution} back to {revision_or_tag}"))
+    if result.changed and after is not None:
         click.echo(
-            _unchanged_line(result, f"{distribution} already serves revision {after.number}")
+            f"{distribution} now serves revision {after.number} (digest {short(after.digest)}…)"
         )
-        return
-    was = f" (was {before.number})" if before is not None else ""
-    click.echo(
-        f"{distribution} now serves revision {after.number}{was}, digest {short(after.digest)}…"
-    )
 
 
 # --- fsck ----------------------------------------------------------------------------------
@@ -517,7 +525,7 @@ def fsck(repair: bool, as_json: bool, store_dir: Path) -> None:
             click.echo(f"repaired: {item}")
     if not report.ok:
         problems = len(report.missing) + len(report.corrupt) + len(report.catalog_problems)
-        fail(f"store at {store_dir} is inconsistent ({problems} problems)")
+        fail(f"store at {store_dir} is inconsistent ({plural(problems, 'problem')})")
     if not as_json:
         click.echo(f"ok: store at {store_dir} is consistent")
 
