@@ -147,7 +147,7 @@ class BodyCache:
     def __len__(self) -> int:
         return len(self._data)
 
-    def keys(self) -> list[Hashable]:
+    def key_list(self) -> list[Hashable]:
         """The cached keys, least recently used first (a snapshot)."""
         with self._lock:
             return list(self._data)
@@ -294,7 +294,7 @@ class RegistryIndex:
         recently, so that swapping this index in keeps them fast. Queries that fail are
         skipped. Returns how many bodies were rendered."""
         done = 0
-        for key in reversed(previous._bodies.keys()):
+        for key in reversed(previous._bodies.key_list()):
             if done >= limit:
                 break
             if not (isinstance(key, tuple) and len(key) == 3):

@@ -1,0 +1,448 @@
+"""Serving a store: the read app's :class:`~package_storage.http.app.Registry` over a catalog and
+a blob store.
+
+Prefixes (design §2): ``None`` (un-prefixed paths) is the current revision of the default
+distribution; ``snapshot`` the current revision of ``snapshot``; ``production@8.12.0`` the
+revision tagged ``8.12.0``; ``production@7`` revision 7 (tags are never all digits, so the two
+cannot be confused). Anything else resolves to None (404 from the app). Distributions named like
+a route head of the reference (``search``, ``package``, ``epr``, ...) are never asked for: the
+app routes those segments itself.
+
+Index of a revision: one package source per stage in the revision's ``stages`` order (most
+stable first, so on a clash the index's "earlier source wins" serves the more stable copy),
+each package read from its artifact zip (``read_package(ZipTree, validate=False)``: it was
+validated at publish) with ``signature_path`` when the artifact has a signature, deprecation
+notices propagated per source.
+
+Switching is cheap because parsed packages are reused: a package is identified by its artifact
+digest, so the packages of a new revision are looked up in the indexes already built (current
+and recently used tag/revision indexes) and in a small LRU of recently parsed ones; only new
+artifacts are parsed. The new index takes over the search fragments of the shared packages and
+pre-renders the old index's most recent queries, then one reference assignment swaps it in:
+a request uses the index it resolved from start to end, so no request sees half of a revision.
+
+Change detection: a poll thread (:meth:`StoreRegistry.start`) reads ``catalog.change_counter()``
+every ``poll_interval`` seconds; when it moved, the distributions whose current revision number
+changed are rebuilt (beside the old index) and swapped. Tag and revision indexes are immutable
+and built on demand, kept in a small LRU.
+
+The signature state of an artifact is read when the artifact is first parsed (it is part of the
+cached package): a signature added later to an artifact that is already being served shows up
+once that package is no longer cached (for example after a restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+
+from package_storage.errors import NotFoundError, PackageStorageError
+from package_storage.index import RegistryIndex, StoredFile
+from package_storage.manifest import propagate_deprecations, read_package, with_signature
+from package_storage.model import Package
+from package_storage.storage.base import BlobStore, CatalogReader, Revision
+from package_storage.trees import ZipTree
+
+log = logging.getLogger("package_storage.store_registry")
+
+DEFAULT_DISTRIBUTION = "production"
+DEFAULT_POLL_INTERVAL = 0.5
+DEFAULT_REVISION_CACHE = 8
+DEFAULT_PACKAGE_CACHE = 4096
+WARM_QUERIES = 32
+_MISSING_CACHE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedArtifact:
+    """One parsed artifact: the package as read (signature applied, deprecation notices not
+    yet propagated) and the blob digests behind it."""
+
+    package: Package
+    artifact: str
+    signature: str | None
+
+
+class StoreFiles:
+    """:class:`~package_storage.index.PackageFiles` of a built revision: zips and signatures
+    are blobs (a local file when the blob store has one, else the bytes)."""
+
+    def __init__(self, blobs: BlobStore, digests: Mapping[Package, LoadedArtifact]) -> None:
+        self._blobs = blobs
+        self._digests = digests
+
+    def _blob(self, digest: str) -> StoredFile:
+        path = self._blobs.path_for(digest)
+        return path if path is not None else self._blobs.get(digest)
+
+    def zip_file(self, pkg: Package) -> StoredFile | None:
+        loaded = self._digests.get(pkg)
+        return None if loaded is None else self._blob(loaded.artifact)
+
+    def signature_file(self, pkg: Package) -> StoredFile | None:
+        loaded = self._digests.get(pkg)
+        if loaded is None or loaded.signature is None:
+            return None
+        return self._blob(loaded.signature)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltRevision:
+    """A revision with its index. ``loaded`` maps artifact digest -> parsed artifact (the
+    reuse table for later builds); ``build_seconds`` is how long the build took."""
+
+    revision: Revision
+    index: RegistryIndex
+    loaded: Mapping[str, LoadedArtifact]
+    parsed: int
+    build_seconds: float
+
+
+SwapListener = Callable[[str, BuiltRevision], None]
+"""Called after a distribution's current index was swapped: ``(distribution, built)``."""
+
+
+def parse_prefix(prefix: str) -> tuple[str, str | None]:
+    """``dist`` -> (dist, None); ``dist@ref`` -> (dist, ref). Raises ValueError when malformed."""
+    distribution, at, ref = prefix.partition("@")
+    if not distribution or (at and not ref) or "@" in ref:
+        raise ValueError(f"malformed distribution prefix {prefix!r}")
+    return distribution, (ref if at else None)
+
+
+class StoreRegistry:
+    """The read app's registry over a store (see the module docstring).
+
+    Construction builds the current index of every distribution (blocking: a server is ready
+    when this returns). :meth:`start` runs the poll thread; :meth:`refresh` is one poll step
+    (tests and callers without a thread call it directly). Safe to use from several threads.
+    """
+
+    def __init__(
+        self,
+        catalog: CatalogReader,
+        blobs: BlobStore,
+        *,
+        default_distribution: str = DEFAULT_DISTRIBUTION,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        revision_cache_size: int = DEFAULT_REVISION_CACHE,
+        package_cache_size: int = DEFAULT_PACKAGE_CACHE,
+        on_swap: Iterable[SwapListener] = (),
+    ) -> None:
+        if poll_interval <= 0:
+            raise ValueError(f"poll interval must be positive, got {poll_interval}")
+        self.catalog = catalog
+        self.blobs = blobs
+        self.default_distribution = default_distribution
+        self.poll_interval = poll_interval
+        self._revision_cache_size = max(0, revision_cache_size)
+        self._package_cache_size = max(0, package_cache_size)
+        self._listeners = list(on_swap)
+        # Swapped as a whole (one reference assignment); never mutated in place.
+        self._current: Mapping[str, BuiltRevision] = {}
+        self._revisions: OrderedDict[tuple[str, int], BuiltRevision] = OrderedDict()
+        self._tags: dict[tuple[str, str], int] = {}
+        self._missing: OrderedDict[str, None] = OrderedDict()
+        self._recent: OrderedDict[str, LoadedArtifact] = OrderedDict()
+        self._seen_counter: int | None = None
+        self._failed: set[tuple[str, int]] = set()
+        # One build at a time (the poll thread and on-demand tag/revision builds share the
+        # package tables); resolving a current index never takes it.
+        self._build_lock = threading.RLock()
+        self._lookup_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refresh()
+
+    # --- Registry ------------------------------------------------------------------------------
+
+    def resolve(self, prefix: str | None) -> RegistryIndex | None:
+        if prefix is None:
+            built = self._current.get(self.default_distribution)
+            return None if built is None else built.index
+        try:
+            distribution, ref = parse_prefix(prefix)
+        except ValueError:
+            return None
+        if ref is None:
+            built = self._current.get(distribution)
+            return None if built is None else built.index
+        found = self.revision_index(distribution, ref)
+        return None if found is None else found.index
+
+    # --- public helpers ------------------------------------------------------------------------
+
+    @property
+    def current(self) -> Mapping[str, BuiltRevision]:
+        """The current built revision per distribution (a snapshot)."""
+        return self._current
+
+    def current_revision(self, distribution: str) -> BuiltRevision | None:
+        return self._current.get(distribution)
+
+    def revision_index(self, distribution: str, ref: str) -> BuiltRevision | None:
+        """The built revision ``ref`` (a tag or a revision number) of ``distribution``, built
+        on demand and kept in a small LRU; None when there is no such revision."""
+        number = self._revision_number(distribution, ref)
+        if number is None:
+            return None
+        with self._lookup_lock:
+            if f"{distribution}@{ref}" in self._missing:
+                return None
+        key = (distribution, number)
+        current = self._current.get(distribution)
+        if current is not None and current.revision.number == number:
+            return current
+        with self._lookup_lock:
+            built = self._revisions.get(key)
+            if built is not None:
+                self._revisions.move_to_end(key)
+                return built
+        with self._build_lock:
+            with self._lookup_lock:
+                built = self._revisions.get(key)
+            if built is None:
+                try:
+                    revision = self.catalog.revision(distribution, number)
+                except NotFoundError:
+                    self._remember_missing(f"{distribution}@{ref}")
+                    return None
+                built = self._build(revision, previous=current)
+            with self._lookup_lock:
+                if self._revision_cache_size:
+                    self._revisions[key] = built
+                    self._revisions.move_to_end(key)
+                    while len(self._revisions) > self._revision_cache_size:
+                        self._revisions.popitem(last=False)
+        return built
+
+    def refresh(self) -> bool:
+        """One poll step: when the change counter moved, rebuild and swap every distribution
+        whose current revision changed. Returns True when something was swapped. A failing
+        build keeps the old index (logged once per revision) and is retried next time."""
+        counter = self.catalog.change_counter()
+        if counter == self._seen_counter:
+            return False
+        with self._build_lock:
+            currents = self.catalog.distributions()
+            new: dict[str, BuiltRevision] = {}
+            changed: list[str] = []
+            complete = True
+            old = self._current
+            for distribution, number in currents.items():
+                if number is None:
+                    continue
+                built = old.get(distribution)
+                if built is not None and built.revision.number == number:
+                    new[distribution] = built
+                    continue
+                try:
+                    fresh = self._build_current(distribution, number, built)
+                except PackageStorageError as exc:
+                    complete = False
+                    if (distribution, number) not in self._failed:
+                        self._failed.add((distribution, number))
+                        log.error("cannot serve %s revision %s: %s", distribution, number, exc)
+                    if built is not None:
+                        new[distribution] = built
+                    continue
+                new[distribution] = fresh
+                changed.append(distribution)
+            dropped = set(old) - set(new)
+            if changed or dropped:
+                self._current = new  # the swap: one reference assignment
+            with self._lookup_lock:
+                self._missing.clear()  # a tag or revision may exist now
+            if complete:
+                self._seen_counter = counter
+        for distribution in changed:
+            built = new[distribution]
+            log.info(
+                "serving %s revision %d (%d packages, %d parsed, %.0f ms)",
+                distribution,
+                built.revision.number,
+                built.index.package_count,
+                built.parsed,
+                built.build_seconds * 1000,
+            )
+            for listener in self._listeners:
+                listener(distribution, built)
+        return bool(changed or dropped)
+
+    # --- poll thread ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the poll thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._poll, name="package-storage-store-poll", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 10.0) -> None:
+        """Stop the poll thread and wait for it."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        self._thread = None
+
+    def __enter__(self) -> StoreRegistry:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.refresh()
+            except Exception as exc:  # the catalog may be briefly unavailable; keep polling
+                log.error("store poll failed: %s", exc)
+
+    # --- building ------------------------------------------------------------------------------
+
+    def _revision_number(self, distribution: str, ref: str) -> int | None:
+        if ref.isascii() and ref.isdigit():
+            return int(ref)
+        key = (distribution, ref)
+        number = self._tags.get(key)
+        if number is not None:
+            return number
+        text = f"{distribution}@{ref}"
+        with self._lookup_lock:
+            if text in self._missing:
+                return None
+        try:
+            tag = self.catalog.tag(distribution, ref)
+        except NotFoundError:
+            self._remember_missing(text)
+            return None
+        self._tags[key] = tag.revision  # tags never move
+        return tag.revision
+
+    def _remember_missing(self, text: str) -> None:
+        with self._lookup_lock:
+            self._missing[text] = None
+            while len(self._missing) > _MISSING_CACHE:
+                self._missing.popitem(last=False)
+
+    def _build_current(
+        self, distribution: str, number: int, previous: BuiltRevision | None
+    ) -> BuiltRevision:
+        with self._lookup_lock:
+            cached = self._revisions.get((distribution, number))  # e.g. a rollback
+        if cached is not None:
+            return cached
+        revision = self.catalog.revision(distribution, number)
+        return self._build(revision, previous=previous, warm=True)
+
+    def _tables(self, previous: BuiltRevision | None) -> list[Mapping[str, LoadedArtifact]]:
+        tables: list[Mapping[str, LoadedArtifact]] = []
+        if previous is not None:
+            tables.append(previous.loaded)
+        tables.extend(b.loaded for b in self._current.values() if b is not previous)
+        with self._lookup_lock:
+            tables.extend(b.loaded for b in self._revisions.values())
+        return tables
+
+    def _load(
+        self, digest: str, tables: list[Mapping[str, LoadedArtifact]]
+    ) -> tuple[LoadedArtifact, bool]:
+        """The parsed artifact ``digest`` and whether it had to be parsed now."""
+        for table in tables:
+            found = table.get(digest)
+            if found is not None:
+                return found, False
+        found = self._recent.get(digest)
+        if found is not None:
+            self._recent.move_to_end(digest)
+            return found, False
+        record = self.catalog.get_artifact(digest)
+        if record is None:
+            raise NotFoundError(f"artifact {digest} is not recorded in the catalog")
+        path = self.blobs.path_for(digest)
+        location = f"{record.name}-{record.version}.zip ({digest[:12]})"
+        tree = (
+            ZipTree.open(path)
+            if path is not None
+            else ZipTree.from_bytes(self.blobs.get(digest), location)
+        )
+        pkg = read_package(tree, validate=False)
+        if record.signature_digest:
+            pkg = with_signature(pkg)
+        loaded = LoadedArtifact(pkg, digest, record.signature_digest or None)
+        if self._package_cache_size:
+            self._recent[digest] = loaded
+            while len(self._recent) > self._package_cache_size:
+                self._recent.popitem(last=False)
+        return loaded, True
+
+    def _build(
+        self, revision: Revision, *, previous: BuiltRevision | None, warm: bool = False
+    ) -> BuiltRevision:
+        start = time.perf_counter()
+        entries = self.catalog.revision_entries(revision.distribution, revision.number)
+        tables = self._tables(previous)
+        by_stage: dict[str, list[LoadedArtifact]] = {stage: [] for stage in revision.stages}
+        loaded: dict[str, LoadedArtifact] = {}
+        parsed = 0
+        for entry in entries:
+            item = loaded.get(entry.artifact)
+            if item is None:
+                item, fresh = self._load(entry.artifact, tables)
+                parsed += fresh
+                loaded[entry.artifact] = item
+            by_stage.setdefault(entry.stage, []).append(item)
+        sources: list[list[Package]] = []
+        owners: dict[Package, LoadedArtifact] = {}
+        for items in by_stage.values():
+            packages = propagate_deprecations([item.package for item in items])
+            for item, pkg in zip(items, packages, strict=True):
+                owners[pkg] = item
+            sources.append(packages)
+        index = RegistryIndex(
+            sources,
+            files=StoreFiles(self.blobs, owners),
+            previous=previous.index if previous is not None else None,
+        )
+        if warm and previous is not None:
+            index.warm_from(previous.index, limit=WARM_QUERIES)
+        return BuiltRevision(
+            revision=revision,
+            index=index,
+            loaded=loaded,
+            parsed=parsed,
+            build_seconds=time.perf_counter() - start,
+        )
+
+    # --- introspection -------------------------------------------------------------------------
+
+    def cached_revisions(self) -> Iterator[tuple[str, int]]:
+        """Keys of the tag/revision indexes currently kept (least recently used first)."""
+        with self._lookup_lock:
+            return iter(list(self._revisions))
+
+
+__all__ = [
+    "DEFAULT_DISTRIBUTION",
+    "BuiltRevision",
+    "LoadedArtifact",
+    "StoreFiles",
+    "StoreRegistry",
+    "SwapListener",
+    "parse_prefix",
+]

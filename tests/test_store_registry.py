@@ -1,0 +1,445 @@
+"""StoreRegistry: serving a store's distributions, tags and revisions, swaps and reuse.
+
+The store is built with the catalog and the blob store directly (no service): zips of the
+example packages go into the blob store, entries and revisions into the catalog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from package_storage.artifacts import build_zip
+from package_storage.http.app import AppOptions, ASGIApp, create_app
+from package_storage.storage.base import ArtifactRecord, BlobStore
+from package_storage.storage.localfs import LocalBlobStore
+from package_storage.storage.sqlite import SQLiteCatalog
+from package_storage.store_registry import StoreRegistry, parse_prefix
+from package_storage.trees import FolderTree
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "packages"
+OPTIONS = AppOptions(
+    cache_time_index=1.0, cache_time_search=1.0, cache_time_categories=1.0, cache_time_catch_all=1.0
+)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def example_zip(tmp: Path, name: str, version: str, *, title: str | None = None) -> bytes:
+    """The deterministic zip of an example package, optionally with another title."""
+    src = EXAMPLES / name / version
+    if title is not None:
+        copy = tmp / "trees" / f"{name}-{version}-{title.replace(' ', '_')}"
+        shutil.copytree(src, copy)
+        manifest = copy / "manifest.yml"
+        lines = manifest.read_text().splitlines()
+        manifest.write_text(
+            "\n".join(f"title: {title}" if ln.startswith("title:") else ln for ln in lines) + "\n"
+        )
+        src = copy
+    return build_zip(FolderTree(src), name, version)
+
+
+@dataclass
+class Store:
+    root: Path
+    catalog: SQLiteCatalog
+    blobs: LocalBlobStore
+
+    def publish(
+        self,
+        stage: str,
+        name: str,
+        version: str,
+        data: bytes,
+        *,
+        signature: bytes | None = None,
+        catalog: SQLiteCatalog | None = None,
+    ) -> str:
+        digest = self.blobs.put(data)
+        sig = self.blobs.put(signature) if signature is not None else None
+        with (catalog or self.catalog).transaction() as tx:
+            tx.add_artifact(ArtifactRecord(digest, len(data), name, version, signature_digest=sig))
+            tx.put_entry(stage, name, version, digest, actor="test")
+            for distribution in tx.stages().affected_distributions(stage):
+                tx.new_revision(distribution)
+        return digest
+
+    def tag(self, distribution: str, tag: str) -> int:
+        with self.catalog.transaction() as tx:
+            current = tx.current_revision(distribution)
+            assert current is not None
+            tx.add_tag(distribution, tag, current.number, actor="test")
+            return current.number
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    catalog = SQLiteCatalog(tmp_path / "store" / "catalog.db")
+    s = Store(tmp_path, catalog, LocalBlobStore(tmp_path / "store" / "blobs", fsync=False))
+    yield s
+    catalog.close()
+
+
+async def _get(app: ASGIApp, target: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        return await client.get(target)
+
+
+def get(app: ASGIApp, target: str) -> httpx.Response:
+    return asyncio.run(_get(app, target))
+
+
+def versions(app: ASGIApp, prefix: str, name: str = "hello_nginx") -> list[str]:
+    r = get(app, f"{prefix}/search?package={name}&all=true&prerelease=true")
+    assert r.status_code == 200, (prefix, r.status_code, r.text)
+    return sorted(entry["version"] for entry in r.json())
+
+
+def titles(app: ASGIApp, prefix: str) -> dict[str, str]:
+    r = get(app, f"{prefix}/search?all=true&prerelease=true")
+    assert r.status_code == 200
+    return {f"{e['name']}-{e['version']}": e["title"] for e in r.json()}
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_parse_prefix() -> None:
+    assert parse_prefix("production") == ("production", None)
+    assert parse_prefix("production@8.12.0") == ("production", "8.12.0")
+    assert parse_prefix("production@7") == ("production", "7")
+    for bad in ("@x", "production@", "a@b@c"):
+        with pytest.raises(ValueError):
+            parse_prefix(bad)
+
+
+def test_an_empty_store_serves_nothing(store: Store) -> None:
+    registry = StoreRegistry(store.catalog, store.blobs)
+    assert registry.resolve(None) is None
+    assert registry.resolve("production") is None
+    app = create_app(registry, OPTIONS)
+    assert get(app, "/search").status_code == 404
+    assert get(app, "/production/search").status_code == 404
+    assert get(app, "/health").status_code == 200
+
+
+def test_distributions_see_their_stages_and_the_more_stable_copy_wins(
+    store: Store, tmp_path: Path
+) -> None:
+    prod = example_zip(tmp_path, "hello_nginx", "1.0.0", title="Prod copy")
+    snap = example_zip(tmp_path, "hello_nginx", "1.0.0", title="Snapshot copy")
+    assert prod != snap
+    store.publish("snapshot", "hello_nginx", "1.0.0", snap)
+    store.publish("production", "hello_nginx", "1.0.0", prod)
+    store.publish("snapshot", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0"))
+    store.publish("staging", "acme_input", "1.0.0", example_zip(tmp_path, "acme_input", "1.0.0"))
+    registry = StoreRegistry(store.catalog, store.blobs)
+    app = create_app(registry, OPTIONS)
+
+    assert titles(app, "/production") == {"hello_nginx-1.0.0": "Prod copy"}
+    assert titles(app, "") == titles(app, "/production")
+    assert titles(app, "/staging") == {
+        "hello_nginx-1.0.0": "Prod copy",
+        "acme_input-1.0.0": "ACME TCP Input",
+    }
+    snapshot = titles(app, "/snapshot")
+    assert snapshot["hello_nginx-1.0.0"] == "Prod copy"
+    assert set(snapshot) == {"hello_nginx-1.0.0", "hello_nginx-1.1.0", "acme_input-1.0.0"}
+    # The served zip is the production copy's bytes, in every distribution that sees it.
+    for prefix in ("", "/production", "/staging", "/snapshot"):
+        r = get(app, f"{prefix}/epr/hello_nginx/hello_nginx-1.0.0.zip")
+        assert r.status_code == 200
+        assert r.content == prod
+        assert r.headers["content-type"] == "application/zip"
+    doc = get(app, "/snapshot/package/hello_nginx/1.0.0/").json()
+    assert doc["title"] == "Prod copy"
+    r = get(app, "/snapshot/package/hello_nginx/1.0.0/manifest.yml")
+    assert r.status_code == 200 and b"title: Prod copy" in r.content
+    assert get(app, "/production/package/hello_nginx/1.1.0/").status_code == 404
+    assert get(app, "/nothing/search").text == "404 page not found\n"
+
+
+def test_tag_and_revision_prefixes(store: Store, tmp_path: Path) -> None:
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    first = store.tag("production", "8.12.0")
+    store.publish(
+        "production", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0")
+    )
+    registry = StoreRegistry(store.catalog, store.blobs)
+    app = create_app(registry, OPTIONS)
+    assert versions(app, "/production") == ["1.0.0", "1.1.0"]
+    assert versions(app, "/production@8.12.0") == ["1.0.0"]
+    assert versions(app, f"/production@{first}") == ["1.0.0"]
+    assert versions(app, f"/production@{first + 1}") == ["1.0.0", "1.1.0"]
+    # The snapshot distribution has its own revision numbers (the cascade made them).
+    assert versions(app, "/snapshot@1") == ["1.0.0"]
+    for missing in ("/production@99", "/production@nope", "/nope@1", "/production@", "/@1"):
+        r = get(app, f"{missing}/search")
+        assert (r.status_code, r.text) == (404, "404 page not found\n"), missing
+    # Strict-slash redirects keep the prefix.
+    r = get(app, "/production@8.12.0/search/")
+    assert (r.status_code, r.headers["location"]) == (301, "/production@8.12.0/search")
+    r = get(app, "/production@8.12.0/package/hello_nginx/1.0.0")
+    assert r.headers["location"] == "/production@8.12.0/package/hello_nginx/1.0.0/"
+    # Revision indexes are built once and kept.
+    a = registry.resolve("production@8.12.0")
+    assert a is not None and a is registry.resolve(f"production@{first}")
+    # A tag made after a miss is found (misses are forgotten on every change).
+    assert registry.resolve("production@9.0.0") is None
+    store.tag("production", "9.0.0")
+    registry.refresh()
+    assert versions(app, "/production@9.0.0") == ["1.0.0", "1.1.0"]
+
+
+def test_default_distribution_is_configurable(store: Store, tmp_path: Path) -> None:
+    store.publish("snapshot", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0"))
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    app = create_app(
+        StoreRegistry(store.catalog, store.blobs, default_distribution="snapshot"), OPTIONS
+    )
+    assert versions(app, "") == ["1.0.0", "1.1.0"]
+    assert versions(app, "/production") == ["1.0.0"]
+
+
+def test_swap_keeps_the_old_index_answering_and_reuses_parsed_packages(
+    store: Store, tmp_path: Path
+) -> None:
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    store.publish("production", "acme_input", "1.0.0", example_zip(tmp_path, "acme_input", "1.0.0"))
+    registry = StoreRegistry(store.catalog, store.blobs)
+    old = registry.resolve("production")
+    assert old is not None
+    old_body = old.search_body("")
+    old_built = registry.current["production"]
+
+    assert registry.refresh() is False  # nothing changed
+    store.publish(
+        "production", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0")
+    )
+    assert registry.resolve("production") is old  # not seen before a poll
+    assert registry.refresh() is True
+    new = registry.resolve("production")
+    assert new is not None and new is not old
+    built = registry.current["production"]
+    assert built.revision.number == old_built.revision.number + 1
+    assert built.parsed == 1  # only the new artifact was read
+    for key in (("hello_nginx", "1.0.0"), ("acme_input", "1.0.0")):
+        assert new.lookup(*key) is old.lookup(*key)  # the same parsed Package objects
+    # The old index still answers as before (requests in flight keep it).
+    assert old.search_body("") == old_body
+    assert [e["version"] for e in json.loads(new.search_body("package=hello_nginx"))] == ["1.1.0"]
+    # The previous index's recent queries were rendered before the swap.
+    assert ("search", "", True) in new.cache.key_list()
+    # The other distributions moved too (the cascade) and share the same packages.
+    snap = registry.resolve("snapshot")
+    assert snap is not None and snap.lookup("hello_nginx", "1.0.0") is new.lookup(
+        "hello_nginx", "1.0.0"
+    )
+
+
+def test_rollback_is_served(store: Store, tmp_path: Path) -> None:
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    store.publish(
+        "production", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0")
+    )
+    registry = StoreRegistry(store.catalog, store.blobs)
+    app = create_app(registry, OPTIONS)
+    assert versions(app, "") == ["1.0.0", "1.1.0"]
+    with store.catalog.transaction() as tx:
+        current = tx.current_revision("production")
+        assert current is not None
+        tx.set_current("production", current.number - 1)
+    registry.refresh()
+    assert versions(app, "") == ["1.0.0"]
+    assert registry.current["production"].parsed == 0
+
+
+def test_signatures_are_blobs(store: Store, tmp_path: Path) -> None:
+    sig = b"-----BEGIN PGP SIGNATURE-----\n\nx\n-----END PGP SIGNATURE-----\n"
+    signed = example_zip(tmp_path, "hello_nginx", "1.0.0")
+    store.publish("production", "hello_nginx", "1.0.0", signed, signature=sig)
+    store.publish("production", "acme_input", "1.0.0", example_zip(tmp_path, "acme_input", "1.0.0"))
+    app = create_app(StoreRegistry(store.catalog, store.blobs), OPTIONS)
+    entries = {e["name"]: e for e in get(app, "/search").json()}
+    assert entries["hello_nginx"]["signature_path"] == (
+        "/epr/hello_nginx/hello_nginx-1.0.0.zip.sig"
+    )
+    assert "signature_path" not in entries["acme_input"]
+    doc = get(app, "/package/hello_nginx/1.0.0/").json()
+    assert doc["signature_path"] == "/epr/hello_nginx/hello_nginx-1.0.0.zip.sig"
+    r = get(app, "/epr/hello_nginx/hello_nginx-1.0.0.zip.sig")
+    assert (r.status_code, r.content) == (200, sig)
+    r = get(app, "/production/epr/acme_input/acme_input-1.0.0.zip.sig")
+    assert (r.status_code, r.text) == (404, "signature file not found\n")
+
+
+class RemoteBlobs:
+    """A blob store without local files (like an object store): bytes only."""
+
+    def __init__(self, inner: LocalBlobStore) -> None:
+        self.inner = inner
+        self.gets = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def path_for(self, digest: str) -> Path | None:
+        return None
+
+    def get(self, digest: str) -> bytes:
+        self.gets += 1
+        return self.inner.get(digest)
+
+
+def test_blob_stores_without_local_files(store: Store, tmp_path: Path) -> None:
+    data = example_zip(tmp_path, "hello_nginx", "1.0.0")
+    store.publish("production", "hello_nginx", "1.0.0", data, signature=b"sig\n")
+    remote = RemoteBlobs(store.blobs)
+    blobs: BlobStore = remote  # type: ignore[assignment]
+    app = create_app(StoreRegistry(store.catalog, blobs), OPTIONS)
+    assert remote.gets == 1  # the zip, read once to parse it
+    r = get(app, "/epr/hello_nginx/hello_nginx-1.0.0.zip")
+    assert (r.status_code, r.content) == (200, data)
+    assert "last-modified" not in r.headers
+    assert get(app, "/epr/hello_nginx/hello_nginx-1.0.0.zip.sig").content == b"sig\n"
+    r = get(app, "/package/hello_nginx/1.0.0/docs/README.md")
+    assert r.status_code == 200 and r.content
+
+
+def test_a_broken_revision_keeps_the_old_index(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    registry = StoreRegistry(store.catalog, store.blobs)
+    old = registry.resolve("production")
+    digest = store.publish(
+        "production", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0")
+    )
+    path = store.blobs.path_for(digest)
+    assert path is not None
+    path.chmod(0o644)
+    path.write_bytes(b"not a zip")
+    with caplog.at_level("ERROR"):
+        assert registry.refresh() is False
+        registry.refresh()  # retried, logged once
+    assert registry.resolve("production") is old
+    assert sum("cannot serve production" in r.getMessage() for r in caplog.records) == 1
+    path.write_bytes(example_zip(tmp_path, "hello_nginx", "1.1.0"))
+    assert registry.refresh() is True
+    assert registry.resolve("production") is not old
+
+
+def wait_for(check: Callable[[], bool], limit: float = 10.0) -> float:
+    """Seconds until ``check()`` holds (fails after ``limit``: a hang guard, not a timing)."""
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < limit, "change not seen"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def test_the_poll_thread_sees_changes_of_another_catalog(store: Store, tmp_path: Path) -> None:
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    swaps: list[tuple[str, int]] = []
+    registry = StoreRegistry(
+        store.catalog,
+        store.blobs,
+        poll_interval=0.05,
+        on_swap=[lambda dist, built: swaps.append((dist, built.revision.number))],
+    )
+    other = SQLiteCatalog(store.catalog.path)  # another writer (as another process would)
+    try:
+        with registry:
+            store.publish(
+                "production",
+                "hello_nginx",
+                "1.1.0",
+                example_zip(tmp_path, "hello_nginx", "1.1.0"),
+                catalog=other,
+            )
+
+            def seen() -> bool:
+                index = registry.resolve(None)
+                return index is not None and index.lookup("hello_nginx", "1.1.0") is not None
+
+            wait_for(seen)
+        assert ("production", 2) in swaps
+    finally:
+        other.close()
+
+
+def test_no_reader_sees_half_a_revision(store: Store, tmp_path: Path) -> None:
+    """Readers resolving and searching while revisions are swapped always see a whole one:
+    revision k serves exactly versions 1.0.0 .. 1.0.k-1 of the package."""
+    base = example_zip(tmp_path, "hello_nginx", "1.0.0")
+    store.publish("production", "hello_nginx", "1.0.0", base)
+    registry = StoreRegistry(store.catalog, store.blobs)
+    app = create_app(registry, OPTIONS)
+    stop = threading.Event()
+    seen: list[int] = []
+    problems: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                index = registry.resolve("production")
+                assert index is not None
+                body = json.loads(index.search_body("package=hello_nginx&all=true"))
+            except Exception as exc:
+                problems.append(repr(exc))
+                return
+            got = sorted(int(e["version"].split(".")[2]) for e in body)
+            if got != list(range(len(got))):
+                problems.append(repr(got))
+            seen.append(len(got))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        src = tmp_path / "v"
+        for patch in range(1, 8):
+            version = f"1.0.{patch}"
+            tree = src / version
+            shutil.copytree(EXAMPLES / "hello_nginx" / "1.0.0", tree)
+            manifest = tree / "manifest.yml"
+            manifest.write_text(
+                manifest.read_text().replace("version: 1.0.0", f"version: {version}")
+            )
+            store.publish(
+                "production",
+                "hello_nginx",
+                version,
+                build_zip(FolderTree(tree), "hello_nginx", version),
+            )
+            registry.refresh()
+    finally:
+        stop.set()
+        thread.join()
+    assert not problems
+    assert versions(app, "/production")[-1] == "1.0.7"
+    assert registry.current["production"].parsed == 1
