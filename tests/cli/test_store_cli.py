@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from package_storage.artifacts import build_zip
+from package_storage.cli import serve as serve_module
 from package_storage.cli.demo import example_packages, promotion_plan
 from package_storage.cli.main import main
 from package_storage.trees import FolderTree
@@ -508,6 +509,26 @@ def test_demo_builds_and_reuses_its_store(tmp_path: Path) -> None:
     again = ok(args, directory)
     assert "published" not in again and "promoted" not in again
     assert len(json_of(["history", "--limit", "0"], directory)) == events
+
+
+def test_demo_serves_the_store_through_serve_store(tmp_path: Path, monkeypatch: Any) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_serve_store(store_dir: Path, address: str, *args: Any, **kwargs: Any) -> int:
+        calls.append((store_dir, address))
+        return 0
+
+    monkeypatch.setattr(serve_module, "serve_store", fake_serve_store, raising=False)
+    out = ok(["demo", "--address", "127.0.0.1:9"], tmp_path / "d")
+    assert calls == [(tmp_path / "d", "127.0.0.1:9")]
+    assert "http://127.0.0.1:9/production@demo/search" in out
+
+
+def test_demo_without_serve_store_says_so(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.delattr(serve_module, "serve_store", raising=False)
+    line = refused(["demo"], tmp_path / "d")
+    assert "serv" in line and "not available" in line
+    assert (tmp_path / "d" / "catalog.db").is_file()  # the store was built before
 
 
 def test_demo_store_ignores_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
