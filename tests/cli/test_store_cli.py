@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from package_storage import store as store_module
 from package_storage.artifacts import build_zip
+from package_storage.cli import common
 from package_storage.cli import serve as serve_module
 from package_storage.cli.demo import example_packages, promotion_plan
 from package_storage.cli.main import main
@@ -112,6 +114,11 @@ def test_init_creates_the_store_and_is_idempotent(tmp_path: Path) -> None:
     assert (directory / "catalog.db").is_file()
     again = ok(["init"], directory)
     assert again.startswith(f"store exists at {directory}")
+
+
+def test_store_option_matches_the_store_module() -> None:
+    assert common.STORE_ENV == store_module.STORE_ENV
+    assert common.DEFAULT_STORE_DIR == store_module.DEFAULT_STORE_DIR
 
 
 def test_store_from_the_environment(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -27,12 +27,18 @@ from rich.table import Table
 from rich.text import Text
 
 from package_storage.errors import PackageStorageError
-from package_storage.service import StoreService
 from package_storage.storage.base import Event, JSONObject, StageEntry, format_time
-from package_storage.storage.localfs import LocalBlobStore
-from package_storage.storage.sqlite import SQLiteCatalog
-from package_storage.store import DEFAULT_STORE_DIR, STORE_ENV, Store
 
+if TYPE_CHECKING:  # imported when a store is opened: `--help` stays fast
+    from package_storage.service import StoreService
+    from package_storage.storage.localfs import LocalBlobStore
+    from package_storage.storage.sqlite import SQLiteCatalog
+    from package_storage.store import Store
+
+# The same values as package_storage.store (not imported here so that building the command line
+# does not import the catalog and SQLAlchemy; tests check that they agree).
+STORE_ENV = "PACKAGE_STORAGE_STORE"
+DEFAULT_STORE_DIR = "./data"
 SHORT_DIGEST = 12
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,6 +82,8 @@ def store_option(func: F) -> F:
 
 
 def store_exists(store_dir: Path) -> bool:
+    from package_storage.store import Store
+
     return Store.is_store(store_dir)
 
 
@@ -106,6 +114,8 @@ def open_store(store_dir: Path, *, create: bool = False) -> Iterator[OpenStore]:
     Without ``create``, a directory that holds no store is refused (NotFoundError, exit 1) with
     a hint to run ``package-storage init``.
     """
+    from package_storage.store import Store
+
     with Store.open(store_dir, create=create) as store:
         yield OpenStore(store, store.service())
 

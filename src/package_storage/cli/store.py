@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,8 +32,18 @@ from package_storage.cli.common import (
     when,
 )
 from package_storage.errors import NotFoundError, PackageStorageError
-from package_storage.service import ChangeResult, event_title
 from package_storage.storage.base import Event, EventFilter, RevisionEntry, StageEntry
+
+if TYPE_CHECKING:
+    from package_storage.service import ChangeResult
+
+
+def event_title(event: Event) -> str:
+    """:func:`package_storage.service.event_title` (imported on use: `--help` stays fast)."""
+    from package_storage.service import event_title as title
+
+    return title(event)
+
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
