@@ -280,3 +280,12 @@ def test_signature_verifies_after_export_round_trip(store: Path, tmp_path: Path)
     assert signer is not None
     signature = sign_detached(signer, ZIP)
     assert verify_detached([load_public_key(key_file.read_text())], ZIP, signature).ok
+
+
+def test_cli_algorithm_choices_match_signing() -> None:
+    """cli/keys.py spells the choices out (the CLI loads without the OpenPGP library)."""
+    from package_storage.cli.keys import ALGORITHM_CHOICES, DEFAULT_ALGORITHM_CHOICE
+    from package_storage.signing import ALGORITHMS, DEFAULT_ALGORITHM
+
+    assert ALGORITHM_CHOICES == ALGORITHMS
+    assert DEFAULT_ALGORITHM.value == DEFAULT_ALGORITHM_CHOICE

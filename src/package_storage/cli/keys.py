@@ -18,6 +18,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,17 +32,18 @@ from package_storage.cli.common import (
     store_option,
 )
 from package_storage.errors import NotFoundError, SignatureError
-from package_storage.keyring import StoreKeyring, verify_artifact
-from package_storage.signing import (
-    ALGORITHMS,
-    DEFAULT_ALGORITHM,
-    PublicKey,
-    generate_key,
-    is_secret_key,
-)
 from package_storage.storage.base import StageEntry
 
+if TYPE_CHECKING:
+    from package_storage.keyring import StoreKeyring
+    from package_storage.signing import PublicKey
+
 _MAX_KEY_INPUT = 1 << 20
+
+# signing.ALGORITHMS / DEFAULT_ALGORITHM, spelled out so that importing the CLI does not load the
+# OpenPGP library (the other commands keep working without it); a test keeps them equal.
+ALGORITHM_CHOICES = ("ed25519", "rsa3072", "rsa4096")
+DEFAULT_ALGORITHM_CHOICE = "ed25519"
 
 
 def _keyring(store_dir: Path) -> StoreKeyring:
@@ -49,6 +51,10 @@ def _keyring(store_dir: Path) -> StoreKeyring:
         fail(
             f"no package store at {store_dir}: run `package-storage init --store {store_dir}` first"
         )
+    try:
+        from package_storage.keyring import StoreKeyring
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        fail(f"OpenPGP support is not installed ({exc}): pip install pysequoia")
     return StoreKeyring(store_dir)
 
 
@@ -81,8 +87,8 @@ def keys() -> None:
 )
 @click.option(
     "--algorithm",
-    type=click.Choice(ALGORITHMS, case_sensitive=False),
-    default=DEFAULT_ALGORITHM.value,
+    type=click.Choice(ALGORITHM_CHOICES, case_sensitive=False),
+    default=DEFAULT_ALGORITHM_CHOICE,
     show_default=True,
     help="ed25519 (fast, verified by Kibana 8.x and gpg >= 2.1) or RSA (Elastic's own key is RSA 4096).",
 )
@@ -90,6 +96,8 @@ def keys() -> None:
 def generate(store_dir: Path, user_id: str | None, algorithm: str, force: bool) -> None:
     """Generate the store's signing key (stored without passphrase, mode 0600)."""
     keyring = _keyring(store_dir)
+    from package_storage.signing import generate_key
+
     if keyring.has_signing_key() and not force:
         current = keyring.signing_public_key()
         shown = current.fingerprint if current is not None else str(keyring.signing_path)
@@ -128,6 +136,8 @@ def import_key(store_dir: Path, file: Path, trusted: bool, force: bool) -> None:
             fail(f"cannot read key file {file}: {exc.strerror or exc}")
     if len(data) > _MAX_KEY_INPUT:
         fail(f"key file {file} is larger than {_MAX_KEY_INPUT} bytes: not an OpenPGP key")
+    from package_storage.signing import is_secret_key
+
     if is_secret_key(data) and not trusted:
         secret = keyring.set_signing_key(data, replace=force)
         protected = " (passphrase-protected)" if secret.protected else ""
@@ -219,6 +229,8 @@ def verify(store_dir: Path, name: str, version: str, stage: str | None) -> None:
     Exit 1 when the version is missing, has no signature, or a signature does not verify.
     """
     keyring = _keyring(store_dir)
+    from package_storage.keyring import verify_artifact
+
     keys_known = keyring.verification_keys()
     if not keys_known:
         fail(
