@@ -182,6 +182,10 @@ class StoreRegistry:
         """The current built revision per distribution (a snapshot)."""
         return self._current
 
+    def add_listener(self, listener: SwapListener) -> None:
+        """Call ``listener(distribution, built)`` after every swap of a current index."""
+        self._listeners.append(listener)
+
     def current_revision(self, distribution: str) -> BuiltRevision | None:
         return self._current.get(distribution)
 

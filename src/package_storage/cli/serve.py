@@ -11,14 +11,25 @@ errors (one clear log line each); 2 for usage errors.
 
 The steps are separate functions (:func:`load_settings`, :func:`load_registry`,
 :func:`build_app`) so that another mode (for example serving a staged store) can reuse them.
+
+Store mode. ``--store DIR`` (or ``PACKAGE_STORAGE_STORE``) serves a package store instead of the
+config file's ``package_paths``: ``/{distribution}/...``, ``/{distribution}@{tag}/...``,
+``/{distribution}@{revision}/...`` and the default distribution (``--default-distribution``,
+``PACKAGE_STORAGE_DEFAULT_DISTRIBUTION``, ``production``) un-prefixed. Changes made by other
+processes are picked up by polling the catalog (see ``store_registry.py``). The other flags
+apply as in EPR mode (address, TLS, metrics, logs, cache times from the config file when it
+exists). :func:`serve_store` is the same as a function (the ``demo`` command uses it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import socket
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -130,8 +141,17 @@ def _fatal(message: str) -> NoReturn:
     raise StartupError(1)
 
 
-def load_settings(command_line: Mapping[str, str | None], environ: Mapping[str, str]) -> Settings:
-    """Flags + environment + config file, with the reference's checks in its order."""
+def load_settings(
+    command_line: Mapping[str, str | None],
+    environ: Mapping[str, str],
+    *,
+    store: str | None = None,
+) -> Settings:
+    """Flags + environment + config file, with the reference's checks in its order.
+
+    With ``store`` (store mode) the config file is optional unless named explicitly
+    (``-config`` / ``EPR_CONFIG``): it only contributes cache times there.
+    """
     try:
         settings = settings_from_flags(command_line, environ)
     except FlagValueError as exc:
@@ -154,13 +174,22 @@ def load_settings(command_line: Mapping[str, str | None], environ: Mapping[str, 
         settings.log_type,
         service_name=environ.get("ELASTIC_APM_SERVICE_NAME") or SERVICE_NAME,
     )
+    explicit_config = command_line.get("config") is not None or bool(environ.get("EPR_CONFIG"))
     try:
-        settings = load_config_file(settings)
-        check_settings(settings)
+        if store is None or explicit_config or os.path.exists(settings.config_path):
+            settings = load_config_file(settings)
+        if store is None:
+            check_settings(settings)
     except ConfigError as exc:
         _fatal(exc.message)
-    for line in describe(settings):
-        log.info(line)
+    if store is None:
+        for line in describe(settings):
+            log.info(line)
+    else:
+        if settings.package_paths:
+            log.info("package_paths of the config file are not served in store mode")
+        for line in describe(settings)[1:]:
+            log.info(line)
     if settings.httpprof:
         log.warning("-httpprof is not supported by this server; ignored")
     return settings
@@ -309,14 +338,195 @@ def run(settings: Settings) -> int:
     return 0
 
 
+# --- store mode --------------------------------------------------------------------------------
+
+STORE_ENV = "PACKAGE_STORAGE_STORE"
+DEFAULT_DISTRIBUTION_ENV = "PACKAGE_STORAGE_DEFAULT_DISTRIBUTION"
+DEFAULT_DISTRIBUTION = "production"
+
+
+def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[], None]]:
+    """``(catalog, blobs, close)`` of the store at ``store_dir``; raises ``NotFoundError`` when
+    the directory holds no store (nothing is created)."""
+    try:
+        from package_storage.store import Store
+    except ImportError:  # pragma: no cover - the store module is always there once merged
+        from package_storage.errors import NotFoundError
+        from package_storage.storage.localfs import LocalBlobStore
+        from package_storage.storage.sqlite import SQLiteCatalog
+
+        root = Path(store_dir)
+        if not (root / "catalog.db").is_file():
+            raise NotFoundError(f"no package store at {root}") from None
+        catalog = SQLiteCatalog(root / "catalog.db")
+        return catalog, LocalBlobStore(root / "blobs"), catalog.close
+    store = Store.open(Path(store_dir))
+    return store.catalog, store.blobs, store.close
+
+
+def run_store(
+    settings: Settings,
+    store_dir: str | os.PathLike[str],
+    *,
+    default_distribution: str = DEFAULT_DISTRIBUTION,
+    poll_interval: float = 0.5,
+    on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+) -> int:
+    """Serve the store at ``store_dir`` until stopped (logging must be set up). Startup
+    problems end with one fatal log line (:class:`StartupError`)."""
+    from package_storage.http.server import run_server
+    from package_storage.store_registry import StoreRegistry
+
+    if settings.server != "uvicorn":
+        _fatal(f"-server {settings.server} is not supported with --store (use uvicorn)")
+    try:
+        catalog, blobs, close = open_store(store_dir)
+    except PackageStorageError as exc:
+        _fatal(exc.message)
+    try:
+        try:
+            stages = catalog.stages()
+            if default_distribution not in stages:
+                _fatal(
+                    f"default distribution {default_distribution} is not a stage of the store"
+                    f" (stages: {', '.join(stages.names)})"
+                )
+            log.info(f"Loading package store {store_dir}")
+            registry = StoreRegistry(
+                catalog,
+                blobs,
+                default_distribution=default_distribution,
+                poll_interval=poll_interval,
+            )
+        except PackageStorageError as exc:
+            _fatal(exc.message)
+        current = registry.current
+        for name, built in sorted(current.items()):
+            log.info(
+                f"{name}: revision {built.revision.number}, {built.index.package_count} packages"
+            )
+        if default_distribution not in current:
+            log.info(f"{default_distribution} has no revision yet: / serves 404 until it has")
+        if settings.dry_run:
+            click.echo(
+                f"dry run: store {store_dir}: "
+                + (
+                    ", ".join(
+                        f"{name}@{built.revision.number} ({built.index.package_count} packages)"
+                        for name, built in sorted(current.items())
+                    )
+                    or "no revisions"
+                )
+            )
+            return 0
+        default = current.get(default_distribution)
+        metrics = _metrics(settings, default.index.package_count if default else 0)
+        if metrics is not None:
+            gauge = metrics[0].indexed_packages
+
+            def count(distribution: str, built: Any) -> None:
+                if distribution == default_distribution:
+                    gauge.set(built.index.package_count)
+
+            registry.add_listener(count)
+        app = create_store_app(settings, registry, metrics=metrics[0] if metrics else None)
+        registry.start()
+        log.info("Package registry started")
+        try:
+            run_server(
+                app,
+                settings,
+                metrics_app=metrics[1] if metrics else None,
+                on_listening=on_listening,
+            )
+        except ConfigError as exc:
+            _fatal(exc.message)
+        finally:
+            registry.stop()
+        log.info("Package registry stopped")
+        return 0
+    finally:
+        close()
+
+
+def create_store_app(settings: Settings, registry: Any, *, metrics: Any = None) -> Any:
+    """The read app over a store registry with the options of ``settings``."""
+    from package_storage.http.app import AppOptions, create_app, service_name_from_env
+
+    options = AppOptions(
+        cache_time_index=settings.cache_time_index.total_seconds(),
+        cache_time_search=settings.cache_time_search.total_seconds(),
+        cache_time_categories=settings.cache_time_categories.total_seconds(),
+        cache_time_catch_all=settings.cache_time_catch_all.total_seconds(),
+        allow_unknown_query_parameters=settings.allow_unknown_query_parameters,
+        service_name=service_name_from_env(os.environ),
+        metrics=metrics,
+    )
+    return create_app(registry, options)
+
+
+def serve_store(
+    store_dir: str | os.PathLike[str],
+    address: str = "localhost:8080",
+    *,
+    default_distribution: str = DEFAULT_DISTRIBUTION,
+    poll_interval: float = 0.5,
+    log_level: str = "info",
+    log_type: str = "dev",
+    settings: Settings | None = None,
+    on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+) -> int:
+    """Serve the store at ``store_dir`` on ``address`` until SIGTERM/SIGINT; returns the exit
+    status (0 after a clean stop, 1 after a startup error, which is logged).
+
+    ``settings`` (default: the serve defaults) gives TLS, metrics and cache times; ``address``
+    replaces its address. Logging is set up with ``log_level``/``log_type``.
+    """
+    base = settings or Settings()
+    base = dataclasses.replace(base, address=address)
+    setup_logging(log_level, log_type)
+    try:
+        return run_store(
+            base,
+            store_dir,
+            default_distribution=default_distribution,
+            poll_interval=poll_interval,
+            on_listening=on_listening,
+        )
+    except StartupError as exc:
+        return exc.code
+
+
 @click.command(cls=GoFlagCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @_flag_options
-def serve(**flags: str | None) -> None:
-    """Serve the packages of the config file's package_paths over the EPR API."""
+@click.option(
+    "--store",
+    "store_dir",
+    default=None,
+    envvar=STORE_ENV,
+    metavar="DIR",
+    help=f"Serve this package store instead of package_paths [env {STORE_ENV}]",
+)
+@click.option(
+    "--default-distribution",
+    "default_distribution",
+    default=DEFAULT_DISTRIBUTION,
+    envvar=DEFAULT_DISTRIBUTION_ENV,
+    metavar="NAME",
+    help=(
+        "Store mode: the distribution served without prefix "
+        f"[env {DEFAULT_DISTRIBUTION_ENV}; default {DEFAULT_DISTRIBUTION}]"
+    ),
+)
+def serve(store_dir: str | None, default_distribution: str, **flags: str | None) -> None:
+    """Serve the packages of the config file's package_paths (or of a store) over the EPR API."""
     command_line = {flag.name: flags.get(flag.attr) for flag in FLAGS}
     try:
-        settings = load_settings(command_line, os.environ)
-        code = run(settings)
+        settings = load_settings(command_line, os.environ, store=store_dir or None)
+        if store_dir:
+            code = run_store(settings, store_dir, default_distribution=default_distribution)
+        else:
+            code = run(settings)
     except StartupError as exc:
         sys.exit(exc.code)
     sys.exit(code)

@@ -1,0 +1,191 @@
+"""``package-storage serve --store DIR``: a live server over a store, changed by this process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+import pytest
+
+from package_storage.artifacts import build_zip
+from package_storage.storage.base import ArtifactRecord
+from package_storage.storage.localfs import LocalBlobStore
+from package_storage.storage.sqlite import SQLiteCatalog
+from package_storage.trees import FolderTree
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "packages"
+
+
+def _command() -> list[str]:
+    script = Path(sys.executable).parent / "package-storage"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "package_storage.cli.main"]
+
+
+def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
+    env.update(extra or {})
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def publish(
+    catalog: SQLiteCatalog, blobs: LocalBlobStore, stage: str, name: str, version: str
+) -> None:
+    data = build_zip(FolderTree(EXAMPLES / name / version), name, version)
+    digest = blobs.put(data)
+    with catalog.transaction() as tx:
+        tx.add_artifact(ArtifactRecord(digest, len(data), name, version))
+        tx.put_entry(stage, name, version, digest, actor="test")
+        for distribution in tx.stages().affected_distributions(stage):
+            tx.new_revision(distribution)
+
+
+def make_store(root: Path) -> tuple[SQLiteCatalog, LocalBlobStore]:
+    catalog = SQLiteCatalog(root / "catalog.db")
+    blobs = LocalBlobStore(root / "blobs", fsync=False)
+    return catalog, blobs
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[str], port: int) -> None:
+        self.proc = proc
+        self.base = f"http://127.0.0.1:{port}"
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.base + path, timeout=5)
+
+
+def start(args: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Server:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*_command(), "serve", "--address", f"127.0.0.1:{port}", "-log-type", "dev", *args],
+        env=_env(env),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = Server(proc, port)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"server exited with {proc.returncode}: {out}")
+        try:
+            if server.get("/health").status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def stop(server: Server) -> str:
+    server.proc.send_signal(signal.SIGTERM)
+    out, _ = server.proc.communicate(timeout=30)
+    assert server.proc.returncode == 0, out
+    return out
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Path, SQLiteCatalog, LocalBlobStore]]:
+    root = tmp_path / "store"
+    catalog, blobs = make_store(root)
+    yield root, catalog, blobs
+    catalog.close()
+
+
+def names(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return sorted(f"{e['name']}-{e['version']}" for e in response.json())
+
+
+def test_a_live_server_sees_store_changes(
+    store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path
+) -> None:
+    root, catalog, blobs = store
+    publish(catalog, blobs, "production", "hello_nginx", "1.0.0")
+    publish(catalog, blobs, "snapshot", "acme_input", "1.0.0")
+    # No config.yml in the working directory: store mode does not need one.
+    server = start(["--store", str(root)], cwd=tmp_path)
+    try:
+        assert names(server.get("/search")) == ["hello_nginx-1.0.0"]
+        assert names(server.get("/production/search")) == ["hello_nginx-1.0.0"]
+        assert names(server.get("/snapshot/search")) == ["acme_input-1.0.0", "hello_nginx-1.0.0"]
+        assert server.get("/production@1/search").status_code == 200
+        assert server.get("/nope/search").status_code == 404
+        r = server.get("/epr/hello_nginx/hello_nginx-1.0.0.zip")
+        assert (r.status_code, r.headers["content-type"]) == (200, "application/zip")
+
+        publish(catalog, blobs, "production", "hello_nginx", "1.1.0")
+        changed = time.monotonic()
+        while names(server.get("/search?all=true")) != ["hello_nginx-1.0.0", "hello_nginx-1.1.0"]:
+            assert time.monotonic() - changed < 10, "the change was not picked up"
+            time.sleep(0.02)
+        seen = time.monotonic() - changed
+        print(f"change visible over HTTP after {seen * 1000:.0f} ms")
+        assert names(server.get("/production@1/search?all=true")) == ["hello_nginx-1.0.0"]
+        assert "hello_nginx-1.1.0" in names(server.get("/snapshot/search?all=true"))
+    finally:
+        out = stop(server)
+    assert "Package registry stopped" in out
+
+
+def test_default_distribution_from_the_environment(
+    store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path
+) -> None:
+    root, catalog, blobs = store
+    publish(catalog, blobs, "snapshot", "acme_input", "1.0.0")
+    server = start(
+        [],
+        env={
+            "PACKAGE_STORAGE_STORE": str(root),
+            "PACKAGE_STORAGE_DEFAULT_DISTRIBUTION": "snapshot",
+        },
+        cwd=tmp_path,
+    )
+    try:
+        assert names(server.get("/search")) == ["acme_input-1.0.0"]
+        assert server.get("/production/search").status_code == 404  # no revision yet
+    finally:
+        stop(server)
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_command(), "serve", "-log-type", "dev", *args],
+        env=_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_startup_errors(store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path) -> None:
+    root, _catalog, _blobs = store
+    missing = run_cli(["--store", str(tmp_path / "nothing")], tmp_path)
+    assert missing.returncode == 1
+    assert "no package store at" in missing.stdout + missing.stderr
+    assert not (tmp_path / "nothing").exists()
+    unknown = run_cli(["--store", str(root), "--default-distribution", "qa"], tmp_path)
+    assert unknown.returncode == 1
+    assert "default distribution qa is not a stage" in unknown.stdout + unknown.stderr
+    dry = run_cli(["--store", str(root), "-dry-run"], tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "dry run: store" in dry.stdout
