@@ -11,12 +11,16 @@ import json
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -432,9 +436,9 @@ def test_revisions_tag_and_rollback(published: Path) -> None:
     ok(["promote", "acme_input", "1.0.0", "--to", "production"], published)
     after = json_of(["revisions", "production"], published)
     assert after[-1]["revision"] > first_tagged and after[-1]["current"]
-    out = ok(["rollback", "production", "8.12.0"], published).splitlines()
-    assert out[0].startswith(f"rolled production back to revision {first_tagged}")
-    assert out[1].startswith(f"production now serves revision {first_tagged} (digest ")
+    lines = ok(["rollback", "production", "8.12.0"], published).splitlines()
+    assert lines[0].startswith(f"rolled production back to revision {first_tagged}")
+    assert lines[1].startswith(f"production now serves revision {first_tagged} (digest ")
     again = ok(["rollback", "production", "8.12.0"], published)
     assert again.startswith("unchanged: ")
     old = json_of(
@@ -596,3 +600,45 @@ def test_subprocess_publish_and_list(tmp_path: Path) -> None:
     assert [(e["name"], e["version"], e["stage"], e["added_by"]) for e in entries] == [
         ("hello_nginx", "1.0.0", "snapshot", "ci")
     ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.skipif(
+    not hasattr(serve_module, "serve_store"), reason="serve_store is not available yet"
+)
+def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
+    proc = subprocess.Popen(
+        [*_script(), "demo", "--store", str(tmp_path / "demo"), "--address", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the demo server did not start"
+            time.sleep(0.2)
+        tagged = httpx.get(f"http://127.0.0.1:{port}/production@demo/search", timeout=10)
+        assert tagged.status_code == 200
+        assert ("hello_nginx", "1.0.0") in {(p["name"], p["version"]) for p in tagged.json()}
+        snapshot = httpx.get(f"http://127.0.0.1:{port}/snapshot/search?all=true", timeout=10)
+        assert ("hello_nginx", "1.1.0") in {(p["name"], p["version"]) for p in snapshot.json()}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert f"http://127.0.0.1:{port}/production@demo/search" in out

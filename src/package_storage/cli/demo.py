@@ -92,12 +92,15 @@ def build_demo(store: OpenStore, examples: Path) -> None:
     """Publish, promote and tag (idempotent: steps already done are skipped)."""
     service = store.service
     packages = example_packages(examples)
+    present = 0
     for name, version, folder in packages:
         if _stages_of(store, name, version):
-            click.echo(f"present: {name} {version}")
+            present += 1
             continue
         service.publish(folder, stage="snapshot")
         click.echo(f"published {name} {version} to snapshot")
+    if present:
+        click.echo(f"reusing the store: {present} of {len(packages)} example packages present")
     graph = store.catalog.stages()
     for name, version, targets in promotion_plan(packages):
         for target in targets:
@@ -144,11 +147,16 @@ def demo(store_dir: Path, address: str, examples: Path | None, no_serve: bool) -
     with open_store(store_dir, create=True) as store:
         build_demo(store, root)
     base = f"http://{address}"
+    urls = [
+        (f"{base}/", "registry (default distribution: production)"),
+        (f"{base}/snapshot/search", "snapshot: every stage"),
+        (f"{base}/staging/search", "staging + production"),
+        (f"{base}/production@{DEMO_TAG}/search", "the tagged production revision"),
+    ]
+    width = max(len(url) for url, _ in urls)
     click.echo(f"demo store: {store_dir}")
-    click.echo(f"  {base}/                      registry (default distribution: production)")
-    click.echo(f"  {base}/snapshot/search       every stage")
-    click.echo(f"  {base}/staging/search        staging + production")
-    click.echo(f"  {base}/production@{DEMO_TAG}/search  the tagged production revision")
+    for url, what in urls:
+        click.echo(f"  {url.ljust(width)}  {what}")
     if no_serve:
         return
     serve_store = _serve_store()
