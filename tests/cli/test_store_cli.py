@@ -195,6 +195,14 @@ def test_publish_stops_at_the_first_refused_package(store: Path, tmp_path: Path)
     assert versions == ["1.0.0"]  # already-published packages stay
 
 
+def test_publish_refused_by_validation_names_the_rule(store: Path, tmp_path: Path) -> None:
+    copy = make_version(HELLO, tmp_path / "pkgs", "1.0.1")
+    (copy / "changelog.yml").unlink()
+    line = refused(["publish", str(copy)], store)
+    assert "changelog" in line and "[changelog-missing]" in line
+    assert json_of(["list"], store) == []
+
+
 def test_publish_to_a_promotion_only_stage_is_refused_naming_the_rule(store: Path) -> None:
     line = refused(["publish", "--stage", "production", str(HELLO)], store)
     assert "production" in line
