@@ -45,6 +45,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,6 +92,7 @@ ProgressCallback = Callable[[str, int, int], None]
 and ``"copy"`` (writing artifacts)."""
 
 _CHUNK = 1 << 20
+COPY_THREADS = 8
 
 
 # --- records -----------------------------------------------------------------------------------
@@ -187,6 +189,19 @@ def _resolve(catalog: CatalogReader, ref: str) -> tuple[Revision, str | None]:
 # --- selection ---------------------------------------------------------------------------------
 
 
+class _Records:
+    """Artifact records, each read from the catalog once per export."""
+
+    def __init__(self, catalog: CatalogReader) -> None:
+        self._catalog = catalog
+        self._records: dict[str, ArtifactRecord | None] = {}
+
+    def get(self, digest: str) -> ArtifactRecord | None:
+        if digest not in self._records:
+            self._records[digest] = self._catalog.get_artifact(digest)
+        return self._records[digest]
+
+
 def _constraint_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -225,7 +240,7 @@ def _manifest_constraint(blobs: BlobStore, entry: RevisionEntry) -> str | None:
 
 
 def _kibana_filter(
-    catalog: CatalogReader,
+    catalog: _Records,
     blobs: BlobStore,
     entries: Sequence[RevisionEntry],
     kibana: Version,
@@ -248,14 +263,14 @@ def _kibana_filter(
 
 
 def _compatible(
-    catalog: CatalogReader,
+    catalog: _Records,
     blobs: BlobStore,
     entry: RevisionEntry,
     kibana: Version,
     warnings: list[str],
 ) -> bool:
     try:
-        record = catalog.get_artifact(entry.artifact)
+        record = catalog.get(entry.artifact)
         known, text = _summary_constraint(record) if record is not None else (False, None)
         if not known:
             text = _manifest_constraint(blobs, entry)
@@ -480,9 +495,10 @@ def export_bundle(
     entries = catalog.revision_entries(revision.distribution, revision.number)
 
     warnings: list[str] = []
+    records = _Records(catalog)
     selected = list(entries)
     if kibana is not None:
-        selected = _kibana_filter(catalog, blobs, selected, kibana, progress, warnings)
+        selected = _kibana_filter(records, blobs, selected, kibana, progress, warnings)
     after_kibana = len(selected)
     if latest is not None:
         selected = _newest(selected, latest)
@@ -493,22 +509,14 @@ def export_bundle(
     _prepare_out(out, force=force)
     packages_dir = out / PACKAGES_DIR
     exported: list[ExportedVersion] = []
-    keep: set[str] = set()
-    total = len(selected)
-    for done, entry in enumerate(selected, 1):
-        record = catalog.get_artifact(entry.artifact)
+    for entry in selected:
+        record = records.get(entry.artifact)
         if record is None:
             raise NotFoundError(
                 f"{entry.name}-{entry.version}: artifact {entry.artifact} is not in the catalog"
             )
-        base = f"{entry.name}-{entry.version}.zip"
-        _place_blob(blobs, entry.artifact, packages_dir / base, link=link)
-        keep.add(base)
-        sig_file: str | None = None
-        if record.signature_digest:
-            _place_blob(blobs, record.signature_digest, packages_dir / (base + ".sig"), link=link)
-            keep.add(base + ".sig")
-            sig_file = f"{PACKAGES_DIR}/{base}.sig"
+        base = f"{PACKAGES_DIR}/{entry.name}-{entry.version}.zip"
+        signature = record.signature_digest
         exported.append(
             ExportedVersion(
                 name=entry.name,
@@ -516,13 +524,33 @@ def export_bundle(
                 stage=entry.stage,
                 sha256=entry.artifact,
                 size=record.size,
-                file=f"{PACKAGES_DIR}/{base}",
-                signature_file=sig_file,
-                signature_sha256=record.signature_digest,
+                file=base,
+                signature_file=f"{base}.sig" if signature else None,
+                signature_sha256=signature,
             )
         )
-        if progress is not None:
-            progress("copy", done, total)
+    keep: set[str] = set()
+    for v in exported:
+        keep.update(Path(f).name for f in (v.file, v.signature_file) if f)
+
+    def place(v: ExportedVersion) -> None:
+        _place_blob(blobs, v.sha256, out / v.file, link=link)
+        if v.signature_file and v.signature_sha256:
+            _place_blob(blobs, v.signature_sha256, out / v.signature_file, link=link)
+
+    # File creation dominates (not bytes): a few threads overlap the filesystem round trips.
+    total = len(exported)
+    with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
+        futures = [pool.submit(place, v) for v in exported]
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                future.result()
+                if progress is not None:
+                    progress("copy", done, total)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
     if force:
         _remove_stale(packages_dir, keep)
 
