@@ -431,3 +431,28 @@ def test_bundle_serves_from_another_cwd(store: Stored, tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def test_cli_export(store: Stored, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from package_storage.cli.bundle import export
+
+    root = Path(str(store.catalog.path))  # type: ignore[attr-defined]
+    out = tmp_path / "cli"
+    args = ["production@8.15.0", str(out), "--kibana-version", "8.15.0", "--latest", "1"]
+    result = CliRunner().invoke(export, [*args, "--store", str(root.parent)])
+    assert result.exit_code == 0, result.output
+    assert "versions: 4 of 12 (3 not compatible with Kibana 8.15.0, 5 older than" in result.stdout
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert f"({size} bytes)" in result.stdout
+    again = CliRunner().invoke(export, [*args, "--store", str(root.parent), "--json"])
+    assert again.exit_code == 1 and "not empty" in again.stderr
+    forced = CliRunner().invoke(export, [*args, "--store", str(root.parent), "--json", "--force"])
+    assert forced.exit_code == 0
+    assert json.loads(forced.stdout)["bundle_bytes"] == size
+    missing = CliRunner().invoke(export, ["production", str(tmp_path / "x"), "--store", "/nope"])
+    assert missing.exit_code == 1
