@@ -33,6 +33,7 @@ from package_storage.service import (
     check_tag_name,
     event_title,
 )
+from package_storage.signing import generate_key, sign_detached
 from package_storage.storage.base import ArtifactRecord, Event, EventFilter, content_digest
 from package_storage.store import Store
 from package_storage.trees import FolderTree
@@ -88,7 +89,9 @@ def make_zip(folder: Path, dest_dir: Path, *, signature: bytes | None = None) ->
     return path
 
 
-SIGNATURE = b"-----BEGIN PGP SIGNATURE-----\n\niQEzBAABCAAdFiEE\n-----END PGP SIGNATURE-----\n"
+# A real armored detached signature (of other bytes): the store checks that a .sig parses, and
+# verifies it only against trusted keys (none are configured in these tests).
+SIGNATURE = sign_detached(generate_key("Service Tests <tests@example.com>"), b"other bytes")
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ Test hook: ``PACKAGE_STORAGE_CRASH_AT=<point>`` kills the process (SIGKILL) at a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -54,6 +55,7 @@ from package_storage.errors import (
     StorageError,
     ValidationError,
 )
+from package_storage.keyring import StoreKeyring, check_imported_signature, sign_artifact
 from package_storage.manifest import read_package
 from package_storage.model import Package, PackageTree
 from package_storage.stages import StageGraph
@@ -193,12 +195,20 @@ class PreparedPackage:
 class StoreService:
     """publish / promote / remove / tag / rollback / history over a catalog and a blob store."""
 
-    def __init__(self, catalog: Catalog, blobs: BlobStore, *, actor: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        blobs: BlobStore,
+        *,
+        actor: str,
+        keyring: StoreKeyring | None = None,
+    ) -> None:
         if not actor or not actor.strip():
             raise InvalidInputError("actor must not be empty")
         self.catalog = catalog
         self.blobs = blobs
         self.actor = actor
+        self.keyring = keyring
 
     # --- publish ---------------------------------------------------------------------------
 
@@ -269,6 +279,24 @@ class StoreService:
             pkg.name, str(pkg.version), bytes(data), signature, _summary(pkg, "zip"), location
         )
 
+    def _signed(self, artifact: PreparedPackage) -> PreparedPackage:
+        """Apply the store's signature rules before anything is stored.
+
+        A ``.sig`` that came with the package must verify against the trusted keys (when any
+        are configured); a package without one is signed with the store's signing key (when
+        one is configured). Without a keyring the artifact is stored as it came.
+        """
+        if self.keyring is None:
+            return artifact
+        if artifact.signature is not None:
+            label = f"{artifact.name}-{artifact.version}"
+            check_imported_signature(self.keyring, artifact.data, artifact.signature, label=label)
+            return artifact
+        signature = sign_artifact(self.keyring, artifact.data)
+        if signature is None:
+            return artifact
+        return dataclasses.replace(artifact, signature=signature)
+
     def _ensure_blob(self, digest: str, data: bytes) -> None:
         # Under the write lock: fsck --repair may have deleted the blob as an orphan between
         # our put and this transaction; put it back before anything references it.
@@ -279,6 +307,7 @@ class StoreService:
         self, artifact: PreparedPackage, *, stage: str | None, force: bool, reason: str
     ) -> ChangeResult:
         name, version = artifact.name, artifact.version
+        artifact = self._signed(artifact)
         digest = self.blobs.put(artifact.data)
         sig_digest = None if artifact.signature is None else self.blobs.put(artifact.signature)
         crash_point("publish:after-blob-put")

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, StorageError
+from package_storage.keyring import StoreKeyring
 from package_storage.service import StoreService
 from package_storage.storage.localfs import LocalBlobStore
 from package_storage.storage.sqlite import SQLiteCatalog
@@ -99,7 +100,12 @@ class Store:
 
     def service(self, actor: str | None = None) -> StoreService:
         """The service acting as ``actor`` (default: :func:`default_actor`)."""
-        return StoreService(self.catalog, self.blobs, actor=actor or default_actor())
+        return StoreService(
+            self.catalog,
+            self.blobs,
+            actor=actor or default_actor(),
+            keyring=StoreKeyring(self.root),
+        )
 
     def close(self) -> None:
         self.catalog.close()

@@ -30,7 +30,7 @@ def load_yaml(data: bytes, *, path: str) -> Any:
             f"YAML file is {len(data)} bytes, more than the limit of {MAX_YAML_BYTES}", path=path
         )
     try:
-        value = yaml.load(data, Loader=_Loader)  # noqa: S506 - CSafeLoader/SafeLoader only
+        value = yaml.load(data, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise PackageError(f"invalid YAML: {_one_line(str(exc))}", path=path) from None
     _check_size(value, path)
