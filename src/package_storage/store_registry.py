@@ -226,24 +226,22 @@ class StoreRegistry:
         return built
 
     def refresh(self) -> bool:
-        """One poll step: when the change counter moved, rebuild and swap every distribution
-        whose current revision changed. Returns True when something was swapped. A failing
-        build keeps the old index (logged once per revision) and is retried next time."""
+        """One poll step: when the change counter moved, rebuild every distribution whose
+        current revision changed, each swapped in as soon as it is built (the default
+        distribution first). Returns True when something was swapped. A failing build keeps
+        the old index (logged once per revision) and is retried at the next poll."""
         counter = self.catalog.change_counter()
         if counter == self._seen_counter:
             return False
+        changed: list[tuple[str, BuiltRevision]] = []
         with self._build_lock:
             currents = self.catalog.distributions()
-            new: dict[str, BuiltRevision] = {}
-            changed: list[str] = []
             complete = True
-            old = self._current
-            for distribution, number in currents.items():
-                if number is None:
-                    continue
-                built = old.get(distribution)
-                if built is not None and built.revision.number == number:
-                    new[distribution] = built
+            order = sorted(currents, key=lambda d: d != self.default_distribution)
+            for distribution in order:
+                number = currents[distribution]
+                built = self._current.get(distribution)
+                if number is None or (built is not None and built.revision.number == number):
                     continue
                 try:
                     fresh = self._build_current(distribution, number, built)
@@ -252,31 +250,35 @@ class StoreRegistry:
                     if (distribution, number) not in self._failed:
                         self._failed.add((distribution, number))
                         log.error("cannot serve %s revision %s: %s", distribution, number, exc)
-                    if built is not None:
-                        new[distribution] = built
                     continue
-                new[distribution] = fresh
-                changed.append(distribution)
-            dropped = set(old) - set(new)
-            if changed or dropped:
-                self._current = new  # the swap: one reference assignment
+                # The swap: one reference assignment of a new mapping.
+                self._current = {**self._current, distribution: fresh}
+                changed.append((distribution, fresh))
+                self._notify(distribution, fresh)
+            served = {d for d, n in currents.items() if n is not None}
+            dropped = set(self._current) - served
+            if dropped:
+                self._current = {d: b for d, b in self._current.items() if d in served}
             with self._lookup_lock:
                 self._missing.clear()  # a tag or revision may exist now
             if complete:
                 self._seen_counter = counter
-        for distribution in changed:
-            built = new[distribution]
-            log.info(
-                "serving %s revision %d (%d packages, %d parsed, %.0f ms)",
-                distribution,
-                built.revision.number,
-                built.index.package_count,
-                built.parsed,
-                built.build_seconds * 1000,
-            )
-            for listener in self._listeners:
-                listener(distribution, built)
         return bool(changed or dropped)
+
+    def _notify(self, distribution: str, built: BuiltRevision) -> None:
+        log.info(
+            "serving %s revision %d (%d packages, %d parsed, %.0f ms)",
+            distribution,
+            built.revision.number,
+            built.index.package_count,
+            built.parsed,
+            built.build_seconds * 1000,
+        )
+        for listener in self._listeners:
+            try:
+                listener(distribution, built)
+            except Exception as exc:  # a listener must not stop the swaps
+                log.error("swap listener failed: %s", exc)
 
     # --- poll thread ---------------------------------------------------------------------------
 
