@@ -356,6 +356,9 @@ class PackagePathsWatcher:
     logged and the old sources stay. Runs in a daemon thread; ``stop()`` ends it.
     """
 
+    RELOAD_RETRIES = 3
+    """How many more reloads are tried, one per interval, after a failed one."""
+
     def __init__(
         self,
         paths: Sequence[str],
@@ -378,7 +381,12 @@ class PackagePathsWatcher:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(target=self._run, name="package-paths-watcher", daemon=True)
+        # The baseline is taken before start() returns: a change made right after start()
+        # is always seen as a change.
+        baseline = snapshot(self.paths)
+        self._thread = threading.Thread(
+            target=self._run, args=(baseline,), name="package-paths-watcher", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float | None = 5.0) -> None:
@@ -387,11 +395,11 @@ class PackagePathsWatcher:
             self._thread.join(timeout)
             self._thread = None
 
-    def _run(self) -> None:
-        current = snapshot(self.paths)
+    def _run(self, current: object) -> None:
+        retries = 0
         while not self._stop.wait(self.interval):
             new = snapshot(self.paths)
-            if new == current:
+            if new == current and not retries:
                 continue
             # debounce: wait until nothing changes for `debounce` seconds
             while not self._stop.wait(self.debounce):
@@ -402,7 +410,12 @@ class PackagePathsWatcher:
             if self._stop.is_set():
                 return
             current = new
-            self.reload()
+            # Only the top level is watched, so a package still being copied below it can make
+            # the reload fail without a further visible change: try again a few times.
+            if self.reload():
+                retries = 0
+            else:
+                retries = retries - 1 if retries else self.RELOAD_RETRIES
 
     def reload(self) -> bool:
         """Rebuild now; True when the new sources were handed to ``on_change``."""

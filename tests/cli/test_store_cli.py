@@ -30,6 +30,7 @@ from package_storage.cli import common
 from package_storage.cli import serve as serve_module
 from package_storage.cli.demo import example_packages, promotion_plan
 from package_storage.cli.main import main
+from package_storage.signing import generate_key, sign_detached
 from package_storage.trees import FolderTree
 
 REPO = Path(__file__).resolve().parents[2]
@@ -245,9 +246,9 @@ def test_publish_a_new_version_of_a_copy(store: Path, tmp_path: Path) -> None:
 def test_publish_a_zip_takes_the_signature_along(store: Path, tmp_path: Path) -> None:
     zip_path = tmp_path / "hello_nginx-1.0.0.zip"
     zip_path.write_bytes(build_zip(FolderTree(HELLO), "hello_nginx", "1.0.0"))
-    Path(f"{zip_path}.sig").write_text(
-        "-----BEGIN PGP SIGNATURE-----\n\nnot checked here\n-----END PGP SIGNATURE-----\n"
-    )
+    # A real armored signature: it must parse; it is verified only against trusted keys.
+    signer = generate_key("CLI Tests <cli@example.com>")
+    Path(f"{zip_path}.sig").write_bytes(sign_detached(signer, zip_path.read_bytes()))
     out = ok(["publish", str(zip_path)], store)
     assert out.startswith("published hello_nginx 1.0.0 to snapshot")
     shown = json_of(["show", "hello_nginx", "1.0.0"], store)
