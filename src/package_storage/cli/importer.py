@@ -1,0 +1,445 @@
+"""``package-storage import`` and ``package-storage import-git``: bring existing content in.
+
+    package-storage import SOURCE --stage STAGE [--on-invalid stop|report]
+    package-storage import-git REPO [--branch STAGE=BRANCH ...]
+
+``import`` takes a folder in package-storage layout (``<name>/<version>/manifest.yml``, e.g. a
+checkout's ``packages/``), a folder of ``<name>-<version>.zip`` files with their ``.sig``, or an
+export bundle (``OUT``: its ``packages/`` is used). ``import-git`` reads the ``packages/`` of the
+branches ``production``, ``staging`` and ``snapshot`` of a package-storage git repository (no
+checkout) into the stages of the same names in one run. Rules and resumability are those of
+:mod:`package_storage.importer`: running an import again skips what is already there with
+identical bytes.
+
+A progress bar (counts and rates) goes to stderr when it is a terminal; the summary (or
+``--json``) goes to stdout. Exit status: 0 when the import ran to its end (with
+``--on-invalid report`` also when packages were rejected: the summary lists them), 1 when a
+rejected package stopped it (``--on-invalid stop``, the default) or the store refused it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from package_storage.cli.common import StoreCommand, open_store, plural, print_json, store_option
+
+if TYPE_CHECKING:
+    from package_storage.importer import (
+        Duplicate,
+        ImportOptions,
+        ImportProgress,
+        ImportReport,
+        ImportSource,
+    )
+    from package_storage.keyring import StoreKeyring
+    from package_storage.service import StoreService
+
+
+# --- progress --------------------------------------------------------------------------------
+
+
+class _RateColumn(ProgressColumn):
+    """``85.3 versions/s  4,265 files/s`` over the whole run so far."""
+
+    def render(self, task: Task) -> Text:
+        elapsed = task.elapsed or 0.0
+        if elapsed <= 0:
+            return Text("")
+        files = int(task.fields.get("files", 0))
+        return Text(f"{task.completed / elapsed:.1f} versions/s  {files / elapsed:,.0f} files/s")
+
+
+class _ProgressBar:
+    """The importer's progress callback drawing one rich bar."""
+
+    def __init__(self, progress: Progress, description: str) -> None:
+        self._progress = progress
+        self._task: TaskID = progress.add_task(description, total=None, counts="", files=0)
+
+    def __call__(self, p: ImportProgress) -> None:
+        counts = f"imported {p.imported}  skipped {p.skipped}  rejected {p.rejected}"
+        self._progress.update(
+            self._task, completed=p.done, total=p.total, counts=counts, files=p.files
+        )
+
+
+def _progress(stderr: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[counts]}"),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=True,
+        disable=not stderr.is_terminal,
+    )
+
+
+# --- shared options --------------------------------------------------------------------------
+
+
+def _import_options(func: Any) -> Any:
+    options = [
+        click.option(
+            "--on-invalid",
+            type=click.Choice(["stop", "report"]),
+            default="stop",
+            show_default=True,
+            help="At a rejected package (invalid, broken zip, refused signature or overwrite):"
+            " stop there (exit 1), or report it and carry on (listed in the summary).",
+        ),
+        click.option(
+            "--validation",
+            type=click.Choice(["load", "publish"]),
+            default="load",
+            show_default=True,
+            help="Rules to apply: those the registry applies when it loads a package (load),"
+            " or the stricter publish-time rules (publish).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="N",
+            help="Worker processes preparing packages (default: one per CPU; 0: none).",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=200,
+            show_default=True,
+            metavar="N",
+            help="Package versions recorded per transaction (one revision per batch).",
+        ),
+        click.option(
+            "--force", is_flag=True, help="Overwrite where the stage allows it when forced."
+        ),
+        click.option("--reason", default="", help="Why (recorded in every import event)."),
+        click.option(
+            "--no-sign",
+            is_flag=True,
+            help="Do not sign unsigned artifacts with the store's signing key.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+        store_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _options(
+    on_invalid: str,
+    validation: str,
+    workers: int | None,
+    batch_size: int,
+    force: bool,
+    reason: str,
+    no_sign: bool,
+) -> ImportOptions:
+    from package_storage.importer import ImportOptions
+
+    return ImportOptions(
+        on_invalid="report" if on_invalid == "report" else "stop",
+        validation="publish" if validation == "publish" else "load",
+        workers=workers,
+        batch_size=batch_size,
+        force=force,
+        reason=reason,
+        sign=not no_sign,
+    )
+
+
+def _keyring(store_dir: Path) -> StoreKeyring:
+    from package_storage.keyring import StoreKeyring
+
+    return StoreKeyring(store_dir)
+
+
+def _run(
+    service: StoreService,
+    keyring: StoreKeyring,
+    sources: Sequence[ImportSource],
+    options: ImportOptions,
+    description: str,
+    duplicates: Sequence[Duplicate] = (),
+) -> ImportReport:
+    from package_storage.importer import import_sources
+
+    stderr = Console(file=sys.stderr)
+    with _progress(stderr) as progress:
+        return import_sources(
+            service,
+            sources,
+            options=options,
+            keyring=keyring,
+            progress=_ProgressBar(progress, description),
+            duplicates=duplicates,
+        )
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def _indented(text: str, indent: str) -> str:
+    lines = text.splitlines() or [""]
+    return lines[0] + "".join(f"\n{indent}{line.strip()}" for line in lines[1:])
+
+
+def summary_lines(report: ImportReport, source: str) -> list[str]:
+    """The human summary: counts and rates, per stage, rejected, duplicates, revisions."""
+    seconds = max(report.seconds, 1e-9)
+    lines = [
+        f"import from {source}: {len(report.imported)} imported, {len(report.skipped)} skipped,"
+        f" {len(report.rejected)} rejected"
+        + (f", {report.not_tried} not tried" if report.not_tried else ""),
+        f"  {plural(report.total, 'version')}, {plural(report.files, 'file')} in"
+        f" {report.seconds:.2f} s ({report.total / seconds:.1f} versions/s,"
+        f" {report.files / seconds:,.0f} files/s, {plural(report.workers, 'worker')})",
+    ]
+    stages = report.by_stage()
+    if len(stages) > 1:
+        for stage, (imported, skipped, rejected) in stages.items():
+            lines.append(f"  {stage}: {imported} imported, {skipped} skipped, {rejected} rejected")
+    overwritten = [v for v in report.imported if v.status == "overwritten"]
+    if overwritten:
+        lines.append(f"overwritten ({len(overwritten)}):")
+        lines.extend(f"  {v.name} {v.version} in {v.stage}" for v in overwritten)
+    if report.rejected:
+        lines.append(f"rejected ({len(report.rejected)}):")
+        for r in report.rejected:
+            lines.append(f"  {r.location}: {_indented(r.reason, '    ')}")
+    if report.duplicates:
+        lines.append(
+            f"in two branches, imported into the more stable stage only ({len(report.duplicates)}):"
+        )
+        for d in report.duplicates:
+            others = ", ".join(
+                f"{stage} ({'same content' if same else 'other content'})"
+                for stage, same in d.dropped
+            )
+            lines.append(f"  {d.name} {d.version}: {d.kept}, not {others}")
+    if report.revisions:
+        revs = ", ".join(f"{d} {n}" for d, n in report.revisions.items())
+        lines.append(
+            f"new revisions: {revs} ({report.batches} {'batch' if report.batches == 1 else 'batches'})"
+        )
+    else:
+        lines.append("nothing changed: no new revision")
+    return lines
+
+
+def report_json(report: ImportReport, source: str) -> dict[str, Any]:
+    return {
+        "source": source,
+        "run": report.run,
+        "total": report.total,
+        "imported": [
+            {
+                "stage": v.stage,
+                "name": v.name,
+                "version": v.version,
+                "artifact": v.digest,
+                "status": v.status,
+                "location": v.location,
+            }
+            for v in report.imported
+        ],
+        "skipped": [
+            {
+                "stage": v.stage,
+                "name": v.name,
+                "version": v.version,
+                "artifact": v.digest,
+                "location": v.location,
+            }
+            for v in report.skipped
+        ],
+        "rejected": [
+            {
+                "stage": r.stage,
+                "name": r.name,
+                "version": r.version,
+                "location": r.location,
+                "code": r.code,
+                "reason": r.reason,
+            }
+            for r in report.rejected
+        ],
+        "duplicates": [
+            {
+                "name": d.name,
+                "version": d.version,
+                "kept": d.kept,
+                "dropped": [{"stage": s, "same_content": same} for s, same in d.dropped],
+            }
+            for d in report.duplicates
+        ],
+        "stopped": report.stopped,
+        "not_tried": report.not_tried,
+        "files": report.files,
+        "seconds": round(report.seconds, 3),
+        "batches": report.batches,
+        "revisions": report.revisions,
+        "workers": report.workers,
+    }
+
+
+def _finish(report: ImportReport, source: str, as_json: bool) -> None:
+    if as_json:
+        print_json(report_json(report, source))
+    else:
+        for line in summary_lines(report, source):
+            click.echo(line)
+    if report.stopped:
+        last = report.rejected[-1]
+        click.echo(f"error: {last.location}: {_indented(last.reason, '  ')}", err=True)
+        click.echo(
+            f"stopped at {last.location}: {len(report.imported)} imported,"
+            f" {len(report.skipped)} skipped, {report.not_tried} not tried"
+            " (--on-invalid report carries on past rejected packages)",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+@click.command("import", cls=StoreCommand)
+@click.argument(
+    "source", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="SOURCE"
+)
+@click.option("--stage", required=True, metavar="STAGE", help="Stage to import into.")
+@_import_options
+def import_command(
+    source: Path,
+    stage: str,
+    on_invalid: str,
+    validation: str,
+    workers: int | None,
+    batch_size: int,
+    force: bool,
+    reason: str,
+    no_sign: bool,
+    as_json: bool,
+    store_dir: Path,
+) -> None:
+    """Import a package-storage folder, a folder of zips or an export bundle into STAGE.
+
+    SOURCE holds <name>/<version>/manifest.yml folders (a package-storage checkout's
+    packages/), <name>-<version>.zip files with their .sig beside them, or packages/ (an
+    export bundle). Stages filled by promotion (staging, production) accept an import;
+    frozen stages never do. Running it again skips what is already there with identical bytes.
+    """
+    from package_storage.importer import scan_folder
+
+    options = _options(on_invalid, validation, workers, batch_size, force, reason, no_sign)
+    with open_store(store_dir) as store:
+        store.service.catalog.stages().stage(stage)
+        sources = scan_folder(source, stage)
+        report = _run(
+            store.service, _keyring(store.directory), sources, options, f"Importing into {stage}"
+        )
+    _finish(report, str(source), as_json)
+
+
+def _branch_pairs(values: Sequence[str]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        stage, sep, branch = value.partition("=")
+        if not sep or not stage or not branch:
+            raise click.BadParameter(
+                f"{value!r} is not STAGE=BRANCH (e.g. production=production)",
+                param_hint="--branch",
+            )
+        pairs.append((stage, branch))
+    return pairs
+
+
+@click.command("import-git", cls=StoreCommand)
+@click.argument("repo", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--branch",
+    "branches",
+    multiple=True,
+    metavar="STAGE=BRANCH",
+    help="Read STAGE from BRANCH (repeatable; default: every stage from the branch of the same"
+    " name, e.g. production=production).",
+)
+@click.option(
+    "--subdir",
+    default="packages",
+    show_default=True,
+    help="Folder of each branch that holds <name>/<version>/.",
+)
+@_import_options
+def import_git(
+    repo: Path,
+    branches: Sequence[str],
+    subdir: str,
+    on_invalid: str,
+    validation: str,
+    workers: int | None,
+    batch_size: int,
+    force: bool,
+    reason: str,
+    no_sign: bool,
+    as_json: bool,
+    store_dir: Path,
+) -> None:
+    """Import a package-storage git repository: one branch per stage, in one run.
+
+    The packages/ of the branches production, staging and snapshot (or --branch
+    STAGE=BRANCH) are read with git, without a checkout. A version found in two branches (a
+    promotion left half done) is imported into the more stable stage only; the summary lists
+    those. Running it again skips what is already there with identical content.
+    """
+    from package_storage.importer import default_branches, plan_git_import
+
+    pairs = _branch_pairs(branches)
+    options = _options(on_invalid, validation, workers, batch_size, force, reason, no_sign)
+    with open_store(store_dir) as store:
+        graph = store.service.catalog.stages()
+        plan = plan_git_import(repo, pairs or default_branches(graph), graph, subdir=subdir)
+        for stage, branch in plan.missing:
+            click.echo(
+                f"warning: {repo} has no branch {branch}: nothing imported into {stage}",
+                err=True,
+            )
+        report = _run(
+            store.service,
+            _keyring(store.directory),
+            plan.sources,
+            options,
+            "Importing " + ", ".join(stage for stage, _, _ in plan.branches),
+            plan.duplicates,
+        )
+    if not as_json:
+        for stage, branch, commit in plan.branches:
+            click.echo(f"branch {branch} ({commit[:12]}) -> stage {stage}")
+    _finish(report, str(repo), as_json)
+
+
+COMMANDS = (import_command, import_git)
