@@ -8,6 +8,7 @@ from package_storage import __version__
 from package_storage.cli.build import build, validate
 from package_storage.cli.bundle import export
 from package_storage.cli.demo import demo
+from package_storage.cli.importer import import_command, import_git
 from package_storage.cli.keys import keys, verify
 from package_storage.cli.serve import serve
 from package_storage.cli.store import COMMANDS as STORE_COMMANDS
@@ -26,6 +27,8 @@ main.add_command(validate)
 for _command in STORE_COMMANDS:
     main.add_command(_command)
 main.add_command(demo)
+main.add_command(import_command)
+main.add_command(import_git)
 main.add_command(keys)
 main.add_command(verify)
 
