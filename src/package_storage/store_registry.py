@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, PackageStorageError
+from package_storage.http.app import ROUTE_HEADS
 from package_storage.index import RegistryIndex, StoredFile
 from package_storage.manifest import propagate_deprecations, read_package, with_signature
 from package_storage.model import Package
@@ -151,6 +152,7 @@ class StoreRegistry:
         self._recent: OrderedDict[str, LoadedArtifact] = OrderedDict()
         self._seen_counter: int | None = None
         self._failed: set[tuple[str, int]] = set()
+        self._unreachable: set[str] = set()
         # One build at a time (the poll thread and on-demand tag/revision builds share the
         # package tables); resolving a current index never takes it.
         self._build_lock = threading.RLock()
@@ -240,6 +242,13 @@ class StoreRegistry:
             order = sorted(currents, key=lambda d: d != self.default_distribution)
             for distribution in order:
                 number = currents[distribution]
+                if distribution in ROUTE_HEADS and distribution not in self._unreachable:
+                    self._unreachable.add(distribution)
+                    log.warning(
+                        "distribution %s has the name of an API route: it is served without"
+                        " prefix only (when it is the default distribution)",
+                        distribution,
+                    )
                 built = self._current.get(distribution)
                 if number is None or (built is not None and built.revision.number == number):
                     continue

@@ -87,3 +87,23 @@ def test_a_missing_stored_file_is_500(tmp_path: Path) -> None:
     for target in ("/epr/example/example-1.0.0.zip", "/epr/example/example-1.0.0.zip.sig"):
         r = request(app, target)
         assert (r.status, r.text) == (500, "internal server error\n")
+
+
+class RecordingRegistry:
+    def __init__(self) -> None:
+        self.asked: list[str | None] = []
+
+    def resolve(self, prefix: str | None) -> RegistryIndex | None:
+        self.asked.append(prefix)
+        return None
+
+
+def test_route_heads_are_never_resolved_as_prefixes() -> None:
+    registry = RecordingRegistry()
+    app = create_app(registry, ONE_SECOND)
+    heads = ("search", "categories", "health", "favicon.ico", "index.json", "epr", "package")
+    for head in heads:
+        for target in (f"/{head}/x", f"/{head}/search", f"/{head}/x/y/"):
+            request(app, target)
+    request(app, "/production/search")
+    assert [p for p in registry.asked if p is not None] == ["production"]
