@@ -23,8 +23,11 @@ a request uses the index it resolved from start to end, so no request sees half 
 
 Change detection: a poll thread (:meth:`StoreRegistry.start`) reads ``catalog.change_counter()``
 every ``poll_interval`` seconds; when it moved, the distributions whose current revision number
-changed are rebuilt (beside the old index) and swapped. Tag and revision indexes are immutable
-and built on demand, kept in a small LRU.
+changed are rebuilt (beside the old index) and swapped, each as soon as it is ready. Tag and
+revision indexes are immutable and built on demand, in the thread of the first request that asks
+for one (that request waits for the build: ~0.1 s for a 10,000-version revision whose packages
+are mostly cached, longer for an old revision whose artifacts must be parsed), then kept in a
+small LRU.
 
 The signature state of an artifact is read when the artifact is first parsed (it is part of the
 cached package): a signature added later to an artifact that is already being served shows up
@@ -153,8 +156,8 @@ class StoreRegistry:
         self._seen_counter: int | None = None
         self._failed: set[tuple[str, int]] = set()
         self._unreachable: set[str] = set()
-        # One build at a time (the poll thread and on-demand tag/revision builds share the
-        # package tables); resolving a current index never takes it.
+        # One refresh at a time (the poll thread and direct callers). Tag/revision builds and
+        # resolving never take it; the small shared tables are guarded by ``_lookup_lock``.
         self._build_lock = threading.RLock()
         self._lookup_lock = threading.Lock()
         self._stop = threading.Event()
@@ -209,22 +212,20 @@ class StoreRegistry:
             if built is not None:
                 self._revisions.move_to_end(key)
                 return built
-        with self._build_lock:
-            with self._lookup_lock:
-                built = self._revisions.get(key)
-            if built is None:
-                try:
-                    revision = self.catalog.revision(distribution, number)
-                except NotFoundError:
-                    self._remember_missing(f"{distribution}@{ref}")
-                    return None
-                built = self._build(revision, previous=current)
-            with self._lookup_lock:
-                if self._revision_cache_size:
-                    self._revisions[key] = built
-                    self._revisions.move_to_end(key)
-                    while len(self._revisions) > self._revision_cache_size:
-                        self._revisions.popitem(last=False)
+        # Built in the calling thread without the refresh lock (a request never waits for a
+        # poll's rebuild); two concurrent builds of one revision are harmless (same content).
+        try:
+            revision = self.catalog.revision(distribution, number)
+        except NotFoundError:
+            self._remember_missing(f"{distribution}@{ref}")
+            return None
+        built = self._build(revision, previous=current)
+        with self._lookup_lock:
+            if self._revision_cache_size:
+                self._revisions[key] = built
+                self._revisions.move_to_end(key)
+                while len(self._revisions) > self._revision_cache_size:
+                    self._revisions.popitem(last=False)
         return built
 
     def refresh(self) -> bool:
@@ -382,9 +383,11 @@ class StoreRegistry:
             found = table.get(digest)
             if found is not None:
                 return found, False
-        found = self._recent.get(digest)
+        with self._lookup_lock:
+            found = self._recent.get(digest)
+            if found is not None:
+                self._recent.move_to_end(digest)
         if found is not None:
-            self._recent.move_to_end(digest)
             return found, False
         record = self.catalog.get_artifact(digest)
         if record is None:
@@ -401,9 +404,10 @@ class StoreRegistry:
             pkg = with_signature(pkg)
         loaded = LoadedArtifact(pkg, digest, record.signature_digest or None)
         if self._package_cache_size:
-            self._recent[digest] = loaded
-            while len(self._recent) > self._package_cache_size:
-                self._recent.popitem(last=False)
+            with self._lookup_lock:
+                self._recent[digest] = loaded
+                while len(self._recent) > self._package_cache_size:
+                    self._recent.popitem(last=False)
         return loaded, True
 
     def _build(
