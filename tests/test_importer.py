@@ -236,9 +236,12 @@ def test_production_never_overwrites_and_staging_needs_force_and_reason(
     make_version(second, "1.0.0", note="other bytes")
     for stage in ("production", "staging"):
         run(store, scan_folder(first, stage))
+    blobs = set(store.blobs.iter_digests())
     report = run(store, scan_folder(second, "production"), options=REPORT)
     assert not report.imported and len(report.rejected) == 1
     assert "stage production never overwrites a version" in report.rejected[0].reason
+    assert report.rejected[0].code == "policy_refused"
+    assert set(store.blobs.iter_digests()) == blobs  # refused before any blob was written
     report = run(store, scan_folder(second, "staging"), options=REPORT)
     assert "only when forced" in report.rejected[0].reason
     report = run(
@@ -253,6 +256,51 @@ def test_production_never_overwrites_and_staging_needs_force_and_reason(
     assert [v.status for v in report.imported] == ["overwritten"]
     ev = store.catalog.events(EventFilter(action="import", newest_first=True))[0]
     assert ev.reason == "re-import the fixed README" and ev.detail["forced"] is True
+
+
+def _item(folder: Path, stage: str) -> importer.ImportItem:
+    name, version = folder.parent.name, folder.name
+    data = build_zip(FolderTree(folder), name, version)
+    return importer.ImportItem(
+        stage=stage,
+        name=name,
+        version=version,
+        digest=hashlib.sha256(data).hexdigest(),
+        size=len(data),
+        signature_digest=None,
+        summary={"source": "folder"},
+        location=str(folder),
+        data=data,
+    )
+
+
+def test_import_batch_applies_the_overwrite_rule_inside_the_transaction(
+    store: Store, tmp_path: Path
+) -> None:
+    service = store.service("t")
+    first = importer.import_batch(
+        service, [_item(make_version(tmp_path / "a", "1.0.0"), "production")]
+    )
+    assert [r.status for r in first.results] == ["imported"]
+    assert [r.distribution for r in first.revisions] == ["production", "staging", "snapshot"]
+    items = [
+        _item(make_version(tmp_path / "b", "1.0.1"), "production"),
+        _item(make_version(tmp_path / "b", "1.0.0", note="other"), "production"),
+        _item(make_version(tmp_path / "b", "1.0.2"), "production"),
+    ]
+    stopped = importer.import_batch(service, items, stop_on_refusal=True)
+    assert stopped.stopped
+    assert [r.status for r in stopped.results] == ["imported", "refused"]
+    assert "never overwrites" in stopped.results[1].reason
+    assert set(stage_digests(store, "production")) == {
+        ("hello_nginx", "1.0.0"),
+        ("hello_nginx", "1.0.1"),
+    }
+    carried = importer.import_batch(service, items)
+    assert [r.status for r in carried.results] == ["unchanged", "refused", "imported"]
+    assert revision_count(store, "production") == 3
+    nothing = importer.import_batch(service, items[:1])
+    assert [r.status for r in nothing.results] == ["unchanged"] and nothing.revisions == ()
 
 
 def test_frozen_stage_refuses_the_whole_import(store: Store, tmp_path: Path) -> None:

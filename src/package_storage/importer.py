@@ -27,7 +27,10 @@ How an import runs (:func:`import_sources`):
 3. **Record** in this process, results taken in source order: prepared versions are written in
    batches (``batch_size``, default 200) through :func:`import_batch`, one catalog transaction
    per batch: one ``import`` event per package version and one new revision per affected
-   distribution per batch (not per package).
+   distribution per batch (not per package). An interrupted or stopped import keeps the
+   batches recorded so far (run it again to resume); blobs that workers wrote for versions
+   that were not recorded are unreferenced (``fsck`` lists them as orphans, ``fsck --repair``
+   deletes them), as after a crash during publish.
 
 Rules of an import (the explicit, recorded bypass of ``check_publish``): a stage normally filled
 only by promotion (staging, production) accepts an import, since that is how existing
@@ -55,6 +58,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import signal
 import time
 import uuid
 from collections import deque
@@ -327,6 +331,11 @@ class WorkerConfig:
     blob_root: str | None = None  # workers write blobs here (local blob store)
     keyring: StoreKeyring | None = None
     sign: bool = False  # sign artifacts that arrive without a signature
+    # The stage graph and overwrite options: a worker refuses an overwrite the transaction
+    # would refuse before it writes any blob (no orphan blobs for refused versions).
+    graph: StageGraph | None = None
+    force: bool = False
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -519,6 +528,8 @@ def _finish(
         and _sig_ok(known, signature is not None, config)
     ):
         return Skipped(source, digest, files)
+    if known is not None and same_key and known.digest != digest and config.graph is not None:
+        _forced(config.graph, source.stage, name, version, config.force, config.reason)
     if signature is not None:
         if config.keyring is not None:
             check_imported_signature(
@@ -573,7 +584,7 @@ def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig
     tree = ZipTree.from_bytes(data, source.location)
     files = sum(1 for e in tree.entries() if not e.is_dir)
     pkg = _validated(tree, source.location, config.validation, None)
-    return _finish(source, pkg, data, signature, "sha256:" + digest, files, None, config, "zip")
+    return _finish(source, pkg, data, signature, "sha256:" + digest, files, known, config, "zip")
 
 
 def _prepare_tree(
@@ -643,6 +654,11 @@ def prepare_source(source: ImportSource, known: Known | None, config: WorkerConf
     except (OSError, ValueError, UnicodeError, RecursionError) as exc:
         # not expected from a package, but one odd package must not abort a long import
         return Rejected(source, f"cannot read package: {type(exc).__name__}: {exc}", "error", files)
+
+
+def _worker_init() -> None:
+    # Ctrl-C is the parent's business: it cancels what is pending and stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _prepare_task(args: tuple[ImportSource, Known | None, WorkerConfig]) -> Outcome:
@@ -964,7 +980,9 @@ def _outcomes(
         return
     context = multiprocessing.get_context("spawn")
     window = workers * _WINDOW_PER_WORKER
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_worker_init
+    ) as pool:
         pending: deque[Future[Outcome]] = deque()
         it = iter(tasks)
         try:
@@ -1015,7 +1033,13 @@ def import_sources(
     blob_root = str(service.blobs.root) if isinstance(service.blobs, LocalBlobStore) else None
     sign = bool(opts.sign and keyring is not None and keyring.has_signing_key())
     config = WorkerConfig(
-        validation=opts.validation, blob_root=blob_root, keyring=keyring, sign=sign
+        validation=opts.validation,
+        blob_root=blob_root,
+        keyring=keyring,
+        sign=sign,
+        graph=graph,
+        force=opts.force,
+        reason=opts.reason,
     )
     workers = opts.workers if opts.workers is not None else (os.cpu_count() or 1)
     if len(sources) < _IN_PROCESS_BELOW:

@@ -39,7 +39,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from package_storage.cli.common import StoreCommand, open_store, plural, print_json, store_option
+from package_storage.cli.common import (
+    StoreCommand,
+    fail,
+    open_store,
+    plural,
+    print_json,
+    store_option,
+)
 
 if TYPE_CHECKING:
     from package_storage.importer import (
@@ -188,14 +195,21 @@ def _run(
     from package_storage.importer import import_sources
 
     stderr = Console(file=sys.stderr)
-    with _progress(stderr) as progress:
-        return import_sources(
-            service,
-            sources,
-            options=options,
-            keyring=keyring,
-            progress=_ProgressBar(progress, description),
-            duplicates=duplicates,
+    try:
+        with _progress(stderr) as progress:
+            return import_sources(
+                service,
+                sources,
+                options=options,
+                keyring=keyring,
+                progress=_ProgressBar(progress, description),
+                duplicates=duplicates,
+            )
+    except KeyboardInterrupt:
+        fail(
+            "interrupted: the batches recorded so far stay recorded;"
+            " run the same command again to resume",
+            code=130,
         )
 
 
