@@ -302,3 +302,9 @@ def test_promotion_path_terminates_and_rises(g: StageGraph) -> None:
         ranks = [g.stage(n).rank for n in path]
         assert ranks == sorted(ranks)
     assert StageGraph.from_config(g.as_config()) == g
+
+
+@pytest.mark.parametrize("name", ["search", "package", "epr", "categories", "health", "metrics"])
+def test_stage_names_that_are_routes_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"stage name '{name}' is reserved: /{name} is a route"):
+        StageGraph.default().with_frozen_stage(name)

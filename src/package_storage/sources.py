@@ -412,10 +412,13 @@ class PackagePathsWatcher:
             current = new
             # Only the top level is watched, so a package still being copied below it can make
             # the reload fail without a further visible change: try again a few times.
-            if self.reload():
+            reloaded = self.reload()
+            if reloaded:
                 retries = 0
+            elif retries:
+                retries -= 1
             else:
-                retries = retries - 1 if retries else self.RELOAD_RETRIES
+                retries = self.RELOAD_RETRIES
 
     def reload(self) -> bool:
         """Rebuild now; True when the new sources were handed to ``on_change``."""

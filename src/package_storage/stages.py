@@ -110,9 +110,16 @@ def stage_from_config(data: Mapping[str, Any]) -> Stage:
     return Stage(name=name, policy=policy, sees=sees_t, promotes_to=promotes_to, rank=rank)
 
 
+RESERVED_STAGE_NAMES = frozenset(
+    {"search", "categories", "health", "package", "epr", "index.json", "favicon.ico", "metrics"}
+)
+"""First path segments the read API routes itself: a distribution with such a name could never
+be reached as ``/{distribution}/...``."""
+
+
 def _valid_stage_name(name: str) -> bool:
     # Stage names appear in URLs (/{distribution}/search, {distribution}@{tag}) and file names.
-    if not name or len(name) > 64 or name[0] in "-.":
+    if not name or len(name) > 64 or name[0] in "-." or name in RESERVED_STAGE_NAMES:
         return False
     return all(c.isascii() and (c.isalnum() or c in "-_.") for c in name)
 
@@ -126,6 +133,11 @@ class StageGraph:
         stages_t = tuple(stages)
         by_name: dict[str, Stage] = {}
         for stage in stages_t:
+            if stage.name in RESERVED_STAGE_NAMES:
+                raise ConfigError(
+                    f"stage name {stage.name!r} is reserved: /{stage.name} is a route of the"
+                    " registry API, so the distribution could not be served under its name"
+                )
             if not _valid_stage_name(stage.name):
                 raise ConfigError(
                     f"stage name {stage.name!r} is not valid: use 1-64 ASCII letters, digits,"

@@ -286,10 +286,11 @@ class _Reader:
     def revision_entries(self, distribution: str, number: int) -> list[RevisionEntry]:
         row = self._revision_row(distribution, number)
         resolved = self._resolve(tuple(row.stages), int(row.seq))
-        return sorted(
-            RevisionEntry(name, version, artifact, stage)
-            for (name, version), (artifact, stage) in resolved.items()
-        )
+        # Sort the (name, version) keys (tuples of str compare in C) rather than the records.
+        return [
+            RevisionEntry(name, version, *resolved[(name, version)])
+            for name, version in sorted(resolved)
+        ]
 
     # --- tags and events -------------------------------------------------------------------
 
