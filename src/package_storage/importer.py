@@ -120,7 +120,7 @@ SourceType = Literal["folder", "zip", "git"]
 DEFAULT_BATCH_SIZE = 200
 IMPORT_ACTION = "import"
 _IN_PROCESS_BELOW = 8  # fewer sources than this: no process pool (start-up costs more)
-_WINDOW_PER_WORKER = 16  # tasks in flight per worker: bounds memory, keeps workers busy
+_WINDOW_PER_WORKER = 64  # tasks in flight per worker: bounds memory; covers a batch write
 
 
 # --- sources ---------------------------------------------------------------------------------
@@ -866,7 +866,8 @@ class RejectedVersion:
 
 @dataclass(frozen=True, slots=True)
 class ImportProgress:
-    """Progress so far: ``done`` of ``total`` versions, with counts and files read."""
+    """Progress so far: ``done`` of ``total`` versions prepared (``pending`` of them wait for
+    their batch to be recorded), with counts and files read."""
 
     done: int
     total: int
@@ -874,6 +875,7 @@ class ImportProgress:
     skipped: int
     rejected: int
     files: int
+    pending: int = 0
 
 
 ProgressCallback = Callable[[ImportProgress], None]
@@ -898,14 +900,15 @@ class ImportReport:
     run: str = ""
     workers: int = 0
 
-    def progress(self) -> ImportProgress:
+    def progress(self, pending: int = 0) -> ImportProgress:
         return ImportProgress(
-            done=len(self.imported) + len(self.skipped) + len(self.rejected),
+            done=len(self.imported) + len(self.skipped) + len(self.rejected) + pending,
             total=self.total,
             imported=len(self.imported),
             skipped=len(self.skipped),
             rejected=len(self.rejected),
             files=self.files,
+            pending=pending,
         )
 
     def by_stage(self) -> dict[str, tuple[int, int, int]]:
@@ -1151,7 +1154,7 @@ def import_sources(
                 if len(batch) >= opts.batch_size:
                     flush()
         if progress is not None:
-            progress(report.progress())
+            progress(report.progress(len(batch)))
         if state["stop"]:
             break
     if not state["stop"]:

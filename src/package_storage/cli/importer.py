@@ -34,7 +34,6 @@ from rich.progress import (
     Task,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.text import Text
@@ -64,14 +63,14 @@ if TYPE_CHECKING:
 
 
 class _RateColumn(ProgressColumn):
-    """``85.3 versions/s  4,265 files/s`` over the whole run so far."""
+    """``85/s, 4,265 files/s`` (versions and files per second) over the run so far."""
 
     def render(self, task: Task) -> Text:
         elapsed = task.elapsed or 0.0
         if elapsed <= 0:
             return Text("")
         files = int(task.fields.get("files", 0))
-        return Text(f"{task.completed / elapsed:.1f} versions/s  {files / elapsed:,.0f} files/s")
+        return Text(f"{task.completed / elapsed:,.0f}/s, {files / elapsed:,.0f} files/s")
 
 
 class _ProgressBar:
@@ -82,7 +81,9 @@ class _ProgressBar:
         self._task: TaskID = progress.add_task(description, total=None, counts="", files=0)
 
     def __call__(self, p: ImportProgress) -> None:
-        counts = f"imported {p.imported}  skipped {p.skipped}  rejected {p.rejected}"
+        counts = f"imported {p.imported}, skipped {p.skipped}, rejected {p.rejected}"
+        if p.pending:
+            counts += f" ({p.pending} to record)"
         self._progress.update(
             self._task, completed=p.done, total=p.total, counts=counts, files=p.files
         )
@@ -91,11 +92,10 @@ class _ProgressBar:
 def _progress(stderr: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=12),
         MofNCompleteColumn(),
         TextColumn("{task.fields[counts]}"),
         _RateColumn(),
-        TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=stderr,
         transient=True,
