@@ -105,7 +105,7 @@ def git(repo: Path, *args: str) -> str:
 def make_repo(root: Path, branches: Mapping[str, Mapping[str, Path]]) -> Path:
     """Branches holding ``packages/<name>/<version>`` copies of the given folders."""
     repo = root / "repo"
-    repo.mkdir()
+    repo.mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
     for branch, packages in branches.items():
         git(repo, "checkout", "-q", "--orphan", branch)
@@ -190,6 +190,28 @@ def test_folder_layout_into_production_batches_revisions_and_records_import_even
     folder = src / "hello_nginx" / "1.0.1"
     data = build_zip(FolderTree(folder), "hello_nginx", "1.0.1")
     assert store.blobs.get(ev.detail["digest"]) == data
+
+
+def test_progress_counts_prepared_versions_before_their_batch_is_recorded(
+    store: Store, tmp_path: Path
+) -> None:
+    src = tmp_path / "src"
+    for v in ("1.0.0", "1.0.1", "1.0.2"):
+        make_version(src, v)
+    seen: list[importer.ImportProgress] = []
+    report = run(
+        store,
+        scan_folder(src, "snapshot"),
+        options=ImportOptions(workers=0, batch_size=10),
+        progress=seen.append,
+    )
+    assert [(p.done, p.imported, p.pending) for p in seen] == [
+        (1, 0, 1),
+        (2, 0, 2),
+        (3, 0, 3),
+        (3, 3, 0),
+    ]
+    assert seen[-1].files == report.files and seen[-1].total == 3
 
 
 def test_second_run_skips_everything_without_building(
@@ -585,6 +607,26 @@ def test_git_branches_become_stages_and_half_done_promotions_end_up_once(
     assert len(again.rejected) == 1
     assert read == ["broken"]  # only the rejected one is read again
     assert revision_count(store, "production") == 1
+    assert again.left_behind == []
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+def test_git_duplicate_already_in_the_lower_stage_is_reported(
+    store: Store, tmp_path: Path, packages: dict[str, Path]
+) -> None:
+    v100 = packages["hello_nginx/1.0.0"]
+    graph = store.catalog.stages()
+    first = make_repo(tmp_path / "one", {"staging": {"hello_nginx/1.0.0": v100}})
+    run(store, list(plan_git_import(first, [("staging", "staging")], graph).sources))
+    # later the promotion to production was started but staging was not cleaned up
+    second = make_repo(
+        tmp_path / "two",
+        {"production": {"hello_nginx/1.0.0": v100}, "staging": {"hello_nginx/1.0.0": v100}},
+    )
+    plan = plan_git_import(second, [("production", "production"), ("staging", "staging")], graph)
+    report = run(store, list(plan.sources), duplicates=plan.duplicates)
+    assert [(v.stage, v.version) for v in report.imported] == [("production", "1.0.0")]
+    assert report.left_behind == [("hello_nginx", "1.0.0", "staging")]
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")

@@ -891,6 +891,9 @@ class ImportReport:
     skipped: list[SkippedVersion] = field(default_factory=list)
     rejected: list[RejectedVersion] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
+    # (name, version, stage): a duplicate that the store still holds in a less stable stage
+    # (from an earlier import or a publish); the import adds, it never removes
+    left_behind: list[tuple[str, str, str]] = field(default_factory=list)
     stopped: bool = False
     not_tried: int = 0
     files: int = 0
@@ -1161,6 +1164,10 @@ def import_sources(
         flush()
     report.stopped = state["stop"]
     report.not_tried += len(sources) - consumed
+    for dup in report.duplicates:
+        for stage, _ in dup.dropped:
+            if service.catalog.get_entry(stage, dup.name, dup.version) is not None:
+                report.left_behind.append((dup.name, dup.version, stage))
     report.seconds = time.perf_counter() - started
     if progress is not None:
         progress(report.progress())

@@ -158,6 +158,7 @@ def test_import_json_report(store: Path, layout: Path) -> None:
         "skipped",
         "rejected",
         "duplicates",
+        "left_behind",
         "stopped",
         "not_tried",
         "files",

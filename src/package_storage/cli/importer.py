@@ -254,6 +254,11 @@ def summary_lines(report: ImportReport, source: str) -> list[str]:
                 for stage, same in d.dropped
             )
             lines.append(f"  {d.name} {d.version}: {d.kept}, not {others}")
+        for name, version, stage in report.left_behind:
+            lines.append(
+                f"  note: the store still holds {name} {version} in {stage} (imported or"
+                " published before): the more stable copy wins; remove it to finish the promotion"
+            )
     if report.revisions:
         revs = ", ".join(f"{d} {n}" for d, n in report.revisions.items())
         lines.append(
@@ -310,6 +315,7 @@ def report_json(report: ImportReport, source: str) -> dict[str, Any]:
             }
             for d in report.duplicates
         ],
+        "left_behind": [{"name": n, "version": v, "stage": s} for n, v, s in report.left_behind],
         "stopped": report.stopped,
         "not_tried": report.not_tried,
         "files": report.files,
