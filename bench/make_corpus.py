@@ -55,10 +55,10 @@ def _pad(dst: Path, min_files: int, rng: random.Random) -> None:
     target = dst / "kibana" / "visualization"
     target.mkdir(parents=True, exist_ok=True)
     for k in range(missing):
-        body = '{"title": "Synthetic visualization %d", "seed": %d, "padding": "%s"}\n' % (
-            k,
-            rng.randrange(1 << 30),
-            "x" * rng.randrange(200, 2000),
+        seed = rng.randrange(1 << 30)
+        padding = "x" * rng.randrange(200, 2000)
+        body = (
+            f'{{"title": "Synthetic visualization {k}", "seed": {seed}, "padding": "{padding}"}}\n'
         )
         (target / f"synthetic-{k:04d}.json").write_text(body)
 

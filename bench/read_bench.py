@@ -92,7 +92,17 @@ def tree_rss_kib(pid: int) -> int:
 
 def wrk(url: str, duration: int, connections: int = 64) -> dict[str, float]:
     out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -149,8 +159,7 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPR_")}
     env["EPR_REQUIRE_PACKAGE_SIGNATURES"] = "false"
     env["EPR_LOG_LEVEL"] = "error"
-    cmd = [str(exe), "serve", "--config", str(cfg), "--address",
-           f"127.0.0.1:{port}"]
+    cmd = [str(exe), "serve", "--config", str(cfg), "--address", f"127.0.0.1:{port}"]
     if args.server != "uvicorn":
         cmd += ["--server", args.server]
     t0 = time.monotonic()
@@ -164,8 +173,9 @@ def main() -> None:
         results["ready_s"] = round(ready, 3)
         results["rss_mib"] = round(rss_mib, 1)
         # Start-up may use both cores (parallel loading); the load runs pin the server to CPU 0.
-        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(proc.pid)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["taskset", "-a", "-p", "-c", "0", str(proc.pid)], check=True, capture_output=True
+        )
         print(f"ready in {ready:.2f} s, RSS {rss_mib:.1f} MiB")
 
         search = json.loads(fetch(base + "/search?all=true&prerelease=true"))
@@ -187,9 +197,7 @@ def main() -> None:
             nginx_paths[key] = "/" + rel
             results[f"{key}_bytes"] = len(body)
         nport = free_port()
-        (work / "nginx.conf").write_text(
-            NGINX_CONF.format(tmp=work, port=nport, root=root)
-        )
+        (work / "nginx.conf").write_text(NGINX_CONF.format(tmp=work, port=nport, root=root))
         nginx = subprocess.Popen(
             ["taskset", "-c", "0", "nginx", "-c", str(work / "nginx.conf")], start_new_session=True
         )
