@@ -310,21 +310,8 @@ def _if_match(value: str) -> bool | None:
 
 def _if_none_match(value: str) -> bool | None:
     """RFC 7232 §3.2 with no current ETag: False (= "matches") only for ``*``."""
-    if not value:
-        return None
-    rest = value
-    while True:
-        rest = rest.strip(" \t")
-        if not rest:
-            return True
-        if rest[0] == ",":
-            rest = rest[1:]
-            continue
-        if rest[0] == "*":
-            return False
-        etag, rest = _scan_etag(rest)
-        if not etag:
-            return True
+    matched = _if_match(value)
+    return None if matched is None else not matched
 
 
 def _is_zero_time(mtime: float | None) -> bool:
