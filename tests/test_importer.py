@@ -30,6 +30,7 @@ from package_storage.importer import (
     scan_folder,
 )
 from package_storage.keyring import StoreKeyring
+from package_storage.service import ImportItem
 from package_storage.signing import SecretKey, generate_key, public_key_of, sign_detached
 from package_storage.storage.base import EventFilter
 from package_storage.store import Store
@@ -280,10 +281,10 @@ def test_production_never_overwrites_and_staging_needs_force_and_reason(
     assert ev.reason == "re-import the fixed README" and ev.detail["forced"] is True
 
 
-def _item(folder: Path, stage: str) -> importer.ImportItem:
+def _item(folder: Path, stage: str) -> ImportItem:
     name, version = folder.parent.name, folder.name
     data = build_zip(FolderTree(folder), name, version)
-    return importer.ImportItem(
+    return ImportItem(
         stage=stage,
         name=name,
         version=version,
@@ -300,9 +301,7 @@ def test_import_batch_applies_the_overwrite_rule_inside_the_transaction(
     store: Store, tmp_path: Path
 ) -> None:
     service = store.service("t")
-    first = importer.import_batch(
-        service, [_item(make_version(tmp_path / "a", "1.0.0"), "production")]
-    )
+    first = service.import_batch([_item(make_version(tmp_path / "a", "1.0.0"), "production")])
     assert [r.status for r in first.results] == ["imported"]
     assert [r.distribution for r in first.revisions] == ["production", "staging", "snapshot"]
     items = [
@@ -310,7 +309,7 @@ def test_import_batch_applies_the_overwrite_rule_inside_the_transaction(
         _item(make_version(tmp_path / "b", "1.0.0", note="other"), "production"),
         _item(make_version(tmp_path / "b", "1.0.2"), "production"),
     ]
-    stopped = importer.import_batch(service, items, stop_on_refusal=True)
+    stopped = service.import_batch(items, stop_on_refusal=True)
     assert stopped.stopped
     assert [r.status for r in stopped.results] == ["imported", "refused"]
     assert "never overwrites" in stopped.results[1].reason
@@ -318,10 +317,10 @@ def test_import_batch_applies_the_overwrite_rule_inside_the_transaction(
         ("hello_nginx", "1.0.0"),
         ("hello_nginx", "1.0.1"),
     }
-    carried = importer.import_batch(service, items)
+    carried = service.import_batch(items)
     assert [r.status for r in carried.results] == ["unchanged", "refused", "imported"]
     assert revision_count(store, "production") == 3
-    nothing = importer.import_batch(service, items[:1])
+    nothing = service.import_batch(items[:1])
     assert [r.status for r in nothing.results] == ["unchanged"] and nothing.revisions == ()
 
 

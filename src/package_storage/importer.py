@@ -25,7 +25,8 @@ How an import runs (:func:`import_sources`):
    the stored one is skipped after building. Workers write blobs themselves when the blob store
    is a local folder (atomic, idempotent puts), so artifacts never travel through pipes.
 3. **Record** in this process, results taken in source order: prepared versions are written in
-   batches (``batch_size``, default 200) through :func:`import_batch`, one catalog transaction
+   batches (``batch_size``, default 200) through :meth:`StoreService.import_batch
+   <package_storage.service.StoreService.import_batch>`, one catalog transaction
    per batch: one ``import`` event per package version and one new revision per affected
    distribution per batch (not per package). An interrupted or stopped import keeps the
    batches recorded so far (run it again to resume); blobs that workers wrote for versions
@@ -55,6 +56,7 @@ signing key when it has one (``sign=True``, the default).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import multiprocessing
 import os
@@ -74,23 +76,28 @@ from package_storage.errors import (
     NotFoundError,
     PackageError,
     PackageStorageError,
-    PolicyError,
     StorageError,
 )
 from package_storage.gitsource import GitPackage, GitReader, MemoryTree, git_tree, list_packages
 from package_storage.gitsource import resolve_branch as git_resolve_branch
 from package_storage.keyring import StoreKeyring, check_imported_signature
-from package_storage.manifest import read_package
-from package_storage.model import Package, PackageTree
-from package_storage.service import PublishValidationError, StoreService
-from package_storage.service import _check_zip as check_zip
-from package_storage.service import _summary as artifact_summary
+from package_storage.model import Package
+from package_storage.service import (
+    BatchResult,
+    ImportItem,
+    StoreService,
+    ValidationLevel,
+    artifact_summary,
+    check_import,
+    check_overwrite_rule,
+    check_zip,
+    validated_package,
+)
 from package_storage.signing import PublicKey, SecretKey, sign_detached
 from package_storage.stages import StageGraph
-from package_storage.storage.base import ArtifactRecord, Catalog, JSONObject, Revision
+from package_storage.storage.base import ArtifactRecord, Catalog, JSONObject
 from package_storage.storage.localfs import LocalBlobStore
 from package_storage.trees import FolderTree, ZipTree
-from package_storage.validation import validate, validate_for_publish
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -106,7 +113,6 @@ __all__ = [
     "Known",
     "RejectedVersion",
     "SkippedVersion",
-    "import_batch",
     "import_sources",
     "plan_git_import",
     "prepare_source",
@@ -114,11 +120,9 @@ __all__ = [
 ]
 
 OnInvalid = Literal["stop", "report"]
-ValidationLevel = Literal["load", "publish"]
 SourceType = Literal["folder", "zip", "git"]
 
 DEFAULT_BATCH_SIZE = 200
-IMPORT_ACTION = "import"
 _IN_PROCESS_BELOW = 8  # fewer sources than this: no process pool (start-up costs more)
 _WINDOW_PER_WORKER = 64  # tasks in flight per worker: bounds memory; covers a batch write
 
@@ -340,20 +344,14 @@ class WorkerConfig:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A validated artifact, ready to be recorded (its blobs already written when
-    ``data``/``signature`` are None)."""
+    """A validated artifact, ready to be recorded: ``item`` for
+    :meth:`StoreService.import_batch` (its blobs already written when its ``data``/``signature``
+    are None; the parent fills in its event ``detail``)."""
 
     source: ImportSource
-    name: str
-    version: str
-    digest: str
-    size: int
-    signature_digest: str | None
-    summary: JSONObject
+    item: ImportItem
     fingerprint: str
     files: int
-    data: bytes | None = None
-    signature: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,21 +471,6 @@ def _folder_tree(path: str) -> MemoryTree:
     return MemoryTree(path, files, dirs)
 
 
-def _validated(
-    tree: PackageTree, location: str, level: ValidationLevel, version_dir: str | None
-) -> Package:
-    try:
-        if level == "publish":
-            problems = validate_for_publish(tree, version_dir=version_dir)
-        else:
-            problems = validate(tree, version_dir=version_dir)
-        if problems:
-            raise PublishValidationError(location, problems)
-        return read_package(tree, validate=False, version_dir=version_dir)
-    except NotFoundError as exc:  # a listed file vanished or cannot be read
-        raise PackageError(str(exc), path=location) from None
-
-
 def _sig_ok(known: Known, signature: bool, config: WorkerConfig) -> bool:
     """Does the stored copy already have every signature this import would bring?"""
     return known.signed or not (signature or config.sign)
@@ -529,7 +512,9 @@ def _finish(
     ):
         return Skipped(source, digest, files)
     if known is not None and same_key and known.digest != digest and config.graph is not None:
-        _forced(config.graph, source.stage, name, version, config.force, config.reason)
+        check_overwrite_rule(
+            config.graph, source.stage, name, version, force=config.force, reason=config.reason
+        )
     if signature is not None:
         if config.keyring is not None:
             check_imported_signature(
@@ -542,19 +527,19 @@ def _finish(
     digest, sig_digest, written = _store_blobs(config, data, signature)
     summary = artifact_summary(pkg, summary_source)
     summary["fingerprint"] = fingerprint
-    return Prepared(
-        source=source,
+    item = ImportItem(
+        stage=source.stage,
         name=name,
         version=version,
         digest=digest,
         size=len(data),
         signature_digest=sig_digest,
         summary=summary,
-        fingerprint=fingerprint,
-        files=files,
+        location=source.location,
         data=None if written else data,
         signature=None if written else signature,
     )
+    return Prepared(source, item, fingerprint, files)
 
 
 def _read_file(path: str, what: str, location: str) -> bytes:
@@ -583,7 +568,7 @@ def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig
     check_zip(data, source.location)
     tree = ZipTree.from_bytes(data, source.location)
     files = sum(1 for e in tree.entries() if not e.is_dir)
-    pkg = _validated(tree, source.location, config.validation, None)
+    pkg = validated_package(tree, source.location, version_dir=None, level=config.validation)
     return _finish(source, pkg, data, signature, "sha256:" + digest, files, known, config, "zip")
 
 
@@ -605,7 +590,7 @@ def _prepare_tree(
             "no manifest.yml: a package version folder must hold its manifest",
             path=source.location,
         )
-    pkg = _validated(tree, source.location, config.validation, version_dir)
+    pkg = validated_package(tree, source.location, version_dir=version_dir, level=config.validation)
     data = build_zip(tree, pkg.name, str(pkg.version))
     return _finish(source, pkg, data, None, fingerprint, files, known, config, summary_source)
 
@@ -663,173 +648,6 @@ def _worker_init() -> None:
 
 def _prepare_task(args: tuple[ImportSource, Known | None, WorkerConfig]) -> Outcome:
     return prepare_source(*args)
-
-
-# --- recording (the catalog side) ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ImportItem:
-    """One prepared version for :func:`import_batch`: its blobs are already in the blob store
-    (or ``data``/``signature`` hold them, to be written before the transaction)."""
-
-    stage: str
-    name: str
-    version: str
-    digest: str
-    size: int
-    signature_digest: str | None
-    summary: JSONObject
-    location: str
-    detail: JSONObject = field(default_factory=dict)  # source description for the event
-    data: bytes | None = None
-    signature: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    item: ImportItem
-    status: Literal["imported", "overwritten", "signature_added", "unchanged", "refused"]
-    reason: str = ""
-    previous: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    results: tuple[ItemResult, ...]
-    revisions: tuple[Revision, ...]
-    stopped: bool = False  # a refusal stopped the batch (stop_on_refusal)
-
-
-def _forced(
-    graph: StageGraph, stage: str, name: str, version: str, force: bool, reason: str
-) -> bool:
-    """check_overwrite plus the reason a ``force`` rule needs; True when the change is forced."""
-    graph.check_overwrite(stage, name, version, force=force, reason=reason)
-    if graph.stage(stage).policy.overwrite != "force":
-        return False
-    if not reason.strip():
-        raise PolicyError(
-            f"stage {stage} overwrites a version only when forced with a reason: {name}"
-            f" {version} exists with other bytes: needs --force and --reason"
-        )
-    return True
-
-
-def import_batch(
-    service: StoreService,
-    items: Sequence[ImportItem],
-    *,
-    force: bool = False,
-    reason: str = "",
-    stop_on_refusal: bool = False,
-) -> BatchResult:
-    """Record prepared versions in ONE catalog transaction: the import bypass of publish.
-
-    TEMPORARY HOME: this belongs in ``StoreService`` (``StoreService.import_batch`` with this
-    signature, ``self`` for ``service``); it uses only the catalog transaction API the way
-    ``service.py`` does.
-
-    Per item, in order: a frozen stage refuses; the same digest already in the stage is
-    ``unchanged`` (or gets its signature added); other bytes follow the stage's overwrite rule
-    (``force`` and ``reason`` as for publish) and a refusal marks the item ``refused`` (and
-    ends the batch with ``stop_on_refusal``: the items before it are kept). Each change is one
-    ``import`` event. ``check_publish`` is *not* applied (promotion-only stages accept an
-    import). At the end, one new revision of every distribution that sees a changed stage.
-    Blobs are written before the transaction and checked under its lock (``fsck --repair``
-    may have removed an unreferenced blob in between).
-    """
-    blobs = service.blobs
-    for item in items:  # blobs first, outside the lock (like publish)
-        if item.data is not None:
-            blobs.put(item.data)
-        if item.signature is not None:
-            blobs.put(item.signature)
-    results: list[ItemResult] = []
-    stopped = False
-    with service.catalog.transaction() as tx:
-        graph = tx.stages()
-        touched: set[str] = set()
-        for item in items:
-            name, version, stage, digest = item.name, item.version, item.stage, item.digest
-            try:
-                st = graph.stage(stage)
-                if st.policy.frozen:
-                    raise PolicyError(f"stage {stage} is frozen: it cannot be imported into")
-                for blob, data in ((digest, item.data), (item.signature_digest, item.signature)):
-                    if blob is None or blobs.exists(blob):
-                        continue
-                    if data is None or blobs.put(data) != blob:
-                        raise StorageError(
-                            f"blob {blob} of {name} {version} vanished before it was recorded"
-                            " (fsck --repair at the same time?): run the import again"
-                        )
-                existing = tx.get_entry(stage, name, version)
-                signature_added = False
-                if existing is not None and existing.artifact == digest:
-                    record = tx.get_artifact(digest)
-                    if item.signature_digest is None or (
-                        record is not None and record.signature_digest
-                    ):
-                        results.append(ItemResult(item, "unchanged"))
-                        continue
-                    signature_added = True
-                forced = False
-                overwrite = existing is not None and existing.artifact != digest
-                if overwrite:
-                    forced = _forced(graph, stage, name, version, force, reason)
-            except PolicyError as exc:
-                results.append(ItemResult(item, "refused", str(exc)))
-                if stop_on_refusal:
-                    stopped = True
-                    break
-                continue
-            tx.add_artifact(
-                ArtifactRecord(
-                    digest=digest,
-                    size=item.size,
-                    name=name,
-                    version=version,
-                    signature_digest=item.signature_digest,
-                    manifest=item.summary,
-                )
-            )
-            tx.put_entry(stage, name, version, digest, actor=service.actor)
-            detail: JSONObject = {
-                "digest": digest,
-                "size": item.size,
-                "signature": item.signature_digest,
-                **item.detail,
-            }
-            if overwrite:
-                assert existing is not None
-                detail["previous"] = existing.artifact
-                detail["forced"] = forced
-            if signature_added:
-                detail["signature_added"] = True
-            tx.record_event(
-                IMPORT_ACTION,
-                actor=service.actor,
-                stage=stage,
-                name=name,
-                version=version,
-                reason=reason.strip() or None,
-                detail=detail,
-            )
-            touched.add(stage)
-            status: Literal["imported", "overwritten", "signature_added"] = (
-                "overwritten" if overwrite else "signature_added" if signature_added else "imported"
-            )
-            results.append(
-                ItemResult(
-                    item, status, previous=existing.artifact if overwrite and existing else None
-                )
-            )
-        affected: set[str] = set()
-        for stage in touched:
-            affected.update(graph.affected_distributions(stage))
-        revisions = tuple(tx.new_revision(d) for d in graph.distributions() if d in affected)
-    return BatchResult(tuple(results), revisions, stopped)
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -1032,8 +850,7 @@ def import_sources(
     started = time.perf_counter()
     graph = service.catalog.stages()
     for stage in sorted({s.stage for s in sources}):
-        if graph.stage(stage).policy.frozen:
-            raise PolicyError(f"stage {stage} is frozen: it cannot be imported into")
+        check_import(graph, stage)
     report = ImportReport(total=len(sources), duplicates=list(duplicates), run=uuid.uuid4().hex)
     known = _known(service.catalog, sources)
     blob_root = str(service.blobs.root) if isinstance(service.blobs, LocalBlobStore) else None
@@ -1064,8 +881,7 @@ def import_sources(
     def flush() -> None:
         if not batch:
             return
-        result = import_batch(
-            service,
+        result = service.import_batch(
             batch,
             force=opts.force,
             reason=opts.reason,
@@ -1121,7 +937,8 @@ def import_sources(
                 )
             )
         else:
-            key = (src.stage, outcome.name, outcome.version)
+            item = outcome.item
+            key = (src.stage, item.name, item.version)
             first = seen.get(key)
             if first is not None:
                 if stop_on:
@@ -1130,30 +947,16 @@ def import_sources(
                     RejectedVersion(
                         src.stage,
                         src.location,
-                        f"{outcome.name} {outcome.version} was already imported into"
+                        f"{item.name} {item.version} was already imported into"
                         f" {src.stage} from {first} in this run",
                         "conflict",
-                        outcome.name,
-                        outcome.version,
+                        item.name,
+                        item.version,
                     )
                 )
             else:
                 seen[key] = src.location
-                batch.append(
-                    ImportItem(
-                        stage=src.stage,
-                        name=outcome.name,
-                        version=outcome.version,
-                        digest=outcome.digest,
-                        size=outcome.size,
-                        signature_digest=outcome.signature_digest,
-                        summary=outcome.summary,
-                        location=src.location,
-                        detail=_detail(src, outcome, report.run),
-                        data=outcome.data,
-                        signature=outcome.signature,
-                    )
-                )
+                batch.append(dataclasses.replace(item, detail=_detail(src, outcome, report.run)))
                 if len(batch) >= opts.batch_size:
                     flush()
         if progress is not None:

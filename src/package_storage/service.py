@@ -18,6 +18,11 @@ Operations and their rules (design §1, stage policies in ``stages.py``):
   other bytes (production: never). When it holds the same bytes the promotion only removes the
   version from the source (and is recorded as a promotion).
 * **remove** follows the stage's ``remove`` rule (production: never).
+* **import** (:meth:`StoreService.import_batch`) records versions prepared elsewhere (by
+  ``importer.py``: existing package-storage content) in one transaction per batch, one
+  ``import`` event each: the recorded bypass of ``check_publish`` (a stage filled by promotion
+  accepts an import; a frozen stage never does). Other bytes for an existing version follow
+  the same ``overwrite`` rule as publish.
 * Every change makes a new revision of every distribution that sees a changed stage (the
   cascade); old revisions stay servable by number.
 * **tag** names a revision permanently; tags never move.
@@ -45,6 +50,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from package_storage.artifacts import build_zip
 from package_storage.errors import (
@@ -74,7 +80,7 @@ from package_storage.storage.base import (
     Transaction,
 )
 from package_storage.trees import FolderTree, ZipTree
-from package_storage.validation import Problem, validate_for_publish
+from package_storage.validation import Problem, validate, validate_for_publish
 from package_storage.versions import sort_key_for
 
 CRASH_ENV = "PACKAGE_STORAGE_CRASH_AT"
@@ -89,6 +95,13 @@ CRASH_POINTS: tuple[str, ...] = (
 )
 
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+IMPORT_ACTION = "import"
+"""The event action of an imported version (``[production] Import apache-1.2.3``)."""
+
+ValidationLevel = Literal["load", "publish"]
+"""``load``: the rules the registry applies when it serves a package folder (spec §7.4);
+``publish``: the stricter publish-time rules."""
 
 
 def crash_point(point: str) -> None:
@@ -189,6 +202,52 @@ class PreparedPackage:
     location: str
 
 
+@dataclass(frozen=True, slots=True)
+class ImportItem:
+    """One prepared version for :meth:`StoreService.import_batch`: its blobs are already in the
+    blob store (or ``data``/``signature`` hold them, to be written before the transaction)."""
+
+    stage: str
+    name: str
+    version: str
+    digest: str
+    size: int
+    signature_digest: str | None
+    summary: JSONObject
+    location: str
+    detail: JSONObject = field(default_factory=dict)  # source description for the event
+    data: bytes | None = None
+    signature: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    item: ImportItem
+    status: Literal["imported", "overwritten", "signature_added", "unchanged", "refused"]
+    reason: str = ""
+    previous: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    results: tuple[ItemResult, ...]
+    revisions: tuple[Revision, ...]
+    stopped: bool = False  # a refusal stopped the batch (stop_on_refusal)
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """What putting an artifact into a stage changes (see :meth:`StoreService._plan_put`)."""
+
+    previous: str | None  # the other artifact an overwrite replaces
+    forced: bool  # the overwrite needed force (and a reason)
+    signature_added: bool  # same bytes, now with a signature
+
+    @property
+    def overwrite(self) -> bool:
+        return self.previous is not None
+
+
 # --- the service -----------------------------------------------------------------------------
 
 
@@ -262,21 +321,24 @@ class StoreService:
 
     def prepare_folder(self, path: Path) -> PreparedPackage:
         tree = FolderTree(path)
-        pkg = _validated(tree, str(path), version_dir=path.name)
+        pkg = validated_package(tree, str(path), version_dir=path.name)
         version = str(pkg.version)
         data = build_zip(tree, pkg.name, version)
-        return PreparedPackage(pkg.name, version, data, None, _summary(pkg, "folder"), str(path))
+        return PreparedPackage(
+            pkg.name, version, data, None, artifact_summary(pkg, "folder"), str(path)
+        )
 
     def prepare_zip(
         self, data: bytes, *, location: str, signature: bytes | None = None
     ) -> PreparedPackage:
-        _check_zip(data, location)
+        check_zip(data, location)
         tree = ZipTree.from_bytes(data, location)
-        pkg = _validated(tree, location, version_dir=None)
+        pkg = validated_package(tree, location, version_dir=None)
         if signature is not None and not signature.strip():
             raise PackageError("signature file is empty", path=f"{location}.sig")
+        summary = artifact_summary(pkg, "zip")
         return PreparedPackage(
-            pkg.name, str(pkg.version), bytes(data), signature, _summary(pkg, "zip"), location
+            pkg.name, str(pkg.version), bytes(data), signature, summary, location
         )
 
     def _signed(self, artifact: PreparedPackage) -> PreparedPackage:
@@ -297,11 +359,99 @@ class StoreService:
             return artifact
         return dataclasses.replace(artifact, signature=signature)
 
-    def _ensure_blob(self, digest: str, data: bytes) -> None:
-        # Under the write lock: fsck --repair may have deleted the blob as an orphan between
-        # our put and this transaction; put it back before anything references it.
-        if not self.blobs.exists(digest) and self.blobs.put(data) != digest:
-            raise StorageError(f"blob store returned another digest for {digest}")
+    def _put_blob(self, data: bytes | None) -> str | None:
+        """Write a blob before the transaction that references it (outside the write lock);
+        its digest, None without data."""
+        return None if data is None else self.blobs.put(data)
+
+    def _ensure_blob(self, digest: str | None, data: bytes | None, failure: str = "") -> None:
+        """Under the write lock: make sure blob ``digest`` (None: no blob) is still there.
+
+        ``fsck --repair`` may have deleted it as an orphan between our put and this
+        transaction: put ``data`` back before anything references it. StorageError
+        (``failure``, or a default message) when that is not possible.
+        """
+        if digest is None or self.blobs.exists(digest):
+            return
+        if data is None or self.blobs.put(data) != digest:
+            raise StorageError(failure or f"blob store returned another digest for {digest}")
+
+    def _plan_put(
+        self,
+        tx: Transaction,
+        graph: StageGraph,
+        stage: str,
+        name: str,
+        version: str,
+        digest: str,
+        signature_digest: str | None,
+        *,
+        force: bool,
+        reason: str,
+    ) -> _Change | None:
+        """What putting artifact ``digest`` as ``name version`` into ``stage`` changes; None when
+        nothing (the stage holds these bytes, signed when this copy is). Raises PolicyError
+        when the stage's overwrite rule refuses other bytes (see :func:`check_overwrite_rule`)."""
+        existing = tx.get_entry(stage, name, version)
+        if existing is None:
+            return _Change(None, False, False)
+        if existing.artifact == digest:
+            record = tx.get_artifact(digest)
+            if signature_digest is None or (record is not None and record.signature_digest):
+                return None
+            return _Change(None, False, True)
+        forced = check_overwrite_rule(graph, stage, name, version, force=force, reason=reason)
+        return _Change(existing.artifact, forced, False)
+
+    def _put_artifact(
+        self,
+        tx: Transaction,
+        change: _Change,
+        *,
+        action: str,
+        stage: str,
+        name: str,
+        version: str,
+        digest: str,
+        size: int,
+        signature_digest: str | None,
+        summary: JSONObject,
+        reason: str,
+        source: JSONObject,
+    ) -> Event:
+        """Record the artifact, point the stage entry at it and record the ``action`` event;
+        ``source`` describes where the artifact came from in the event's detail."""
+        tx.add_artifact(
+            ArtifactRecord(
+                digest=digest,
+                size=size,
+                name=name,
+                version=version,
+                signature_digest=signature_digest,
+                manifest=summary,
+            )
+        )
+        tx.put_entry(stage, name, version, digest, actor=self.actor)
+        detail: JSONObject = {
+            "digest": digest,
+            "size": size,
+            "signature": signature_digest,
+            **source,
+        }
+        if change.overwrite:
+            detail["previous"] = change.previous
+            detail["forced"] = change.forced
+        if change.signature_added:
+            detail["signature_added"] = True
+        return tx.record_event(
+            action,
+            actor=self.actor,
+            stage=stage,
+            name=name,
+            version=version,
+            reason=reason.strip() or None,
+            detail=detail,
+        )
 
     def _store(
         self, artifact: PreparedPackage, *, stage: str | None, force: bool, reason: str
@@ -309,64 +459,37 @@ class StoreService:
         name, version = artifact.name, artifact.version
         artifact = self._signed(artifact)
         digest = self.blobs.put(artifact.data)
-        sig_digest = None if artifact.signature is None else self.blobs.put(artifact.signature)
+        sig_digest = self._put_blob(artifact.signature)
         crash_point("publish:after-blob-put")
         with self.catalog.transaction() as tx:
             graph = tx.stages()
             target = stage or _default_publish_stage(graph)
             graph.check_publish(target)
             self._ensure_blob(digest, artifact.data)
-            if sig_digest is not None:
-                assert artifact.signature is not None
-                self._ensure_blob(sig_digest, artifact.signature)
-            existing = tx.get_entry(target, name, version)
-            signature_added = False
-            if existing is not None and existing.artifact == digest:
-                record = tx.get_artifact(digest)
-                if sig_digest is None or (record is not None and record.signature_digest):
-                    return ChangeResult(
-                        changed=False,
-                        event=None,
-                        message=f"{name} {version} is already in {target} with these bytes"
-                        f" (sha256 {digest}): nothing to do",
-                    )
-                signature_added = True
-            forced = False
-            if existing is not None and existing.artifact != digest:
-                graph.check_overwrite(target, name, version, force=force, reason=reason)
-                forced = _require_forced_reason(graph, target, name, version, reason)
-            tx.add_artifact(
-                ArtifactRecord(
-                    digest=digest,
-                    size=len(artifact.data),
-                    name=name,
-                    version=version,
-                    signature_digest=sig_digest,
-                    manifest=artifact.summary,
-                )
+            self._ensure_blob(sig_digest, artifact.signature)
+            change = self._plan_put(
+                tx, graph, target, name, version, digest, sig_digest, force=force, reason=reason
             )
-            tx.put_entry(target, name, version, digest, actor=self.actor)
-            overwrite = existing is not None and existing.artifact != digest
-            detail: JSONObject = {
-                "digest": digest,
-                "size": len(artifact.data),
-                "signature": sig_digest,
-                "source": artifact.summary.get("source"),
-            }
-            if overwrite:
-                assert existing is not None
-                detail["previous"] = existing.artifact
-                detail["forced"] = forced
-            if signature_added:
-                detail["signature_added"] = True
-            event = tx.record_event(
-                "overwrite" if overwrite else "publish",
-                actor=self.actor,
+            if change is None:
+                return ChangeResult(
+                    changed=False,
+                    event=None,
+                    message=f"{name} {version} is already in {target} with these bytes"
+                    f" (sha256 {digest}): nothing to do",
+                )
+            event = self._put_artifact(
+                tx,
+                change,
+                action="overwrite" if change.overwrite else "publish",
                 stage=target,
                 name=name,
                 version=version,
-                reason=reason.strip() or None,
-                detail=detail,
+                digest=digest,
+                size=len(artifact.data),
+                signature_digest=sig_digest,
+                summary=artifact.summary,
+                reason=reason,
+                source={"source": artifact.summary.get("source")},
             )
             revisions = _cascade(tx, graph, (target,))
             shadow = [
@@ -378,9 +501,9 @@ class StoreService:
             ]
             crash_point("publish:before-commit")
         crash_point("publish:after-commit")
-        if signature_added:
+        if change.signature_added:
             message = f"added the signature of {name} {version} in {target}"
-        elif overwrite:
+        elif change.overwrite:
             message = f"overwrote {name} {version} in {target} (sha256 {digest})"
         else:
             message = f"published {name} {version} to {target} (sha256 {digest})"
@@ -390,6 +513,96 @@ class StoreService:
                 f" the {target} distribution"
             )
         return ChangeResult(True, event, revisions, message)
+
+    # --- import ----------------------------------------------------------------------------
+
+    def import_batch(
+        self,
+        items: Sequence[ImportItem],
+        *,
+        force: bool = False,
+        reason: str = "",
+        stop_on_refusal: bool = False,
+    ) -> BatchResult:
+        """Record prepared versions in ONE catalog transaction: the import bypass of publish.
+
+        Per item, in order: a frozen stage refuses (:func:`check_import`); the same digest
+        already in the stage is ``unchanged`` (or gets its signature added); other bytes follow
+        the stage's overwrite rule (``force`` and ``reason`` as for publish) and a refusal marks
+        the item ``refused`` (and ends the batch with ``stop_on_refusal``: the items before it
+        are kept). Each change is one ``import`` event. ``check_publish`` is *not* applied
+        (promotion-only stages accept an import). At the end, one new revision of every
+        distribution that sees a changed stage. Blobs are written before the transaction and
+        checked under its lock (``fsck --repair`` may have removed an unreferenced blob in
+        between); StorageError when one is gone and the item does not carry its bytes.
+        """
+        for item in items:  # blobs first, outside the lock (like publish)
+            self._put_blob(item.data)
+            self._put_blob(item.signature)
+        results: list[ItemResult] = []
+        stopped = False
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            touched: set[str] = set()
+            for item in items:
+                name, version, stage, digest = item.name, item.version, item.stage, item.digest
+                try:
+                    check_import(graph, stage)
+                    for blob, data in (
+                        (digest, item.data),
+                        (item.signature_digest, item.signature),
+                    ):
+                        self._ensure_blob(
+                            blob,
+                            data,
+                            f"blob {blob} of {name} {version} vanished before it was recorded"
+                            " (fsck --repair at the same time?): run the import again",
+                        )
+                    change = self._plan_put(
+                        tx,
+                        graph,
+                        stage,
+                        name,
+                        version,
+                        digest,
+                        item.signature_digest,
+                        force=force,
+                        reason=reason,
+                    )
+                except PolicyError as exc:
+                    results.append(ItemResult(item, "refused", str(exc)))
+                    if stop_on_refusal:
+                        stopped = True
+                        break
+                    continue
+                if change is None:
+                    results.append(ItemResult(item, "unchanged"))
+                    continue
+                self._put_artifact(
+                    tx,
+                    change,
+                    action=IMPORT_ACTION,
+                    stage=stage,
+                    name=name,
+                    version=version,
+                    digest=digest,
+                    size=item.size,
+                    signature_digest=item.signature_digest,
+                    summary=item.summary,
+                    reason=reason,
+                    source=item.detail,
+                )
+                touched.add(stage)
+                status: Literal["imported", "overwritten", "signature_added"] = (
+                    "overwritten"
+                    if change.overwrite
+                    else "signature_added"
+                    if change.signature_added
+                    else "imported"
+                )
+                results.append(ItemResult(item, status, previous=change.previous))
+            revisions = _cascade(tx, graph, touched)
+        return BatchResult(tuple(results), revisions, stopped)
 
     # --- promote / remove ------------------------------------------------------------------
 
@@ -418,8 +631,7 @@ class StoreService:
             same = held is not None and held.artifact == entry.artifact
             forced = False
             if held is not None and not same:
-                graph.check_overwrite(to, name, version, force=force, reason=reason)
-                forced = _require_forced_reason(graph, to, name, version, reason)
+                forced = check_overwrite_rule(graph, to, name, version, force=force, reason=reason)
             if not same:
                 tx.put_entry(to, name, version, entry.artifact, actor=self.actor)
             tx.delete_entry(src, name, version)
@@ -769,9 +981,19 @@ def _resolve(
     return int(number), tag
 
 
-def _validated(tree: PackageTree, location: str, *, version_dir: str | None) -> Package:
+def validated_package(
+    tree: PackageTree, location: str, *, version_dir: str | None, level: ValidationLevel = "publish"
+) -> Package:
+    """The package in ``tree`` when it passes the ``level`` rules (see :data:`ValidationLevel`).
+
+    Raises PublishValidationError listing every broken rule, PackageError when a listed file
+    vanished or cannot be read (``location`` names the package in both).
+    """
     try:
-        problems = validate_for_publish(tree, version_dir=version_dir)
+        if level == "publish":
+            problems = validate_for_publish(tree, version_dir=version_dir)
+        else:
+            problems = validate(tree, version_dir=version_dir)
         if problems:
             raise PublishValidationError(location, problems)
         return read_package(tree, validate=False, version_dir=version_dir)
@@ -779,8 +1001,9 @@ def _validated(tree: PackageTree, location: str, *, version_dir: str | None) -> 
         raise PackageError(str(exc), path=location) from None
 
 
-def _check_zip(data: bytes, location: str) -> None:
-    """Refuse a zip whose archive or any member is damaged (CRC, truncation, encryption)."""
+def check_zip(data: bytes, location: str) -> None:
+    """Refuse a zip whose archive or any member is damaged (CRC, truncation, encryption):
+    PackageError naming ``location``. Reads every member; stores nothing."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             bad = archive.testzip()
@@ -799,7 +1022,10 @@ def _check_zip(data: bytes, location: str) -> None:
         raise PackageError(f"broken zip archive: entry {bad!r} fails its CRC check", path=location)
 
 
-def _summary(pkg: Package, source: str) -> JSONObject:
+def artifact_summary(pkg: Package, source: str) -> JSONObject:
+    """The manifest summary recorded with an artifact (:attr:`ArtifactRecord.manifest`): title,
+    description, type, release, format and Kibana versions, categories, and ``source`` (how it
+    arrived: ``folder``, ``zip``, ``git``)."""
     doc = pkg.document
     return {
         "title": doc.get("title"),
@@ -820,10 +1046,15 @@ def _default_publish_stage(graph: StageGraph) -> str:
     return stages[0]
 
 
-def _require_forced_reason(
-    graph: StageGraph, stage: str, name: str, version: str, reason: str
+def check_overwrite_rule(
+    graph: StageGraph, stage: str, name: str, version: str, *, force: bool, reason: str
 ) -> bool:
-    """For a ``force`` overwrite rule a reason is required too; True when the change is forced."""
+    """May ``name version`` in ``stage`` be replaced by other bytes? PolicyError when not.
+
+    :meth:`StageGraph.check_overwrite` plus the reason that a ``force`` rule needs as well
+    (publish, promote and import apply the same rule); True when the change is forced.
+    """
+    graph.check_overwrite(stage, name, version, force=force, reason=reason)
     if graph.stage(stage).policy.overwrite != "force":
         return False
     if not reason.strip():
@@ -832,6 +1063,13 @@ def _require_forced_reason(
             f" {version} exists with other bytes: needs --force and --reason"
         )
     return True
+
+
+def check_import(graph: StageGraph, stage: str) -> None:
+    """May versions be imported into ``stage``? Every stage but a frozen one (PolicyError)
+    accepts an import, also one filled only by promotion; NotFoundError for an unknown stage."""
+    if graph.stage(stage).policy.frozen:
+        raise PolicyError(f"stage {stage} is frozen: it cannot be imported into")
 
 
 def _promotion_source(
@@ -894,14 +1132,24 @@ def event_title(event: Event) -> str:
 __all__: Sequence[str] = (
     "CRASH_ENV",
     "CRASH_POINTS",
+    "IMPORT_ACTION",
+    "BatchResult",
     "ChangeResult",
     "FsckReport",
+    "ImportItem",
+    "ItemResult",
     "PackageLocation",
     "PreparedPackage",
     "PublishValidationError",
     "StageDiff",
     "StoreService",
+    "ValidationLevel",
+    "artifact_summary",
+    "check_import",
+    "check_overwrite_rule",
     "check_tag_name",
+    "check_zip",
     "crash_point",
     "event_title",
+    "validated_package",
 )
