@@ -443,3 +443,28 @@ def test_no_reader_sees_half_a_revision(store: Store, tmp_path: Path) -> None:
     assert not problems
     assert versions(app, "/production")[-1] == "1.0.7"
     assert registry.current["production"].parsed == 1
+
+
+def test_a_signature_added_later_is_served_after_the_next_poll(tmp_path: Path) -> None:
+    from package_storage.signing import generate_key, sign_detached
+    from package_storage.store import Store as RealStore
+
+    real = RealStore.init(tmp_path / "real")
+    service = real.service("tester")
+    zipped = tmp_path / "hello_nginx-1.0.0.zip"
+    zipped.write_bytes(example_zip(tmp_path, "hello_nginx", "1.0.0"))
+    service.publish(zipped)
+    registry = StoreRegistry(real.catalog, real.blobs)
+    app = create_app(registry, OPTIONS)
+    entry = get(app, "/snapshot/search").json()[0]
+    assert "signature_path" not in entry
+
+    sig = sign_detached(generate_key("Late <late@example.com>"), zipped.read_bytes())
+    zipped.with_name(zipped.name + ".sig").write_bytes(sig)
+    assert service.publish(zipped).changed  # same bytes, signature added
+    registry.refresh()
+    entry = get(app, "/snapshot/search").json()[0]
+    assert entry["signature_path"] == "/epr/hello_nginx/hello_nginx-1.0.0.zip.sig"
+    r = get(app, "/snapshot/epr/hello_nginx/hello_nginx-1.0.0.zip.sig")
+    assert (r.status_code, r.content) == (200, sig)
+    real.close()

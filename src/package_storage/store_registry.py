@@ -30,8 +30,8 @@ are mostly cached, longer for an old revision whose artifacts must be parsed), t
 small LRU.
 
 The signature state of an artifact is read when the artifact is first parsed (it is part of the
-cached package): a signature added later to an artifact that is already being served shows up
-once that package is no longer cached (for example after a restart).
+cached package); a signature added later (a ``signature_added`` event, found when the poll sees
+the change) makes that cached parse stale, and the next build reads the artifact again.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from package_storage.http.app import ROUTE_HEADS
 from package_storage.index import RegistryIndex, StoredFile
 from package_storage.manifest import propagate_deprecations, read_package, with_signature
 from package_storage.model import Package
-from package_storage.storage.base import BlobStore, CatalogReader, Revision
+from package_storage.storage.base import BlobStore, CatalogReader, EventFilter, Revision
 from package_storage.trees import ZipTree
 
 log = logging.getLogger("package_storage.store_registry")
@@ -156,6 +156,11 @@ class StoreRegistry:
         self._seen_counter: int | None = None
         self._failed: set[tuple[str, int]] = set()
         self._unreachable: set[str] = set()
+        # Artifacts that received their signature after they were first published: a cached
+        # parse without signature_path is stale for them (found through the events).
+        self._signed_late: set[str] = set()
+        newest = self.catalog.events(EventFilter(newest_first=True, limit=1))
+        self._event_cursor = newest[0].id if newest else 0
         # One refresh at a time (the poll thread and direct callers). Tag/revision builds and
         # resolving never take it; the small shared tables are guarded by ``_lookup_lock``.
         self._build_lock = threading.RLock()
@@ -238,6 +243,7 @@ class StoreRegistry:
             return False
         changed: list[tuple[str, BuiltRevision]] = []
         with self._build_lock:
+            self._note_late_signatures()
             currents = self.catalog.distributions()
             complete = True
             order = sorted(currents, key=lambda d: d != self.default_distribution)
@@ -375,19 +381,32 @@ class StoreRegistry:
             tables.extend(b.loaded for b in self._revisions.values())
         return tables
 
+    def _note_late_signatures(self) -> None:
+        """Remember artifacts whose signature was added since the last poll."""
+        for event in self.catalog.events(EventFilter(after_id=self._event_cursor)):
+            self._event_cursor = event.id
+            digest = event.detail.get("digest")
+            if event.detail.get("signature_added") and isinstance(digest, str):
+                self._signed_late.add(digest)
+
+    def _usable(self, found: LoadedArtifact | None) -> bool:
+        return found is not None and not (
+            found.signature is None and found.artifact in self._signed_late
+        )
+
     def _load(
         self, digest: str, tables: list[Mapping[str, LoadedArtifact]]
     ) -> tuple[LoadedArtifact, bool]:
         """The parsed artifact ``digest`` and whether it had to be parsed now."""
         for table in tables:
             found = table.get(digest)
-            if found is not None:
+            if found is not None and self._usable(found):
                 return found, False
         with self._lookup_lock:
             found = self._recent.get(digest)
             if found is not None:
                 self._recent.move_to_end(digest)
-        if found is not None:
+        if found is not None and self._usable(found):
             return found, False
         record = self.catalog.get_artifact(digest)
         if record is None:
