@@ -19,8 +19,9 @@ rejected package stopped it (``--on-invalid stop``, the default) or the store re
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -106,76 +107,86 @@ def _progress(stderr: Console) -> Progress:
 # --- shared options --------------------------------------------------------------------------
 
 
-def _import_options(func: Any) -> Any:
-    options = [
-        click.option(
-            "--on-invalid",
-            type=click.Choice(["stop", "report"]),
-            default="stop",
-            show_default=True,
-            help="At a rejected package (invalid, broken zip, refused signature or overwrite):"
-            " stop there (exit 1), or report it and carry on (listed in the summary).",
-        ),
-        click.option(
-            "--validation",
-            type=click.Choice(["load", "publish"]),
-            default="load",
-            show_default=True,
-            help="Rules to apply: those the registry applies when it loads a package (load),"
-            " or the stricter publish-time rules (publish).",
-        ),
-        click.option(
-            "--workers",
-            type=click.IntRange(min=0),
-            default=None,
-            metavar="N",
-            help="Worker processes preparing packages (default: one per CPU; 0: none).",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=200,
-            show_default=True,
-            metavar="N",
-            help="Package versions recorded per transaction (one revision per batch).",
-        ),
-        click.option(
-            "--force", is_flag=True, help="Overwrite where the stage allows it when forced."
-        ),
-        click.option("--reason", default="", help="Why (recorded in every import event)."),
-        click.option(
-            "--no-sign",
-            is_flag=True,
-            help="Do not sign unsigned artifacts with the store's signing key.",
-        ),
-        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
-        store_option,
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+_SHARED_OPTIONS = (
+    click.option(
+        "--on-invalid",
+        type=click.Choice(["stop", "report"]),
+        default="stop",
+        show_default=True,
+        help="At a rejected package (invalid, broken zip, refused signature or overwrite):"
+        " stop there (exit 1), or report it and carry on (listed in the summary).",
+    ),
+    click.option(
+        "--validation",
+        type=click.Choice(["load", "publish"]),
+        default="load",
+        show_default=True,
+        help="Rules to apply: those the registry applies when it loads a package (load),"
+        " or the stricter publish-time rules (publish).",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=None,
+        metavar="N",
+        help="Worker processes preparing packages (default: one per CPU; 0: none).",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=200,
+        show_default=True,
+        metavar="N",
+        help="Package versions recorded per transaction (one revision per batch).",
+    ),
+    click.option("--force", is_flag=True, help="Overwrite where the stage allows it when forced."),
+    click.option("--reason", default="", help="Why (recorded in every import event)."),
+    click.option(
+        "--no-sign",
+        is_flag=True,
+        help="Do not sign unsigned artifacts with the store's signing key.",
+    ),
+    click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+    store_option,
+)
 
 
-def _options(
-    on_invalid: str,
-    validation: str,
-    workers: int | None,
-    batch_size: int,
-    force: bool,
-    reason: str,
-    no_sign: bool,
-) -> ImportOptions:
-    from package_storage.importer import ImportOptions
+def _import_options(func: Callable[..., None]) -> Any:
+    """Add the options both commands share; FUNC gets the import's as one ``options``.
 
-    return ImportOptions(
-        on_invalid="report" if on_invalid == "report" else "stop",
-        validation="publish" if validation == "publish" else "load",
-        workers=workers,
-        batch_size=batch_size,
-        force=force,
-        reason=reason,
-        sign=not no_sign,
-    )
+    FUNC is called with ``options`` (an :class:`~package_storage.importer.ImportOptions` made
+    of --on-invalid ... --no-sign), ``as_json``, ``store_dir`` and its own parameters.
+    """
+
+    @functools.wraps(func)
+    def command(
+        *,
+        on_invalid: str,
+        validation: str,
+        workers: int | None,
+        batch_size: int,
+        force: bool,
+        reason: str,
+        no_sign: bool,
+        **rest: Any,
+    ) -> None:
+        from package_storage.importer import ImportOptions
+
+        options = ImportOptions(
+            on_invalid="report" if on_invalid == "report" else "stop",
+            validation="publish" if validation == "publish" else "load",
+            workers=workers,
+            batch_size=batch_size,
+            force=force,
+            reason=reason,
+            sign=not no_sign,
+        )
+        func(options=options, **rest)
+
+    decorated: Any = command
+    for option in reversed(_SHARED_OPTIONS):
+        decorated = option(decorated)
+    return decorated
 
 
 def _keyring(store_dir: Path) -> StoreKeyring:
@@ -356,13 +367,7 @@ def _finish(report: ImportReport, source: str, as_json: bool) -> None:
 def import_command(
     source: Path,
     stage: str,
-    on_invalid: str,
-    validation: str,
-    workers: int | None,
-    batch_size: int,
-    force: bool,
-    reason: str,
-    no_sign: bool,
+    options: ImportOptions,
     as_json: bool,
     store_dir: Path,
 ) -> None:
@@ -375,7 +380,6 @@ def import_command(
     """
     from package_storage.importer import scan_folder
 
-    options = _options(on_invalid, validation, workers, batch_size, force, reason, no_sign)
     with open_store(store_dir) as store:
         store.service.catalog.stages().stage(stage)
         sources = scan_folder(source, stage)
@@ -419,13 +423,7 @@ def import_git(
     repo: Path,
     branches: Sequence[str],
     subdir: str,
-    on_invalid: str,
-    validation: str,
-    workers: int | None,
-    batch_size: int,
-    force: bool,
-    reason: str,
-    no_sign: bool,
+    options: ImportOptions,
     as_json: bool,
     store_dir: Path,
 ) -> None:
@@ -439,7 +437,6 @@ def import_git(
     from package_storage.importer import default_branches, plan_git_import
 
     pairs = _branch_pairs(branches)
-    options = _options(on_invalid, validation, workers, batch_size, force, reason, no_sign)
     with open_store(store_dir) as store:
         graph = store.service.catalog.stages()
         plan = plan_git_import(repo, pairs or default_branches(graph), graph, subdir=subdir)
