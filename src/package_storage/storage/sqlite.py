@@ -17,6 +17,7 @@ See ``base.py`` for how revisions are stored (temporal stage entries + increment
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -685,22 +686,8 @@ class SQLTransaction(_Reader):
         detail: JSONObject | None = None,
     ) -> Event:
         self._touch()
-        result = self._conn.execute(
-            s.events.insert().values(
-                time=self._time,
-                actor=actor,
-                action=action,
-                stage=stage,
-                name=name,
-                version=version,
-                reason=reason,
-                detail=dict(detail or {}),
-            )
-        )
-        pk = result.inserted_primary_key
-        assert pk is not None
-        return Event(
-            id=int(pk[0]),
+        event = Event(
+            id=0,  # the database's, once inserted
             time=self._time,
             actor=actor,
             action=action,
@@ -710,6 +697,11 @@ class SQLTransaction(_Reader):
             reason=reason,
             detail=dict(detail or {}),
         )
+        row = dataclasses.asdict(event)
+        del row["id"]
+        pk = self._conn.execute(s.events.insert().values(**row)).inserted_primary_key
+        assert pk is not None
+        return dataclasses.replace(event, id=int(pk[0]))
 
 
 class SQLCatalog:
