@@ -403,6 +403,28 @@ class StoreService:
         forced = check_overwrite_rule(graph, stage, name, version, force=force, reason=reason)
         return _Change(existing.artifact, forced, False)
 
+    def _version_event(
+        self,
+        tx: Transaction,
+        action: str,
+        stage: str,
+        name: str,
+        version: str,
+        *,
+        reason: str,
+        detail: JSONObject,
+    ) -> Event:
+        """Record ``action`` on ``name version`` in ``stage`` (a blank reason is none)."""
+        return tx.record_event(
+            action,
+            actor=self.actor,
+            stage=stage,
+            name=name,
+            version=version,
+            reason=reason.strip() or None,
+            detail=detail,
+        )
+
     def _put_artifact(
         self,
         tx: Transaction,
@@ -443,15 +465,7 @@ class StoreService:
             detail["forced"] = change.forced
         if change.signature_added:
             detail["signature_added"] = True
-        return tx.record_event(
-            action,
-            actor=self.actor,
-            stage=stage,
-            name=name,
-            version=version,
-            reason=reason.strip() or None,
-            detail=detail,
-        )
+        return self._version_event(tx, action, stage, name, version, reason=reason, detail=detail)
 
     def _store(
         self, artifact: PreparedPackage, *, stage: str | None, force: bool, reason: str
@@ -641,14 +655,8 @@ class StoreService:
                 detail["already_present"] = same
             if forced:
                 detail["forced"] = True
-            event = tx.record_event(
-                "promote",
-                actor=self.actor,
-                stage=to,
-                name=name,
-                version=version,
-                reason=reason.strip() or None,
-                detail=detail,
+            event = self._version_event(
+                tx, "promote", to, name, version, reason=reason, detail=detail
             )
             revisions = _cascade(tx, graph, (to, src))
             crash_point("promote:before-commit")
@@ -677,14 +685,8 @@ class StoreService:
             detail: JSONObject = {"digest": entry.artifact}
             if force and graph.stage(stage).policy.remove == "force":
                 detail["forced"] = True
-            event = tx.record_event(
-                "remove",
-                actor=self.actor,
-                stage=stage,
-                name=name,
-                version=version,
-                reason=reason.strip() or None,
-                detail=detail,
+            event = self._version_event(
+                tx, "remove", stage, name, version, reason=reason, detail=detail
             )
             revisions = _cascade(tx, graph, (stage,))
             crash_point("remove:before-commit")
