@@ -4,7 +4,6 @@ built in a temporary folder with the ``git`` command."""
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import git_repos
+from git_repos import HELLO, copy_version, git
 from package_storage.artifacts import build_zip
 from package_storage.errors import NotFoundError, PackageError, StorageError
 from package_storage.gitsource import (
@@ -24,57 +25,15 @@ from package_storage.gitsource import (
 )
 from package_storage.trees import FolderTree
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "packages"
-HELLO = EXAMPLES / "hello_nginx" / "1.1.0"
-
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    out = subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", "-C", str(repo), *args],
-        check=True,
-        capture_output=True,
-        env=env,
-        text=True,
-    )
-    return out.stdout
-
-
-def copy_version(source: Path, dest: Path, version: str) -> Path:
-    shutil.copytree(source, dest)
-    manifest = dest / "manifest.yml"
-    manifest.write_text(
-        re.sub(r"(?m)^version: .*$", f"version: {version}", manifest.read_text(), count=1)
-    )
-    return dest
-
-
 def make_repo(root: Path, branches: Mapping[str, Mapping[str, Path]]) -> Path:
-    """A repository whose branches hold ``packages/<name>/<version>`` copies of folders."""
-    repo = root / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    for branch, packages in branches.items():
-        git(repo, "checkout", "-q", "--orphan", branch)
-        for child in repo.iterdir():
-            if child.name != ".git":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        git(repo, "rm", "-rqf", "--cached", "--ignore-unmatch", ".")
-        for rel, source in packages.items():
-            copy_version(source, repo / "packages" / rel, rel.split("/")[1])
-        (repo / "packages" / "README.md").parent.mkdir(parents=True, exist_ok=True)
-        (repo / "packages" / "README.md").write_text("not a package\n")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", f"{branch} content")
-    return repo
+    """Branches holding ``packages/<name>/<version>`` copies of folders (the version their path
+    names) beside ``packages/README.md``, which is not a package."""
+    return git_repos.make_repo(
+        root, branches, set_versions=True, files={"packages/README.md": "not a package\n"}
+    )
 
 
 @pytest.fixture

@@ -8,15 +8,13 @@ with the ``git`` command (branches production/staging/snapshot, each with ``pack
 from __future__ import annotations
 
 import hashlib
-import os
-import re
 import shutil
-import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from git_repos import ACME, make_repo, make_version
 from package_storage import importer
 from package_storage.artifacts import build_zip
 from package_storage.errors import NotFoundError, PolicyError
@@ -36,38 +34,11 @@ from package_storage.storage.base import EventFilter
 from package_storage.store import Store
 from package_storage.trees import FolderTree
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "packages"
-HELLO = EXAMPLES / "hello_nginx" / "1.1.0"
-ACME = EXAMPLES / "acme_input" / "1.0.0"
-
 INLINE = ImportOptions(workers=0)
 REPORT = ImportOptions(workers=0, on_invalid="report")
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def make_version(root: Path, version: str, *, source: Path = HELLO, note: str = "") -> Path:
-    """``root/<name>/<version>``: a copy of ``source`` with ``version`` in its manifest;
-    ``note`` is appended to the README (same version, other bytes)."""
-    name = source.parent.name
-    dest = root / name / version
-    shutil.copytree(source, dest)
-    manifest = dest / "manifest.yml"
-    manifest.write_text(
-        re.sub(r"(?m)^version: .*$", f"version: {version}", manifest.read_text(), count=1)
-    )
-    (dest / "changelog.yml").write_text(
-        f'- version: "{version}"\n'
-        "  changes:\n"
-        f"    - description: Release {version}.\n"
-        "      type: enhancement\n"
-        f"      link: https://example.com/package-storage/{name}/{version}\n"
-    )
-    if note:
-        readme = dest / "docs" / "README.md"
-        readme.write_text(readme.read_text() + f"\n{note}\n")
-    return dest
 
 
 def break_package(folder: Path) -> Path:
@@ -84,42 +55,6 @@ def make_zip(folder: Path, out: Path, *, sig: bytes | None = None) -> Path:
     if sig is not None:
         Path(f"{path}.sig").write_bytes(sig)
     return path
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    return subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", "-C", str(repo), *args],
-        check=True,
-        capture_output=True,
-        env=env,
-        text=True,
-    ).stdout
-
-
-def make_repo(root: Path, branches: Mapping[str, Mapping[str, Path]]) -> Path:
-    """Branches holding ``packages/<name>/<version>`` copies of the given folders."""
-    repo = root / "repo"
-    repo.mkdir(parents=True)
-    git(repo, "init", "-q", "-b", "main")
-    for branch, packages in branches.items():
-        git(repo, "checkout", "-q", "--orphan", branch)
-        for child in repo.iterdir():
-            if child.name != ".git":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        git(repo, "rm", "-rqf", "--cached", "--ignore-unmatch", ".")
-        for rel, folder in packages.items():
-            dest = repo / "packages" / rel
-            shutil.copytree(folder, dest)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", f"{branch} content")
-    return repo
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from package_storage.artifacts import build_zip
 from package_storage.cli.main import main
 from package_storage.trees import FolderTree
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "examples" / "packages"
-HELLO = EXAMPLES / "hello_nginx" / "1.1.0"
-ACME = EXAMPLES / "acme_input" / "1.0.0"
+# The git and package builders live in tests/ (shared with test_importer and test_gitsource);
+# tests/cli/ is the folder pytest puts on sys.path for this file.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from git_repos import ACME, make_repo, make_version
 
 
 def cli(*args: str | Path, env: Mapping[str, str] | None = None) -> Result:
@@ -34,54 +34,6 @@ def cli(*args: str | Path, env: Mapping[str, str] | None = None) -> Result:
         env={"PACKAGE_STORAGE_ACTOR": "tester", **(env or {})},
         catch_exceptions=False,
     )
-
-
-def make_version(root: Path, version: str, *, source: Path = HELLO) -> Path:
-    name = source.parent.name
-    dest = root / name / version
-    shutil.copytree(source, dest)
-    manifest = dest / "manifest.yml"
-    manifest.write_text(
-        re.sub(r"(?m)^version: .*$", f"version: {version}", manifest.read_text(), count=1)
-    )
-    (dest / "changelog.yml").write_text(
-        f'- version: "{version}"\n  changes:\n    - description: Release {version}.\n'
-        "      type: enhancement\n      link: https://example.com/x\n"
-    )
-    return dest
-
-
-def git(repo: Path, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    subprocess.run(
-        ["git", "-c", "commit.gpgsign=false", "-C", str(repo), *args],
-        check=True,
-        capture_output=True,
-        env=env,
-    )
-
-
-def make_repo(root: Path, branches: Mapping[str, Mapping[str, Path]]) -> Path:
-    repo = root / "repo"
-    repo.mkdir()
-    git(repo, "init", "-q", "-b", "main")
-    for branch, packages in branches.items():
-        git(repo, "checkout", "-q", "--orphan", branch)
-        for child in repo.iterdir():
-            if child.name != ".git":
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        git(repo, "rm", "-rqf", "--cached", "--ignore-unmatch", ".")
-        for rel, folder in packages.items():
-            shutil.copytree(folder, repo / "packages" / rel)
-        git(repo, "add", "-A")
-        git(repo, "commit", "-q", "-m", branch)
-    return repo
 
 
 @pytest.fixture
