@@ -3,39 +3,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
+from process_helpers import clean_env, command, free_port
 
 from package_storage.cli.serve import normalize_go_flags
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 SETUP_A = [FIXTURES / "local-storage", FIXTURES / "second_package_path", FIXTURES / "package"]
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "package-storage"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "package_storage.cli.main"]
-
-
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
-    env.update(extra or {})
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, paths: list[Path], extra: str = "") -> Path:
@@ -50,8 +30,8 @@ def run_cli(
     args: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_command(), *args],
-        env=_env(env),
+        [*command(), *args],
+        env=clean_env(env),
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -118,10 +98,10 @@ def _wait_ready(server: Server) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("serve")
     cfg = _config(tmp, SETUP_A)
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     proc = subprocess.Popen(
         [
-            *_command(),
+            *command(),
             "serve",
             "-config",
             str(cfg),
@@ -130,7 +110,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             f"-metrics-address=127.0.0.1:{metrics_port}",
             "-log-type=ecs",
         ],
-        env=_env({"EPR_REQUIRE_PACKAGE_SIGNATURES": "false"}),
+        env=clean_env({"EPR_REQUIRE_PACKAGE_SIGNATURES": "false"}),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -332,10 +312,10 @@ def test_watcher_swaps_the_index(tmp_path: Path) -> None:
     root = tmp_path / "packages"
     root.mkdir()
     cfg = _config(tmp_path, [root])
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
-            *_command(),
+            *command(),
             "serve",
             "-config",
             str(cfg),
@@ -344,7 +324,7 @@ def test_watcher_swaps_the_index(tmp_path: Path) -> None:
             "-package-paths-enable-watcher",
             "-require-package-signatures=false",
         ],
-        env=_env(),
+        env=clean_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

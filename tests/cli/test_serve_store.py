@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import httpx
 import pytest
+from process_helpers import clean_env, command, free_port
 
 from package_storage.artifacts import build_zip
 from package_storage.storage.base import ArtifactRecord
@@ -21,25 +19,6 @@ from package_storage.storage.sqlite import SQLiteCatalog
 from package_storage.trees import FolderTree
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "packages"
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).parent / "package-storage"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "package_storage.cli.main"]
-
-
-def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
-    env.update(extra or {})
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def publish(
@@ -70,10 +49,10 @@ class Server:
 
 
 def start(args: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Server:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
-        [*_command(), "serve", "--address", f"127.0.0.1:{port}", "-log-type", "dev", *args],
-        env=_env(env),
+        [*command(), "serve", "--address", f"127.0.0.1:{port}", "-log-type", "dev", *args],
+        env=clean_env(env),
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -168,8 +147,8 @@ def test_default_distribution_from_the_environment(
 
 def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_command(), "serve", "-log-type", "dev", *args],
-        env=_env(),
+        [*command(), "serve", "-log-type", "dev", *args],
+        env=clean_env(),
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -8,13 +8,10 @@ Exit codes: 0 done, 1 refused by a rule or validation (one ``error:`` line namin
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
+from process_helpers import clean_env, command, free_port
 
 from package_storage import store as store_module
 from package_storage.artifacts import build_zip
@@ -564,18 +562,10 @@ def test_demo_store_ignores_the_environment(tmp_path: Path, monkeypatch: Any) ->
 # --- a real subprocess ---------------------------------------------------------------------------
 
 
-def _script() -> list[str]:
-    script = Path(sys.executable).parent / "package-storage"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "package_storage.cli.main"]
-
-
 def run_process(args: Sequence[str], store: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
-    env["PACKAGE_STORAGE_ACTOR"] = "ci"
+    env = clean_env({"PACKAGE_STORAGE_ACTOR": "ci"})
     return subprocess.run(
-        [*_script(), *args, "--store", str(store)],
+        [*command(), *args, "--store", str(store)],
         env=env,
         capture_output=True,
         text=True,
@@ -611,20 +601,14 @@ def test_subprocess_publish_and_list(tmp_path: Path) -> None:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.skipif(
     not hasattr(serve_module, "serve_store"), reason="serve_store is not available yet"
 )
 def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
+    port = free_port()
+    env = clean_env()
     proc = subprocess.Popen(
-        [*_script(), "demo", "--store", str(tmp_path / "demo"), "--address", f"127.0.0.1:{port}"],
+        [*command(), "demo", "--store", str(tmp_path / "demo"), "--address", f"127.0.0.1:{port}"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
