@@ -118,11 +118,12 @@ def pkg(tmp_path: Path) -> MakePackage:
     return make
 
 
-def state(store: Store) -> tuple[Any, ...]:
-    """Everything an operation could change in the catalog, plus the set of blobs."""
+def state(store: Store, *, blobs: bool = True) -> tuple[Any, ...]:
+    """Everything an operation could change in the catalog, plus (with ``blobs``) the set of
+    blobs."""
     cat = store.catalog
     names = cat.stages().names
-    return (
+    catalog = (
         {st: cat.entries(st) for st in names},
         {d: cat.revisions(d) for d in names},
         cat.distributions(),
@@ -130,8 +131,8 @@ def state(store: Store) -> tuple[Any, ...]:
         cat.tags(),
         cat.change_counter(),
         cat.referenced_blobs(),
-        sorted(store.blobs.iter_digests()),
     )
+    return (*catalog, sorted(store.blobs.iter_digests())) if blobs else catalog
 
 
 def served(store: Store, distribution: str) -> dict[tuple[str, str], tuple[str, str]]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import re
-import shutil
 import signal
 from collections.abc import Callable
 from multiprocessing.synchronize import Barrier as BarrierType
@@ -26,32 +24,16 @@ import pytest
 from package_storage.service import CRASH_ENV, CRASH_POINTS
 from package_storage.storage.base import EventFilter
 from package_storage.store import Store
+from test_service import make_package as example_package
+from test_service import state
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "packages"
 SPAWN = multiprocessing.get_context("spawn")
 KILLED = -signal.SIGKILL
 
 
-def make_package(root: Path, name: str, version: str, *, extra: str = "") -> Path:
+def make_package(root: Path, name: str, version: str) -> Path:
     """A valid package folder ``root/<name>/<version>`` built from the example acme_input."""
-    dest = root / name / version
-    shutil.copytree(EXAMPLES / "acme_input" / "1.0.0", dest)
-    manifest = dest / "manifest.yml"
-    text = manifest.read_text()
-    text = re.sub(r"(?m)^version: .*$", f"version: {version}", text, count=1)
-    text = re.sub(r"(?m)^name: .*$", f"name: {name}", text, count=1)
-    manifest.write_text(text)
-    (dest / "changelog.yml").write_text(
-        f'- version: "{version}"\n'
-        "  changes:\n"
-        f"    - description: Release {version}.\n"
-        "      type: enhancement\n"
-        f"      link: https://example.com/{name}/{version}\n"
-    )
-    if extra:
-        readme = dest / "docs" / "README.md"
-        readme.write_text(readme.read_text() + f"\n{extra}\n")
-    return dest
+    return example_package(root, version, name=name, base="acme_input/1.0.0")
 
 
 # --- workers (run in child processes) ----------------------------------------------------------
@@ -113,20 +95,6 @@ def run(target: Callable[..., object], *args: object, timeout: float = 120) -> i
     return proc.exitcode
 
 
-def snapshot_state(store: Store) -> tuple[object, ...]:
-    cat = store.catalog
-    names = cat.stages().names
-    return (
-        {st: cat.entries(st) for st in names},
-        {d: cat.revisions(d) for d in names},
-        cat.distributions(),
-        cat.events(),
-        cat.tags(),
-        cat.change_counter(),
-        cat.referenced_blobs(),
-    )
-
-
 def assert_consistent(store: Store) -> None:
     report = store.service("fsck").fsck()
     assert report.catalog_problems == ()
@@ -182,7 +150,7 @@ def test_kill_during_publish(tmp_path: Path, point: str) -> None:
     store_dir = tmp_path / "store"
     with Store.init(store_dir) as store:
         store.service("setup").publish(make_package(tmp_path / "pkgs", "acme_input", "1.0.0"))
-        before = snapshot_state(store)
+        before = state(store, blobs=False)
         events_before = len(store.catalog.events())
         blobs_before = set(store.blobs.iter_digests())
     folder = make_package(tmp_path / "pkgs", "acme_input", "1.1.0")
@@ -200,7 +168,7 @@ def test_kill_during_publish(tmp_path: Path, point: str) -> None:
             assert store.service("fsck").fsck().orphaned == ()
         else:
             assert entry is None
-            assert snapshot_state(store) == before  # nothing happened
+            assert state(store, blobs=False) == before  # nothing happened
             report = store.service("fsck").fsck()
             assert set(report.orphaned) == new_blobs  # garbage, reported
             assert store.service("fsck").fsck(repair=True).repaired == tuple(new_blobs)
@@ -227,7 +195,7 @@ def test_kill_during_promote_remove_rollback(
         svc = store.service("setup")
         svc.publish(make_package(tmp_path / "pkgs", "acme_input", "1.0.0"))
         svc.publish(make_package(tmp_path / "pkgs", "acme_input", "1.1.0"))
-        before = snapshot_state(store)
+        before = state(store, blobs=False)
     args = {
         "promote": ["acme_input", "1.0.0", "staging"],
         "remove": ["acme_input", "1.0.0", "snapshot"],
@@ -248,7 +216,7 @@ def test_kill_during_promote_remove_rollback(
             assert len(store.catalog.revisions("staging")) == 1
         else:
             assert in_snapshot is not None and in_staging is None
-            assert snapshot_state(store) == before
+            assert state(store, blobs=False) == before
 
 
 @pytest.mark.parametrize("kill_after", [1, 2, 4])
