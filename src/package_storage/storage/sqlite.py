@@ -452,26 +452,9 @@ class SQLTransaction(_Reader):
                 return self.get_artifact(artifact.digest) or existing
             return existing
         self._touch()
-        self._conn.execute(
-            s.artifacts.insert().values(
-                digest=artifact.digest,
-                size=artifact.size,
-                name=artifact.name,
-                version=artifact.version,
-                signature_digest=artifact.signature_digest,
-                manifest=dict(artifact.manifest),
-                created=self._time,
-            )
-        )
-        return ArtifactRecord(
-            digest=artifact.digest,
-            size=artifact.size,
-            name=artifact.name,
-            version=artifact.version,
-            signature_digest=artifact.signature_digest,
-            manifest=dict(artifact.manifest),
-            created=self._time,
-        )
+        record = dataclasses.replace(artifact, manifest=dict(artifact.manifest), created=self._time)
+        self._conn.execute(s.artifacts.insert().values(**dataclasses.asdict(record)))
+        return record
 
     def _end_row(self, row: Row[Any]) -> None:
         """End a live row's validity at this transaction (or drop it if it began in it)."""
