@@ -16,14 +16,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from git_repos import ACME, make_repo, make_version
 from package_storage.artifacts import build_zip
 from package_storage.cli.main import main
 from package_storage.trees import FolderTree
-
-# The git and package builders live in tests/ (shared with test_importer and test_gitsource);
-# tests/cli/ is the folder pytest puts on sys.path for this file.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from git_repos import ACME, make_repo, make_version
 
 
 def cli(*args: str | Path, env: Mapping[str, str] | None = None) -> Result:
