@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import inspect
 import logging
 import math
 import posixpath
@@ -24,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from package_storage import categories as categories_mod
+from package_storage import validation
 from package_storage.errors import NotFoundError, PackageError, ValidationError, VersionError
 from package_storage.model import JSONObject, Package, PackageTree, PolicyTemplateRef, TreeEntry
 from package_storage.render import format_float
@@ -334,6 +334,7 @@ class _Reader:
         except NotFoundError:
             raise self.err("manifest.yml not found in package") from None
         loaded = load_yaml(raw, path=self.file)
+        parsed_map = isinstance(loaded, dict)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -341,7 +342,9 @@ class _Reader:
         m: dict[Any, Any] = expand_dotted(loaded)
 
         if self.validate:
-            self._run_validation(m)
+            # Validation reads the manifest itself only when it was not a mapping (an empty
+            # manifest is a problem it reports in its own words).
+            self._run_validation(m if parsed_map else None)
 
         index = _Index(tree.entries())
 
@@ -514,35 +517,15 @@ class _Reader:
 
     # -- validation hook
 
-    def _run_validation(self, manifest: dict[Any, Any]) -> None:
-        try:
-            from package_storage import validation
-        except ModuleNotFoundError as exc:  # pragma: no cover - until validation.py lands
-            if exc.name == "package_storage.validation":
-                return
-            raise
-        validate_fn = getattr(validation, "validate", None)
-        if validate_fn is None:  # pragma: no cover
-            return
-        params = inspect.signature(validate_fn).parameters
-        kwargs: dict[str, Any] = {}
-        if "manifest" in params:
-            kwargs["manifest"] = manifest
-        if "version_dir" in params:
-            kwargs["version_dir"] = self.version_dir
-        problems = list(validate_fn(self.tree, **kwargs) or ())
+    def _run_validation(self, manifest: dict[Any, Any] | None) -> None:
+        problems = validation.validate(self.tree, version_dir=self.version_dir, manifest=manifest)
         if not problems:
             return
-        first = problems[0]
         details = "; ".join(
-            f"{getattr(p, 'path', '')}: {getattr(p, 'message', p)}"
-            + (f" ({p.rule})" if getattr(p, "rule", "") else "")
-            for p in problems
+            f"{p.path}: {p.message}" + (f" ({p.rule})" if p.rule else "") for p in problems
         )
         raise ValidationError(
-            f"package validation failed: {details}",
-            path=self.location,
-            rule=str(getattr(first, "rule", "")),
+            f"package validation failed: {details}", path=self.location, rule=problems[0].rule
         )
 
     # -- top-level objects

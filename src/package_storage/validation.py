@@ -75,13 +75,20 @@ class Problem:
 # --- entry points ----------------------------------------------------------------------------
 
 
-def validate(tree: PackageTree, *, version_dir: str | None = None) -> list[Problem]:
+def validate(
+    tree: PackageTree,
+    *,
+    version_dir: str | None = None,
+    manifest: dict[str, Any] | None = None,
+) -> list[Problem]:
     """The load-time rules (spec §7.4 "validation" rows); empty list when the package passes.
 
     ``version_dir`` is the name of the directory holding a folder package (``<path>/<name>/<y>``);
-    when it parses as a version the manifest version must equal it.
+    when it parses as a version the manifest version must equal it. ``manifest`` is the
+    package's ``manifest.yml`` already parsed as a mapping with dotted keys expanded (the
+    package reader passes it so that the file is parsed once); None reads it from the tree.
     """
-    return _validate(_Package(tree), version_dir)
+    return _validate(_Package(tree, manifest=manifest), version_dir)
 
 
 def validate_for_publish(tree: PackageTree, *, version_dir: str | None = None) -> list[Problem]:
@@ -126,12 +133,16 @@ class _DataStream:
 class _Package:
     """The package's manifest and file list, read once."""
 
-    def __init__(self, tree: PackageTree) -> None:
+    def __init__(self, tree: PackageTree, *, manifest: dict[str, Any] | None = None) -> None:
         self.tree = tree
         self.problems: list[Problem] = []
         self.files: list[str] = sorted(e.path for e in tree.entries() if not e.is_dir)
         self._file_set = set(self.files)
-        self.manifest = self._load_map(MANIFEST, missing_rule="manifest-missing")
+        self.manifest = (
+            manifest
+            if manifest is not None
+            else self._load_map(MANIFEST, missing_rule="manifest-missing")
+        )
         self._data_streams: list[_DataStream] | None = None
 
     @property
