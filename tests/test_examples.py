@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from package_storage import categories
+from package_storage.manifest import read_package
+from package_storage.trees import FolderTree
+from package_storage.validation import validate_for_publish
 from package_storage.versions import Constraint, Version
 from package_storage.yamlutil import expand_dotted, load_yaml
 
@@ -115,10 +118,7 @@ def test_hello_nginx_data_streams_have_fields_and_pipelines() -> None:
 
 
 def _read(root: Path) -> Any:
-    manifest_mod = pytest.importorskip("package_storage.manifest")
-    trees_mod = pytest.importorskip("package_storage.trees")
-    tree = trees_mod.FolderTree(root)
-    return manifest_mod.read_package(tree, validate=True, version_dir=root.name)
+    return read_package(FolderTree(root), validate=True, version_dir=root.name)
 
 
 @pytest.mark.parametrize("root", PACKAGE_DIRS, ids=IDS)
@@ -142,11 +142,7 @@ def test_loads_with_validation(root: Path) -> None:
 
 @pytest.mark.parametrize("root", PACKAGE_DIRS, ids=IDS)
 def test_passes_publish_time_validation(root: Path) -> None:
-    validation = pytest.importorskip("package_storage.validation")
-    trees_mod = pytest.importorskip("package_storage.trees")
-    if not hasattr(validation, "validate_for_publish"):
-        pytest.skip("validation.validate_for_publish not available")
-    problems = validation.validate_for_publish(trees_mod.FolderTree(root), version_dir=root.name)
+    problems = validate_for_publish(FolderTree(root), version_dir=root.name)
     assert list(problems) == []
 
 

@@ -536,17 +536,10 @@ def test_demo_serves_the_store_through_serve_store(tmp_path: Path, monkeypatch: 
         calls.append((store_dir, address))
         return 0
 
-    monkeypatch.setattr(serve_module, "serve_store", fake_serve_store, raising=False)
+    monkeypatch.setattr(serve_module, "serve_store", fake_serve_store)
     out = ok(["demo", "--address", "127.0.0.1:9"], tmp_path / "d")
     assert calls == [(tmp_path / "d", "127.0.0.1:9")]
     assert "http://127.0.0.1:9/production@demo/search" in out
-
-
-def test_demo_without_serve_store_says_so(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.delattr(serve_module, "serve_store", raising=False)
-    line = refused(["demo"], tmp_path / "d")
-    assert "serv" in line and "not available" in line
-    assert (tmp_path / "d" / "catalog.db").is_file()  # the store was built before
 
 
 def test_demo_store_ignores_the_environment(tmp_path: Path, monkeypatch: Any) -> None:
@@ -601,9 +594,6 @@ def test_subprocess_publish_and_list(tmp_path: Path) -> None:
     ]
 
 
-@pytest.mark.skipif(
-    not hasattr(serve_module, "serve_store"), reason="serve_store is not available yet"
-)
 def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
     port = free_port()
     env = clean_env()

@@ -16,13 +16,11 @@ they are not shipped inside the Python package.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
+from package_storage.cli import serve as serve_cli
 from package_storage.cli.common import OpenStore, StoreCommand, fail, open_store
 from package_storage.errors import NotFoundError, PackageStorageError
 from package_storage.versions import Version
@@ -116,12 +114,6 @@ def build_demo(store: OpenStore, examples: Path) -> None:
         click.echo(f"tagged production@{made.tag} = revision {made.revision}")
 
 
-def _serve_store() -> Callable[..., Any] | None:
-    module = importlib.import_module("package_storage.cli.serve")
-    found = getattr(module, "serve_store", None)
-    return found if callable(found) else None
-
-
 @click.command("demo", cls=StoreCommand)
 @click.option(
     "--store",
@@ -159,8 +151,4 @@ def demo(store_dir: Path, address: str, examples: Path | None, no_serve: bool) -
         click.echo(f"  {url.ljust(width)}  {what}")
     if no_serve:
         return
-    serve_store = _serve_store()
-    if serve_store is None:
-        fail("serving a store is not available yet (package_storage.cli.serve.serve_store)")
-    code = serve_store(store_dir, address)
-    raise SystemExit(code if isinstance(code, int) else 0)
+    raise SystemExit(serve_cli.serve_store(store_dir, address))
