@@ -262,6 +262,15 @@ def build_app(
     return create_app(registry, options), registry
 
 
+def granian_app() -> Any:
+    """Granian worker entry point: the app rebuilt from the settings in the environment."""
+    from package_storage.http.server import settings_from_environment
+    from package_storage.logs import RequestLogMiddleware
+
+    app, _registry = build_app(settings_from_environment())
+    return RequestLogMiddleware(app)
+
+
 def _metrics(settings: Settings, package_count: int) -> tuple[Any, Any] | None:
     """(metrics object for the app, metrics ASGI app) when the metrics listener is on."""
     if not settings.metrics_address:
@@ -294,7 +303,7 @@ def run(settings: Settings) -> int:
 
         load_packages(settings)  # fail fast here; the Granian worker loads again
         try:
-            run_granian(settings)
+            run_granian(settings, f"{__name__}:granian_app")
         except ConfigError as exc:
             _fatal(exc.message)
         return 0
@@ -351,18 +360,8 @@ DEFAULT_DISTRIBUTION = "production"
 def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[], None]]:
     """``(catalog, blobs, close)`` of the store at ``store_dir``; raises ``NotFoundError`` when
     the directory holds no store (nothing is created)."""
-    try:
-        from package_storage.store import Store
-    except ImportError:  # pragma: no cover - the store module is always there once merged
-        from package_storage.errors import NotFoundError
-        from package_storage.storage.localfs import LocalBlobStore
-        from package_storage.storage.sqlite import SQLiteCatalog
+    from package_storage.store import Store
 
-        root = Path(store_dir)
-        if not (root / "catalog.db").is_file():
-            raise NotFoundError(f"no package store at {root}") from None
-        catalog = SQLiteCatalog(root / "catalog.db")
-        return catalog, LocalBlobStore(root / "blobs"), catalog.close
     store = Store.open(Path(store_dir))
     return store.catalog, store.blobs, store.close
 

@@ -7,8 +7,9 @@ serving the metrics app on the same event loop. SIGTERM / SIGINT stop both grace
 requests finish) and ``run_server`` returns normally.
 
 ``--server granian`` runs the app on Granian instead. Granian loads its target by import string
-in its own worker, so :func:`_granian_factory` rebuilds the app there from the settings that
-:func:`run_granian` passes in ``PACKAGE_STORAGE_GRANIAN_SETTINGS``.
+in its own worker, so the caller of :func:`run_granian` names a factory (``module:function``)
+that rebuilds the app there from the settings passed in ``PACKAGE_STORAGE_GRANIAN_SETTINGS``
+(:func:`settings_from_environment` reads them back); this module never imports its callers.
 """
 
 from __future__ import annotations
@@ -257,6 +258,11 @@ def _settings_to_json(settings: Settings) -> str:
     return json.dumps(data)
 
 
+def settings_from_environment() -> Settings:
+    """In a Granian worker: the settings :func:`run_granian` was given."""
+    return _settings_from_json(os.environ[GRANIAN_SETTINGS_ENV])
+
+
 def _settings_from_json(text: str) -> Settings:
     data: dict[str, Any] = json.loads(text)
     for key in ("cache_time_index", "cache_time_search", "cache_time_categories"):
@@ -266,17 +272,11 @@ def _settings_from_json(text: str) -> Settings:
     return Settings(**data)
 
 
-def _granian_factory() -> Any:
-    """Granian worker entry point: rebuild the app from the settings in the environment."""
-    from package_storage.cli.serve import build_app  # late: avoids an import cycle
+def run_granian(settings: Settings, factory: str) -> None:
+    """Serve with Granian (one worker process; it loads the packages again before serving).
 
-    settings = _settings_from_json(os.environ[GRANIAN_SETTINGS_ENV])
-    app, _registry = build_app(settings)
-    return RequestLogMiddleware(app)
-
-
-def run_granian(settings: Settings) -> None:
-    """Serve with Granian (one worker process; it loads the packages again before serving)."""
+    ``factory`` is the import string (``module:function``) of a function without arguments
+    that returns the ASGI app, built from :func:`settings_from_environment`."""
     try:
         from granian import Granian
         from granian.constants import Interfaces
@@ -289,7 +289,7 @@ def run_granian(settings: Settings) -> None:
         kwargs["ssl_cert"] = settings.tls_cert
         kwargs["ssl_key"] = settings.tls_key
     server = Granian(
-        "package_storage.http.server:_granian_factory",
+        factory,
         address=host or "0.0.0.0",
         port=port,
         interface=Interfaces.ASGI,
