@@ -36,13 +36,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from make_corpus import BIG_PACKAGE, generate  # noqa: E402
 
-from package_storage.artifacts import build_zip  # noqa: E402
-from package_storage.export import export_bundle  # noqa: E402
-from package_storage.manifest import read_package  # noqa: E402
-from package_storage.storage.base import ArtifactRecord  # noqa: E402
-from package_storage.storage.localfs import LocalBlobStore  # noqa: E402
-from package_storage.storage.sqlite import SQLiteCatalog  # noqa: E402
-from package_storage.trees import FolderTree  # noqa: E402
+from package_storage.packages.artifacts import build_zip  # noqa: E402
+from package_storage.packages.manifest import read_package  # noqa: E402
+from package_storage.packages.trees import FolderTree  # noqa: E402
+from package_storage.store.storage.base import ArtifactRecord  # noqa: E402
+from package_storage.store.storage.localfs import LocalBlobStore  # noqa: E402
+from package_storage.store.storage.sqlite import SQLiteCatalog  # noqa: E402
+from package_storage.transfer.export import export_bundle  # noqa: E402
 
 FAKE_SIG = b"-----BEGIN PGP SIGNATURE-----\n\n" + b"A" * 560 + b"\n-----END PGP SIGNATURE-----\n"
 

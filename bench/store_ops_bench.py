@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from package_storage.artifacts import build_zip
-from package_storage.storage.base import ArtifactRecord
-from package_storage.store import Store
-from package_storage.trees import FolderTree
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.trees import FolderTree
+from package_storage.store.directory import Store
+from package_storage.store.storage.base import ArtifactRecord
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE.parent / "examples" / "packages" / "hello_nginx" / "1.1.0"

@@ -41,12 +41,12 @@ EXAMPLES = ROOT / "examples" / "packages"
 TEMPLATES = ("hello_nginx/1.1.0", "acme_input/1.0.0", "demo_dashboards/1.0.0")
 VERSIONS_PER_NAME = 10
 
-from package_storage.artifacts import build_zip  # noqa: E402
-from package_storage.model import SourceKind, TreeEntry  # noqa: E402
-from package_storage.storage.base import ArtifactRecord  # noqa: E402
-from package_storage.storage.localfs import LocalBlobStore  # noqa: E402
-from package_storage.storage.sqlite import SQLiteCatalog  # noqa: E402
-from package_storage.trees import FolderTree  # noqa: E402
+from package_storage.packages.artifacts import build_zip  # noqa: E402
+from package_storage.packages.model import SourceKind, TreeEntry  # noqa: E402
+from package_storage.packages.trees import FolderTree  # noqa: E402
+from package_storage.store.storage.base import ArtifactRecord  # noqa: E402
+from package_storage.store.storage.localfs import LocalBlobStore  # noqa: E402
+from package_storage.store.storage.sqlite import SQLiteCatalog  # noqa: E402
 
 # --- corpus ------------------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ def _reset_hwm() -> bool:
 
 
 def measure_switch(root: Path, rounds: int) -> dict[str, Any]:
-    from package_storage.store_registry import StoreRegistry
+    from package_storage.serving.store_registry import StoreRegistry
 
     catalog = SQLiteCatalog(root / "catalog.db")
     blobs = LocalBlobStore(root / "blobs", fsync=False)

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from git_repos import ACME, make_repo, make_version
-from package_storage.artifacts import build_zip
 from package_storage.cli.main import main
-from package_storage.trees import FolderTree
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.trees import FolderTree
 
 
 def cli(*args: str | Path, env: Mapping[str, str] | None = None) -> Result:

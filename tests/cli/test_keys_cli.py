@@ -14,8 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from package_storage.cli.main import main
-from package_storage.keyring import PASSPHRASE_ENV, StoreKeyring
-from package_storage.signing import (
+from package_storage.packages.signing import (
     SecretKey,
     generate_key,
     load_public_key,
@@ -23,8 +22,9 @@ from package_storage.signing import (
     sign_detached,
     verify_detached,
 )
-from package_storage.storage.base import ArtifactRecord
-from package_storage.store import STORE_ENV, Store
+from package_storage.store.directory import STORE_ENV, Store
+from package_storage.store.keyring import PASSPHRASE_ENV, StoreKeyring
+from package_storage.store.storage.base import ArtifactRecord
 
 ZIP = b"PK\x03\x04 the zip of hello-1.0.0" * 40
 
@@ -285,7 +285,7 @@ def test_signature_verifies_after_export_round_trip(store: Path, tmp_path: Path)
 def test_cli_algorithm_choices_match_signing() -> None:
     """cli/keys.py spells the choices out (the CLI loads without the OpenPGP library)."""
     from package_storage.cli.keys import ALGORITHM_CHOICES, DEFAULT_ALGORITHM_CHOICE
-    from package_storage.signing import ALGORITHMS, DEFAULT_ALGORITHM
+    from package_storage.packages.signing import ALGORITHMS, DEFAULT_ALGORITHM
 
     assert ALGORITHM_CHOICES == ALGORITHMS
     assert DEFAULT_ALGORITHM.value == DEFAULT_ALGORITHM_CHOICE

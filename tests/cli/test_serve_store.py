@@ -12,11 +12,11 @@ import httpx
 import pytest
 from process_helpers import clean_env, command, free_port
 
-from package_storage.artifacts import build_zip
-from package_storage.storage.base import ArtifactRecord
-from package_storage.storage.localfs import LocalBlobStore
-from package_storage.storage.sqlite import SQLiteCatalog
-from package_storage.trees import FolderTree
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.trees import FolderTree
+from package_storage.store.storage.base import ArtifactRecord
+from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.store.storage.sqlite import SQLiteCatalog
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "packages"
 

@@ -22,14 +22,14 @@ import pytest
 from click.testing import CliRunner, Result
 from process_helpers import clean_env, command, free_port
 
-from package_storage import store as store_module
-from package_storage.artifacts import build_zip
 from package_storage.cli import common
 from package_storage.cli import serve as serve_module
 from package_storage.cli.demo import example_packages, promotion_plan
 from package_storage.cli.main import main
-from package_storage.signing import generate_key, sign_detached
-from package_storage.trees import FolderTree
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.signing import generate_key, sign_detached
+from package_storage.packages.trees import FolderTree
+from package_storage.store import directory as store_module
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "packages"

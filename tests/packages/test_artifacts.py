@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from package_storage.artifacts import (
+from package_storage.errors import NotFoundError, PackageError
+from package_storage.packages.artifacts import (
     DIR_MODE,
     FILE_MODE,
     ZIP_TIMESTAMP,
@@ -20,11 +21,10 @@ from package_storage.artifacts import (
     signature_location,
     zip_listing,
 )
-from package_storage.errors import NotFoundError, PackageError
-from package_storage.model import SourceKind, TreeEntry
-from package_storage.trees import FolderTree, ZipTree
+from package_storage.packages.model import SourceKind, TreeEntry
+from package_storage.packages.trees import FolderTree, ZipTree
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr"
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 
 
 class ListTree:

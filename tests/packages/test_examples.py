@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from package_storage import categories
-from package_storage.manifest import read_package
-from package_storage.trees import FolderTree
-from package_storage.validation import validate_for_publish
-from package_storage.versions import Constraint, Version
-from package_storage.yamlutil import expand_dotted, load_yaml
+from package_storage.packages import categories
+from package_storage.packages.manifest import read_package
+from package_storage.packages.trees import FolderTree
+from package_storage.packages.validation import validate_for_publish
+from package_storage.packages.versions import Constraint, Version
+from package_storage.packages.yamlutil import expand_dotted, load_yaml
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PACKAGES = EXAMPLES / "packages"
 EXPECTED = {
     ("hello_nginx", "1.0.0"): "integration",

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from package_storage import categories, manifest, render
 from package_storage.errors import PackageError, ValidationError
-from package_storage.model import Package
-from package_storage.trees import FolderTree, ZipTree
+from package_storage.packages import categories, manifest, render
+from package_storage.packages.model import Package
+from package_storage.packages.trees import FolderTree, ZipTree
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr"
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 GENERATED = FIXTURES / "generated"
 PACKAGES = FIXTURES / "package"
 SECOND = FIXTURES / "second_package_path"

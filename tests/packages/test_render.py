@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from package_storage import render
+from package_storage.packages import render
 
-GENERATED = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr" / "generated"
+GENERATED = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr" / "generated"
 
 
 def _json_goldens() -> list[str]:

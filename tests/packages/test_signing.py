@@ -15,7 +15,7 @@ import pytest
 from pysequoia.packet import HashAlgorithm, SignatureType
 
 from package_storage.errors import SignatureError
-from package_storage.signing import (
+from package_storage.packages.signing import (
     ALGORITHMS,
     DEFAULT_ALGORITHM,
     KeyAlgorithm,
@@ -31,7 +31,7 @@ from package_storage.signing import (
     verify_detached,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / ".." / "shared" / "fixtures" / "epr"
 DATA = b"PK\x03\x04 pretend this is a package zip \x00\xff" * 100
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from package_storage.errors import NotFoundError, PackageError
-from package_storage.model import PackageTree
-from package_storage.trees import FolderTree, ZipTree, clean_relative_path
+from package_storage.packages.model import PackageTree
+from package_storage.packages.trees import FolderTree, ZipTree, clean_relative_path
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr"
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 LOCAL_STORAGE = FIXTURES / "local-storage"
 
 UNSAFE = ["../x", "/etc/passwd", "a/../../x", "..", "a\\..\\b", "docs/\x00", "", ".", "./"]

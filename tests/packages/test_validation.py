@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from package_storage.errors import NotFoundError
-from package_storage.model import SourceKind, TreeEntry
-from package_storage.validation import Problem, validate, validate_for_publish
+from package_storage.packages.model import SourceKind, TreeEntry
+from package_storage.packages.validation import Problem, validate, validate_for_publish
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / ".." / "shared" / "fixtures" / "epr"
 EXAMPLES = REPO / "examples" / "packages"
 

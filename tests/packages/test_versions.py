@@ -16,10 +16,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from package_storage.errors import InvalidInputError, VersionError
-from package_storage.versions import Constraint, Version, compare, sort_key_for
+from package_storage.packages.versions import Constraint, Version, compare, sort_key_for
 
 MAX_UINT64 = (1 << 64) - 1
-EPR_FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr"
+EPR_FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 
 
 def sat(constraint: str, version: str) -> bool:

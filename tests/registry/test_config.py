@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from package_storage.config import (
+from package_storage.errors import ConfigError
+from package_storage.registry.config import (
     FLAGS,
     FlagOrigin,
     FlagValueError,
@@ -23,7 +24,6 @@ from package_storage.config import (
     parse_log_level,
     settings_from_flags,
 )
-from package_storage.errors import ConfigError
 
 # --- Go value syntax ---------------------------------------------------------------------------
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from package_storage import render, search
-from package_storage.errors import PackageError, QueryError
-from package_storage.index import BodyCache, RegistryIndex
-from package_storage.model import Package
 from test_search import FIXTURES, GOLDEN_CASES, _golden_loader, _setup_a, pkgs
+
+from package_storage.errors import PackageError, QueryError
+from package_storage.packages import render
+from package_storage.packages.model import Package
+from package_storage.registry import search
+from package_storage.registry.index import BodyCache, RegistryIndex
 
 
 def sample_sources() -> list[list[Package]]:

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from package_storage import search
 from package_storage.errors import PackageError, QueryError
-from package_storage.model import Package, PolicyTemplateRef, TreeEntry
-from package_storage.versions import Constraint, Version
+from package_storage.packages.model import Package, PolicyTemplateRef, TreeEntry
+from package_storage.packages.versions import Constraint, Version
+from package_storage.registry import search
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr"
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 
 
 # --- hand-made packages ---------------------------------------------------------------------
@@ -677,8 +677,8 @@ def test_has_category() -> None:
 
 def _golden_loader() -> Callable[[], list[list[Package]]] | None:
     try:
-        manifest = importlib.import_module("package_storage.manifest")
-        trees = importlib.import_module("package_storage.trees")
+        manifest = importlib.import_module("package_storage.packages.manifest")
+        trees = importlib.import_module("package_storage.packages.trees")
     except ImportError:
         return None
     if not (
@@ -753,7 +753,7 @@ def _setup_a() -> list[list[Package]]:
 def test_golden_setup_a(path: str, raw: str, golden: str, status: int, directives: str) -> None:
     if _golden_loader() is None:
         pytest.skip("manifest.read_package / trees are not available yet")
-    from package_storage import render
+    from package_storage.packages import render
 
     allow_unknown = "EPR_ALLOW_UNKNOWN_QUERY_PARAMETERS=false" not in directives
     expected = (FIXTURES / "generated" / golden).read_bytes()

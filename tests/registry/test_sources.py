@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from package_storage import sources
 from package_storage.errors import PackageError
-from package_storage.model import Package
-from package_storage.sources import (
+from package_storage.packages.model import Package
+from package_storage.registry import sources
+from package_storage.registry.sources import (
     PackagePathsWatcher,
     discover_folders,
     discover_zips,
     load_sources,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "epr"
+FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 PACKAGE = FIXTURES / "package"
 SECOND = FIXTURES / "second_package_path"
 LOCAL = FIXTURES / "local-storage"
@@ -76,7 +76,7 @@ def test_duplicates_order_reversed() -> None:
 
 
 def test_zip_beats_folder_for_example_101(setup_a: list[list[Package]]) -> None:
-    from package_storage.index import RegistryIndex
+    from package_storage.registry.index import RegistryIndex
 
     zips, folders = setup_a
     assert ("example", "1.0.1") in by_key(zips)

@@ -19,15 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
-from package_storage.artifacts import build_zip
-from package_storage.http.app import AppOptions, ASGIApp, create_app
-from package_storage.storage.base import ArtifactRecord, BlobStore
-from package_storage.storage.localfs import LocalBlobStore
-from package_storage.storage.sqlite import SQLiteCatalog
-from package_storage.store_registry import StoreRegistry, parse_prefix
-from package_storage.trees import FolderTree
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.trees import FolderTree
+from package_storage.registry.http.app import AppOptions, ASGIApp, create_app
+from package_storage.serving.store_registry import StoreRegistry, parse_prefix
+from package_storage.store.storage.base import ArtifactRecord, BlobStore
+from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.store.storage.sqlite import SQLiteCatalog
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "packages"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "packages"
 OPTIONS = AppOptions(
     cache_time_index=1.0, cache_time_search=1.0, cache_time_categories=1.0, cache_time_catch_all=1.0
 )
@@ -446,8 +446,8 @@ def test_no_reader_sees_half_a_revision(store: Store, tmp_path: Path) -> None:
 
 
 def test_a_signature_added_later_is_served_after_the_next_poll(tmp_path: Path) -> None:
-    from package_storage.signing import generate_key, sign_detached
-    from package_storage.store import Store as RealStore
+    from package_storage.packages.signing import generate_key, sign_detached
+    from package_storage.store.directory import Store as RealStore
 
     real = RealStore.init(tmp_path / "real")
     service = real.service("tester")

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from package_storage.errors import NotFoundError, StorageError
-from package_storage.service import StoreService
-from package_storage.storage.base import ArtifactRecord
-from package_storage.store import (
+from package_storage.store.directory import (
     Store,
     default_actor,
     default_store_dir,
 )
+from package_storage.store.service import StoreService
+from package_storage.store.storage.base import ArtifactRecord
 
 
 def test_init_creates_layout_and_is_idempotent(tmp_path: Path) -> None:

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from package_storage.errors import ConflictError, NotFoundError, SignatureError
-from package_storage.keyring import (
+from package_storage.packages.signing import SecretKey, generate_key, public_key_of, sign_detached
+from package_storage.store.keyring import (
     PASSPHRASE_ENV,
     StoreKeyring,
     check_imported_signature,
     sign_artifact,
     verify_artifact,
 )
-from package_storage.signing import SecretKey, generate_key, public_key_of, sign_detached
 
 DATA = b"zip bytes of a package" * 50
 

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from sqlalchemy import event as sa_event
 
-from package_storage.artifacts import build_zip
 from package_storage.errors import (
     ConflictError,
     InvalidInputError,
@@ -26,19 +25,20 @@ from package_storage.errors import (
     PackageError,
     PolicyError,
 )
-from package_storage.service import (
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.signing import generate_key, sign_detached
+from package_storage.packages.trees import FolderTree
+from package_storage.store.directory import Store
+from package_storage.store.service import (
     ChangeResult,
     PublishValidationError,
     StoreService,
     check_tag_name,
     event_title,
 )
-from package_storage.signing import generate_key, sign_detached
-from package_storage.storage.base import ArtifactRecord, Event, EventFilter, content_digest
-from package_storage.store import Store
-from package_storage.trees import FolderTree
+from package_storage.store.storage.base import ArtifactRecord, Event, EventFilter, content_digest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "packages"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "packages"
 
 MakePackage = Callable[..., Path]
 
@@ -815,7 +815,7 @@ def test_fsck_repair_cannot_lose_the_blob_of_a_publish_in_flight(
 ) -> None:
     """fsck --repair deletes an orphan between a publish's blob put and its transaction: the
     publish puts the blob back under the write lock."""
-    import package_storage.service as service_mod
+    import package_storage.store.service as service_mod
 
     def repair_now(point: str) -> None:
         if point == "publish:after-blob-put":

@@ -20,12 +20,12 @@ from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
-
-from package_storage.service import CRASH_ENV, CRASH_POINTS
-from package_storage.storage.base import EventFilter
-from package_storage.store import Store
 from test_service import make_package as example_package
 from test_service import state
+
+from package_storage.store.directory import Store
+from package_storage.store.service import CRASH_ENV, CRASH_POINTS
+from package_storage.store.storage.base import EventFilter
 
 SPAWN = multiprocessing.get_context("spawn")
 KILLED = -signal.SIGKILL

@@ -6,12 +6,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_service import make_package, make_zip, state
 
 from package_storage.errors import SignatureError
-from package_storage.keyring import StoreKeyring
-from package_storage.signing import generate_key, public_key_of, sign_detached, verify_detached
-from package_storage.store import Store
-from test_service import make_package, make_zip, state
+from package_storage.packages.signing import (
+    generate_key,
+    public_key_of,
+    sign_detached,
+    verify_detached,
+)
+from package_storage.store.directory import Store
+from package_storage.store.keyring import StoreKeyring
 
 
 @pytest.fixture

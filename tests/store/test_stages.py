@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from package_storage.errors import ConfigError, NotFoundError, PolicyError
-from package_storage.stages import (
+from package_storage.store.stages import (
     Stage,
     StageGraph,
     StagePolicy,

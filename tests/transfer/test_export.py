@@ -22,16 +22,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from package_storage.artifacts import build_zip
-from package_storage.config import Settings, load_config_file
 from package_storage.errors import ConflictError, InvalidInputError, NotFoundError
-from package_storage.export import export_bundle, parse_distribution_ref
-from package_storage.storage.base import ArtifactRecord, BlobStore, Catalog
-from package_storage.storage.localfs import LocalBlobStore
-from package_storage.storage.sqlite import SQLiteCatalog
-from package_storage.trees import FolderTree
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.trees import FolderTree
+from package_storage.registry.config import Settings, load_config_file
+from package_storage.store.storage.base import ArtifactRecord, BlobStore, Catalog
+from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.store.storage.sqlite import SQLiteCatalog
+from package_storage.transfer.export import export_bundle, parse_distribution_ref
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / ".." / "shared" / "fixtures" / "epr" / "package"
 EXAMPLES = REPO / "examples" / "packages"
 

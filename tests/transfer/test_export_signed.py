@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from package_storage.export import export_bundle
-from package_storage.keyring import StoreKeyring
-from package_storage.signing import generate_key
-from package_storage.store import Store
 from test_service import make_package
 from test_signing import Gpg, gpg  # noqa: F401 - the gpg fixture (own home, agent stopped)
+
+from package_storage.packages.signing import generate_key
+from package_storage.store.directory import Store
+from package_storage.store.keyring import StoreKeyring
+from package_storage.transfer.export import export_bundle
 
 
 def test_exported_bundle_verifies_with_gpg(gpg: Gpg, tmp_path: Path) -> None:  # noqa: F811

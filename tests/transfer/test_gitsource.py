@@ -13,9 +13,10 @@ import pytest
 
 import git_repos
 from git_repos import HELLO, copy_version, git
-from package_storage.artifacts import build_zip
 from package_storage.errors import NotFoundError, PackageError, StorageError
-from package_storage.gitsource import (
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.trees import FolderTree
+from package_storage.transfer.gitsource import (
     GitReader,
     MemoryTree,
     git_tree,
@@ -23,7 +24,6 @@ from package_storage.gitsource import (
     resolve_branch,
     run_git,
 )
-from package_storage.trees import FolderTree
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
 

@@ -15,24 +15,24 @@ from pathlib import Path
 import pytest
 
 from git_repos import ACME, make_repo, make_version
-from package_storage import importer
-from package_storage.artifacts import build_zip
 from package_storage.errors import NotFoundError, PolicyError
-from package_storage.export import export_bundle
-from package_storage.gitsource import GitPackage, GitReader, MemoryTree, git_tree
-from package_storage.importer import (
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.signing import SecretKey, generate_key, public_key_of, sign_detached
+from package_storage.packages.trees import FolderTree
+from package_storage.store.directory import Store
+from package_storage.store.keyring import StoreKeyring
+from package_storage.store.service import ImportItem
+from package_storage.store.storage.base import EventFilter
+from package_storage.transfer import importer
+from package_storage.transfer.export import export_bundle
+from package_storage.transfer.gitsource import GitPackage, GitReader, MemoryTree, git_tree
+from package_storage.transfer.importer import (
     ImportOptions,
     ImportReport,
     import_sources,
     plan_git_import,
     scan_folder,
 )
-from package_storage.keyring import StoreKeyring
-from package_storage.service import ImportItem
-from package_storage.signing import SecretKey, generate_key, public_key_of, sign_detached
-from package_storage.storage.base import EventFilter
-from package_storage.store import Store
-from package_storage.trees import FolderTree
 
 INLINE = ImportOptions(workers=0)
 REPORT = ImportOptions(workers=0, on_invalid="report")
@@ -396,7 +396,7 @@ def test_store_signing_key_signs_folder_artifacts(
     digest = stage_digests(store, "snapshot")[("hello_nginx", "1.0.0")]
     rec = store.catalog.get_artifact(digest)
     assert rec is not None and rec.signature_digest is not None
-    from package_storage.keyring import verify_artifact
+    from package_storage.store.keyring import verify_artifact
 
     result = verify_artifact(
         keyring, store.blobs.get(digest), store.blobs.get(rec.signature_digest)

@@ -5,7 +5,7 @@ writes ``DIR/<name>-<version>.zip``: a deterministic zip (same content, same byt
 ``<zip path>  <sha256>``.
 
 ``validate PATH...`` checks package folders or zips against the rules applied at publish time
-(:func:`package_storage.validation.validate_for_publish`) plus the loader's own checks, and
+(:func:`package_storage.packages.validation.validate_for_publish`) plus the loader's own checks, and
 prints one line per problem, ``<PATH>/<file>: <message> [<rule>]``, or ``ok <name> <version>``
 for a package without problems. Exit status 1 when any package has a problem.
 """
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import click
 
-from package_storage.artifacts import build_zip
 from package_storage.errors import PackageError, PackageStorageError, ValidationError
-from package_storage.manifest import read_package
-from package_storage.model import Package, PackageTree
-from package_storage.trees import FolderTree, ZipTree
-from package_storage.validation import Problem, validate_for_publish
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.manifest import read_package
+from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.trees import FolderTree, ZipTree
+from package_storage.packages.validation import Problem, validate_for_publish
 
 LOAD_RULE = "load"
 """Rule id of the loader's own checks (structure and field types the registry always needs)."""

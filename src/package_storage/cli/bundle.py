@@ -2,7 +2,7 @@
 
     package-storage export production@8.12.0 ./bundle --kibana-version 8.12.0 [--latest 3]
 
-The bundle layout and selection rules are those of :mod:`package_storage.export`. A progress
+The bundle layout and selection rules are those of :mod:`package_storage.transfer.export`. A progress
 bar goes to stderr when it is a terminal; the summary (or ``--json``) goes to stdout.
 """
 
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from package_storage.cli.common import StoreCommand, open_store, print_json, store_option
-from package_storage.export import ExportReport, export_bundle
+from package_storage.transfer.export import ExportReport, export_bundle
 
 _PHASES = {"scan": "Reading Kibana conditions", "copy": "Copying artifacts"}
 
@@ -32,7 +32,7 @@ def human_size(size: int) -> str:
 
 
 class _ProgressBar:
-    """The :data:`~package_storage.export.ProgressCallback` drawing one rich bar per phase."""
+    """The :data:`~package_storage.transfer.export.ProgressCallback` drawing one rich bar per phase."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress

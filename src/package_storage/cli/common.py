@@ -27,15 +27,15 @@ from rich.table import Table
 from rich.text import Text
 
 from package_storage.errors import PackageStorageError
-from package_storage.storage.base import Event, JSONObject, StageEntry, format_time
+from package_storage.store.storage.base import Event, JSONObject, StageEntry, format_time
 
 if TYPE_CHECKING:  # imported when a store is opened: `--help` stays fast
-    from package_storage.service import StoreService
-    from package_storage.storage.localfs import LocalBlobStore
-    from package_storage.storage.sqlite import SQLiteCatalog
-    from package_storage.store import Store
+    from package_storage.store.directory import Store
+    from package_storage.store.service import StoreService
+    from package_storage.store.storage.localfs import LocalBlobStore
+    from package_storage.store.storage.sqlite import SQLiteCatalog
 
-# The same values as package_storage.store (not imported here so that building the command line
+# The same values as package_storage.store.directory (not imported here so that building the command line
 # does not import the catalog and SQLAlchemy; tests check that they agree).
 STORE_ENV = "PACKAGE_STORAGE_STORE"
 DEFAULT_STORE_DIR = "./data"
@@ -82,7 +82,7 @@ def store_option(func: F) -> F:
 
 
 def store_exists(store_dir: Path) -> bool:
-    from package_storage.store import Store
+    from package_storage.store.directory import Store
 
     return Store.is_store(store_dir)
 
@@ -114,7 +114,7 @@ def open_store(store_dir: Path, *, create: bool = False) -> Iterator[OpenStore]:
     Without ``create``, a directory that holds no store is refused (NotFoundError, exit 1) with
     a hint to run ``package-storage init``.
     """
-    from package_storage.store import Store
+    from package_storage.store.directory import Store
 
     with Store.open(store_dir, create=create) as store:
         yield OpenStore(store, store.service())

@@ -23,7 +23,7 @@ import click
 from package_storage.cli import serve as serve_cli
 from package_storage.cli.common import OpenStore, StoreCommand, fail, open_store
 from package_storage.errors import NotFoundError, PackageStorageError
-from package_storage.versions import Version
+from package_storage.packages.versions import Version
 
 DEFAULT_DEMO_STORE = "./data/demo"
 DEFAULT_ADDRESS = "127.0.0.1:8080"

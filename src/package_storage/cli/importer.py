@@ -8,7 +8,7 @@ checkout's ``packages/``), a folder of ``<name>-<version>.zip`` files with their
 export bundle (``OUT``: its ``packages/`` is used). ``import-git`` reads the ``packages/`` of the
 branches ``production``, ``staging`` and ``snapshot`` of a package-storage git repository (no
 checkout) into the stages of the same names in one run. Rules and resumability are those of
-:mod:`package_storage.importer`: running an import again skips what is already there with
+:mod:`package_storage.transfer.importer`: running an import again skips what is already there with
 identical bytes.
 
 A progress bar (counts and rates) goes to stderr when it is a terminal; the summary (or
@@ -49,15 +49,15 @@ from package_storage.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from package_storage.importer import (
+    from package_storage.store.keyring import StoreKeyring
+    from package_storage.store.service import StoreService
+    from package_storage.transfer.importer import (
         Duplicate,
         ImportOptions,
         ImportProgress,
         ImportReport,
         ImportSource,
     )
-    from package_storage.keyring import StoreKeyring
-    from package_storage.service import StoreService
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ _SHARED_OPTIONS = (
 def _import_options(func: Callable[..., None]) -> Any:
     """Add the options both commands share; FUNC gets the import's as one ``options``.
 
-    FUNC is called with ``options`` (an :class:`~package_storage.importer.ImportOptions` made
+    FUNC is called with ``options`` (an :class:`~package_storage.transfer.importer.ImportOptions` made
     of --on-invalid ... --no-sign), ``as_json``, ``store_dir`` and its own parameters.
     """
 
@@ -170,7 +170,7 @@ def _import_options(func: Callable[..., None]) -> Any:
         no_sign: bool,
         **rest: Any,
     ) -> None:
-        from package_storage.importer import ImportOptions
+        from package_storage.transfer.importer import ImportOptions
 
         options = ImportOptions(
             on_invalid="report" if on_invalid == "report" else "stop",
@@ -190,7 +190,7 @@ def _import_options(func: Callable[..., None]) -> Any:
 
 
 def _keyring(store_dir: Path) -> StoreKeyring:
-    from package_storage.keyring import StoreKeyring
+    from package_storage.store.keyring import StoreKeyring
 
     return StoreKeyring(store_dir)
 
@@ -203,7 +203,7 @@ def _run(
     description: str,
     duplicates: Sequence[Duplicate] = (),
 ) -> ImportReport:
-    from package_storage.importer import import_sources
+    from package_storage.transfer.importer import import_sources
 
     stderr = Console(file=sys.stderr)
     try:
@@ -378,7 +378,7 @@ def import_command(
     export bundle). Stages filled by promotion (staging, production) accept an import;
     frozen stages never do. Running it again skips what is already there with identical bytes.
     """
-    from package_storage.importer import scan_folder
+    from package_storage.transfer.importer import scan_folder
 
     with open_store(store_dir) as store:
         store.service.catalog.stages().stage(stage)
@@ -434,7 +434,7 @@ def import_git(
     promotion left half done) is imported into the more stable stage only; the summary lists
     those. Running it again skips what is already there with identical content.
     """
-    from package_storage.importer import default_branches, plan_git_import
+    from package_storage.transfer.importer import default_branches, plan_git_import
 
     pairs = _branch_pairs(branches)
     with open_store(store_dir) as store:

@@ -32,11 +32,11 @@ from package_storage.cli.common import (
     store_option,
 )
 from package_storage.errors import NotFoundError, SignatureError
-from package_storage.storage.base import StageEntry
+from package_storage.store.storage.base import StageEntry
 
 if TYPE_CHECKING:
-    from package_storage.keyring import StoreKeyring
-    from package_storage.signing import PublicKey
+    from package_storage.packages.signing import PublicKey
+    from package_storage.store.keyring import StoreKeyring
 
 _MAX_KEY_INPUT = 1 << 20
 
@@ -52,7 +52,7 @@ def _keyring(store_dir: Path) -> StoreKeyring:
             f"no package store at {store_dir}: run `package-storage init --store {store_dir}` first"
         )
     try:
-        from package_storage.keyring import StoreKeyring
+        from package_storage.store.keyring import StoreKeyring
     except ImportError as exc:  # pragma: no cover - depends on the installation
         fail(f"OpenPGP support is not installed ({exc}): pip install pysequoia")
     return StoreKeyring(store_dir)
@@ -96,7 +96,7 @@ def keys() -> None:
 def generate(store_dir: Path, user_id: str | None, algorithm: str, force: bool) -> None:
     """Generate the store's signing key (stored without passphrase, mode 0600)."""
     keyring = _keyring(store_dir)
-    from package_storage.signing import generate_key
+    from package_storage.packages.signing import generate_key
 
     if keyring.has_signing_key() and not force:
         current = keyring.signing_public_key()
@@ -136,7 +136,7 @@ def import_key(store_dir: Path, file: Path, trusted: bool, force: bool) -> None:
             fail(f"cannot read key file {file}: {exc.strerror or exc}")
     if len(data) > _MAX_KEY_INPUT:
         fail(f"key file {file} is larger than {_MAX_KEY_INPUT} bytes: not an OpenPGP key")
-    from package_storage.signing import is_secret_key
+    from package_storage.packages.signing import is_secret_key
 
     if is_secret_key(data) and not trusted:
         secret = keyring.set_signing_key(data, replace=force)
@@ -229,7 +229,7 @@ def verify(store_dir: Path, name: str, version: str, stage: str | None) -> None:
     Exit 1 when the version is missing, has no signature, or a signature does not verify.
     """
     keyring = _keyring(store_dir)
-    from package_storage.keyring import verify_artifact
+    from package_storage.store.keyring import verify_artifact
 
     keys_known = keyring.verification_keys()
     if not keys_known:

@@ -36,7 +36,10 @@ from typing import Any, NoReturn
 import click
 
 from package_storage import EPR_COMPAT_VERSION
-from package_storage.config import (
+from package_storage.errors import ConfigError, PackageStorageError
+from package_storage.logs import FATAL, SERVICE_NAME, get_logger, setup_logging
+from package_storage.packages.model import Package
+from package_storage.registry.config import (
     FLAGS,
     FLAGS_BY_NAME,
     FlagOrigin,
@@ -48,9 +51,6 @@ from package_storage.config import (
     load_config_file,
     settings_from_flags,
 )
-from package_storage.errors import ConfigError, PackageStorageError
-from package_storage.logs import FATAL, SERVICE_NAME, get_logger, setup_logging
-from package_storage.model import Package
 
 log = get_logger()
 
@@ -206,7 +206,7 @@ def check_flags_before_version(settings: Settings) -> None:
 
 def load_packages(settings: Settings) -> list[list[Package]]:
     """Load the zip and folder sources of ``settings.package_paths`` (fatal on any error)."""
-    from package_storage.sources import count_packages, load_sources
+    from package_storage.registry.sources import count_packages, load_sources
 
     try:
         sources = load_sources(
@@ -239,13 +239,13 @@ def build_app(
     The registry is a ``SingleIndexRegistry``; ``registry.swap(RegistryIndex(...))`` replaces
     what is served. ``sources=None`` loads them from the settings.
     """
-    from package_storage.http.app import (
+    from package_storage.registry.http.app import (
         AppOptions,
         SingleIndexRegistry,
         create_app,
         service_name_from_env,
     )
-    from package_storage.index import RegistryIndex
+    from package_storage.registry.index import RegistryIndex
 
     if sources is None:
         sources = load_packages(settings)
@@ -264,8 +264,8 @@ def build_app(
 
 def granian_app() -> Any:
     """Granian worker entry point: the app rebuilt from the settings in the environment."""
-    from package_storage.http.server import settings_from_environment
     from package_storage.logs import RequestLogMiddleware
+    from package_storage.registry.http.server import settings_from_environment
 
     app, _registry = build_app(settings_from_environment())
     return RequestLogMiddleware(app)
@@ -277,7 +277,7 @@ def _metrics(settings: Settings, package_count: int) -> tuple[Any, Any] | None:
         return None
     from prometheus_client import CollectorRegistry
 
-    from package_storage.http.metrics import Metrics, metrics_app
+    from package_storage.registry.http.metrics import Metrics, metrics_app
 
     registry = CollectorRegistry()
     metrics = Metrics(registry, version=EPR_COMPAT_VERSION)
@@ -287,7 +287,7 @@ def _metrics(settings: Settings, package_count: int) -> tuple[Any, Any] | None:
 
 def run(settings: Settings) -> int:
     """Load, then serve until stopped (or print the dry-run summary)."""
-    from package_storage.sources import PackagePathsWatcher, count_packages, load_sources
+    from package_storage.registry.sources import PackagePathsWatcher, count_packages, load_sources
 
     if settings.dry_run:
         log.info("Running dry-run mode")
@@ -299,7 +299,7 @@ def run(settings: Settings) -> int:
         )
         return 0
     if settings.server == "granian":
-        from package_storage.http.server import run_granian
+        from package_storage.registry.http.server import run_granian
 
         load_packages(settings)  # fail fast here; the Granian worker loads again
         try:
@@ -308,8 +308,8 @@ def run(settings: Settings) -> int:
             _fatal(exc.message)
         return 0
 
-    from package_storage.http.server import run_server
-    from package_storage.index import RegistryIndex
+    from package_storage.registry.http.server import run_server
+    from package_storage.registry.index import RegistryIndex
 
     sources = load_packages(settings)
     metrics = _metrics(settings, count_packages(sources))
@@ -360,7 +360,7 @@ DEFAULT_DISTRIBUTION = "production"
 def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[], None]]:
     """``(catalog, blobs, close)`` of the store at ``store_dir``; raises ``NotFoundError`` when
     the directory holds no store (nothing is created)."""
-    from package_storage.store import Store
+    from package_storage.store.directory import Store
 
     store = Store.open(Path(store_dir))
     return store.catalog, store.blobs, store.close
@@ -376,8 +376,8 @@ def run_store(
 ) -> int:
     """Serve the store at ``store_dir`` until stopped (logging must be set up). Startup
     problems end with one fatal log line (:class:`StartupError`)."""
-    from package_storage.http.server import run_server
-    from package_storage.store_registry import StoreRegistry
+    from package_storage.registry.http.server import run_server
+    from package_storage.serving.store_registry import StoreRegistry
 
     if settings.server != "uvicorn":
         _fatal(f"-server {settings.server} is not supported with --store (use uvicorn)")
@@ -459,7 +459,7 @@ def run_store(
 
 def create_store_app(settings: Settings, registry: Any, *, metrics: Any = None) -> Any:
     """The read app over a store registry with the options of ``settings``."""
-    from package_storage.http.app import AppOptions, create_app, service_name_from_env
+    from package_storage.registry.http.app import AppOptions, create_app, service_name_from_env
 
     options = AppOptions(
         cache_time_index=settings.cache_time_index.total_seconds(),

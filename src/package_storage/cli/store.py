@@ -1,7 +1,7 @@
 """The store commands: ``init``, ``publish``, ``promote``, ``remove``, ``list``, ``show``,
 ``diff``, ``history``, ``revisions``, ``tag``, ``tags``, ``rollback`` and ``fsck``.
 
-Thin commands over :class:`~package_storage.service.StoreService`: the rules live there. Exit
+Thin commands over :class:`~package_storage.store.service.StoreService`: the rules live there. Exit
 status 0 when done, 1 when a rule or validation refuses (``error: <message>`` on stderr, one line
 naming the rule), 2 for usage errors. ``docs/cli.md`` documents every command and the ``--json``
 shapes.
@@ -32,15 +32,15 @@ from package_storage.cli.common import (
     when,
 )
 from package_storage.errors import NotFoundError, PackageStorageError
-from package_storage.storage.base import Event, EventFilter, RevisionEntry, StageEntry
+from package_storage.store.storage.base import Event, EventFilter, RevisionEntry, StageEntry
 
 if TYPE_CHECKING:
-    from package_storage.service import ChangeResult
+    from package_storage.store.service import ChangeResult
 
 
 def event_title(event: Event) -> str:
-    """:func:`package_storage.service.event_title` (imported on use: `--help` stays fast)."""
-    from package_storage.service import event_title as title
+    """:func:`package_storage.store.service.event_title` (imported on use: `--help` stays fast)."""
+    from package_storage.store.service import event_title as title
 
     return title(event)
 

@@ -1,6 +1,6 @@
 """Zip artifacts of package versions (spec §8) and signature locations.
 
-``build_zip`` turns any :class:`~package_storage.model.PackageTree` into the archive the registry
+``build_zip`` turns any :class:`~package_storage.packages.model.PackageTree` into the archive the registry
 serves at ``/epr/<dir>/<name>-<version>.zip`` for folder packages. Unlike the reference, which
 copies filesystem timestamps and modes into the archive, the archive built here is
 **deterministic**: every entry carries :data:`ZIP_TIMESTAMP` and a fixed Unix mode
@@ -20,7 +20,7 @@ import stat
 import zipfile
 
 from package_storage.errors import PackageError
-from package_storage.model import PackageTree
+from package_storage.packages.model import PackageTree
 
 # 1980-01-01 00:00:00: the earliest time a zip (MS-DOS) timestamp can express.
 ZIP_TIMESTAMP = (1980, 1, 1, 0, 0, 0)

@@ -3,12 +3,12 @@
 Pure: everything is read through the tree. ``read_package`` parses ``manifest.yml`` and the
 data-stream manifests, applies the reference's defaults and derivations, checks the load-time
 rules that always apply (spec §7.4 "always" rows; the "validation" rows are delegated to
-``package_storage.validation``) and builds
+``package_storage.packages.validation``) and builds
 
 * ``document``: the full package document (``/package/<name>/<version>/``), and
 * ``search_entry``: the ``/search`` element,
 
-as plain dicts in the reference's key order, ready for :func:`package_storage.render.dumps`.
+as plain dicts in the reference's key order, ready for :func:`package_storage.packages.render.dumps`.
 Free-form maps (variable defaults, index template settings/mappings) get bytewise-sorted keys.
 """
 
@@ -22,13 +22,19 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from package_storage import categories as categories_mod
-from package_storage import validation
 from package_storage.errors import NotFoundError, PackageError, ValidationError, VersionError
-from package_storage.model import JSONObject, Package, PackageTree, PolicyTemplateRef, TreeEntry
-from package_storage.render import format_float
-from package_storage.versions import Constraint, Version
-from package_storage.yamlutil import expand_dotted, load_yaml
+from package_storage.packages import categories as categories_mod
+from package_storage.packages import validation
+from package_storage.packages.model import (
+    JSONObject,
+    Package,
+    PackageTree,
+    PolicyTemplateRef,
+    TreeEntry,
+)
+from package_storage.packages.render import format_float
+from package_storage.packages.versions import Constraint, Version
+from package_storage.packages.yamlutil import expand_dotted, load_yaml
 
 __all__ = [
     "FULL_KEY_ORDER",
@@ -117,7 +123,7 @@ def read_package(
 ) -> Package:
     """Load the package in ``tree``.
 
-    ``validate`` runs the package-spec rules of ``package_storage.validation`` first (their
+    ``validate`` runs the package-spec rules of ``package_storage.packages.validation`` first (their
     problems raise :class:`ValidationError`); the rules that always apply raise
     :class:`PackageError`. ``version_dir`` is the name of the directory the package was found in
     (folder sources), handed to validation. ``signature`` adds ``signature_path`` (the source

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from package_storage.versions import Constraint, Version
+from package_storage.packages.versions import Constraint, Version
 
 JSONObject = dict[str, Any]
 

@@ -1,6 +1,6 @@
 """Package trees on disk: a package folder or a package zip (spec §7.2, §7.3).
 
-Both implement :class:`package_storage.model.PackageTree`. Paths handed to ``stat``/``read``
+Both implement :class:`package_storage.packages.model.PackageTree`. Paths handed to ``stat``/``read``
 are package-relative POSIX paths; anything that could leave the package (``..`` components,
 absolute paths, backslashes, NUL bytes, symlinks resolving outside the package root) is simply
 "not found".
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from package_storage.errors import NotFoundError, PackageError
-from package_storage.model import SourceKind, TreeEntry
+from package_storage.packages.model import SourceKind, TreeEntry
 
 __all__ = ["FolderTree", "ZipTree", "clean_relative_path"]
 

@@ -1,6 +1,6 @@
 """Package-spec rules: the load-time set (spec §7.4, "validation" rows) and the publish-time set.
 
-Pure: every file is read through the :class:`~package_storage.model.PackageTree` protocol and
+Pure: every file is read through the :class:`~package_storage.packages.model.PackageTree` protocol and
 every problem is returned, not raised, so callers can show all of them at once (the loader
 raises a ``ValidationError`` for them; ``package-storage validate`` and publishing report the
 whole list).
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from package_storage.errors import NotFoundError, PackageError, VersionError
-from package_storage.model import PackageTree
-from package_storage.versions import Version
-from package_storage.yamlutil import expand_dotted, load_yaml
+from package_storage.packages.model import PackageTree
+from package_storage.packages.versions import Version
+from package_storage.packages.yamlutil import expand_dotted, load_yaml
 
 MANIFEST = "manifest.yml"
 CHANGELOG = "changelog.yml"

@@ -36,11 +36,11 @@ from collections.abc import Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from package_storage import render
-from package_storage import search as _search
-from package_storage.artifacts import signature_location
 from package_storage.errors import PackageStorageError
-from package_storage.model import JSONObject, Package
+from package_storage.packages import render
+from package_storage.packages.artifacts import signature_location
+from package_storage.packages.model import JSONObject, Package
+from package_storage.registry import search as _search
 
 DEFAULT_CACHE_ENTRIES = 1024
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024

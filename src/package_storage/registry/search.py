@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote_to_bytes
 
-from package_storage.categories import CATEGORIES, SUBCATEGORIES
 from package_storage.errors import PackageError, QueryError, VersionError
-from package_storage.model import JSONObject, Package
-from package_storage.versions import Version
+from package_storage.packages.categories import CATEGORIES, SUBCATEGORIES
+from package_storage.packages.model import JSONObject, Package
+from package_storage.packages.versions import Version
 
 Endpoint = Literal["search", "categories"]
 

@@ -24,10 +24,10 @@ from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
-from package_storage import manifest, trees
 from package_storage.errors import PackageError, PackageStorageError
-from package_storage.model import Package, SourceKind
-from package_storage.versions import Version
+from package_storage.packages import manifest, trees
+from package_storage.packages.model import Package, SourceKind
+from package_storage.packages.versions import Version
 
 log = logging.getLogger("package_storage.sources")
 

@@ -1,4 +1,4 @@
-"""Serving a store: the read app's :class:`~package_storage.http.app.Registry` over a catalog and
+"""Serving a store: the read app's :class:`~package_storage.registry.http.app.Registry` over a catalog and
 a blob store.
 
 Prefixes (design §2): ``None`` (un-prefixed paths) is the current revision of the default
@@ -45,12 +45,12 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, PackageStorageError
-from package_storage.http.app import ROUTE_HEADS
-from package_storage.index import RegistryIndex, StoredFile
-from package_storage.manifest import propagate_deprecations, read_package, with_signature
-from package_storage.model import Package
-from package_storage.storage.base import BlobStore, CatalogReader, EventFilter, Revision
-from package_storage.trees import ZipTree
+from package_storage.packages.manifest import propagate_deprecations, read_package, with_signature
+from package_storage.packages.model import Package
+from package_storage.packages.trees import ZipTree
+from package_storage.registry.http.app import ROUTE_HEADS
+from package_storage.registry.index import RegistryIndex, StoredFile
+from package_storage.store.storage.base import BlobStore, CatalogReader, EventFilter, Revision
 
 log = logging.getLogger("package_storage.store_registry")
 
@@ -73,7 +73,7 @@ class LoadedArtifact:
 
 
 class StoreFiles:
-    """:class:`~package_storage.index.PackageFiles` of a built revision: zips and signatures
+    """:class:`~package_storage.registry.index.PackageFiles` of a built revision: zips and signatures
     are blobs (a local file when the blob store has one, else the bytes)."""
 
     def __init__(self, blobs: BlobStore, digests: Mapping[Package, LoadedArtifact]) -> None:

@@ -20,10 +20,10 @@ from pathlib import Path
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, StorageError
-from package_storage.keyring import StoreKeyring
-from package_storage.service import StoreService
-from package_storage.storage.localfs import LocalBlobStore
-from package_storage.storage.sqlite import SQLiteCatalog
+from package_storage.store.keyring import StoreKeyring
+from package_storage.store.service import StoreService
+from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.store.storage.sqlite import SQLiteCatalog
 
 STORE_ENV = "PACKAGE_STORAGE_STORE"
 ACTOR_ENV = "PACKAGE_STORAGE_ACTOR"

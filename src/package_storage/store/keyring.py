@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from package_storage.errors import ConflictError, NotFoundError, SignatureError, StorageError
-from package_storage.signing import (
+from package_storage.packages.signing import (
     PublicKey,
     SecretKey,
     Verification,

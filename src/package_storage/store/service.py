@@ -52,7 +52,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from package_storage.artifacts import build_zip
 from package_storage.errors import (
     InvalidInputError,
     NotFoundError,
@@ -61,11 +60,15 @@ from package_storage.errors import (
     StorageError,
     ValidationError,
 )
-from package_storage.keyring import StoreKeyring, check_imported_signature, sign_artifact
-from package_storage.manifest import read_package
-from package_storage.model import Package, PackageTree
-from package_storage.stages import StageGraph
-from package_storage.storage.base import (
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.manifest import read_package
+from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.trees import FolderTree, ZipTree
+from package_storage.packages.validation import Problem, validate, validate_for_publish
+from package_storage.packages.versions import sort_key_for
+from package_storage.store.keyring import StoreKeyring, check_imported_signature, sign_artifact
+from package_storage.store.stages import StageGraph
+from package_storage.store.storage.base import (
     ArtifactRecord,
     BlobStore,
     Catalog,
@@ -79,9 +82,6 @@ from package_storage.storage.base import (
     Tag,
     Transaction,
 )
-from package_storage.trees import FolderTree, ZipTree
-from package_storage.validation import Problem, validate, validate_for_publish
-from package_storage.versions import sort_key_for
 
 CRASH_ENV = "PACKAGE_STORAGE_CRASH_AT"
 CRASH_POINTS: tuple[str, ...] = (

@@ -59,7 +59,10 @@ from package_storage.errors import (
     PackageStorageError,
     VersionError,
 )
-from package_storage.storage.base import (
+from package_storage.packages.trees import ZipTree
+from package_storage.packages.versions import Constraint, Version
+from package_storage.packages.yamlutil import expand_dotted, load_yaml
+from package_storage.store.storage.base import (
     ArtifactRecord,
     BlobStore,
     CatalogReader,
@@ -67,9 +70,6 @@ from package_storage.storage.base import (
     RevisionEntry,
     format_time,
 )
-from package_storage.trees import ZipTree
-from package_storage.versions import Constraint, Version
-from package_storage.yamlutil import expand_dotted, load_yaml
 
 __all__ = [
     "BUNDLE_FORMAT",

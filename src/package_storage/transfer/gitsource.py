@@ -5,7 +5,7 @@ A package-storage repository keeps one branch per stage (``production``, ``stagi
 package versions of one branch with a single ``git ls-tree -r -t -z`` (which also gives the git
 tree id of every version folder: a free content fingerprint), and :class:`GitReader` reads file
 contents through one long-lived ``git cat-file --batch`` process. :func:`git_tree` turns a
-listed version into a :class:`MemoryTree` (a :class:`~package_storage.model.PackageTree`), so
+listed version into a :class:`MemoryTree` (a :class:`~package_storage.packages.model.PackageTree`), so
 validation and the deterministic zip build see exactly what a checkout would hold.
 
 Only regular files are taken: a symlink (mode ``120000``) or a submodule (``160000``) inside a
@@ -27,8 +27,8 @@ from types import TracebackType
 from typing import IO
 
 from package_storage.errors import NotFoundError, PackageError, StorageError
-from package_storage.model import SourceKind, TreeEntry
-from package_storage.trees import clean_relative_path
+from package_storage.packages.model import SourceKind, TreeEntry
+from package_storage.packages.trees import clean_relative_path
 
 __all__ = [
     "GitFile",
@@ -271,7 +271,7 @@ def _walk_key(path: str) -> list[bytes]:
 
 
 class MemoryTree:
-    """A :class:`~package_storage.model.PackageTree` over file contents held in memory.
+    """A :class:`~package_storage.packages.model.PackageTree` over file contents held in memory.
 
     Entries come in the folder walk order (depth first, children in bytewise name order, a
     directory right before its contents), with directory entries derived from the file paths

@@ -26,7 +26,7 @@ How an import runs (:func:`import_sources`):
    is a local folder (atomic, idempotent puts), so artifacts never travel through pipes.
 3. **Record** in this process, results taken in source order: prepared versions are written in
    batches (``batch_size``, default 200) through :meth:`StoreService.import_batch
-   <package_storage.service.StoreService.import_batch>`, one catalog transaction
+   <package_storage.store.service.StoreService.import_batch>`, one catalog transaction
    per batch: one ``import`` event per package version and one new revision per affected
    distribution per batch (not per package). An interrupted or stopped import keeps the
    batches recorded so far (run it again to resume); blobs that workers wrote for versions
@@ -49,7 +49,7 @@ imported, nothing after), with ``"report"`` it carries on and the report lists e
 package with its reason.
 
 Signatures: a ``.sig`` beside a zip must pass
-:func:`~package_storage.keyring.check_imported_signature` (checked against the store's trusted
+:func:`~package_storage.store.keyring.check_imported_signature` (checked against the store's trusted
 keys when it has any). An artifact that arrives without a signature is signed with the store's
 signing key when it has one (``sign=True``, the default).
 """
@@ -70,7 +70,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from package_storage.artifacts import build_zip
 from package_storage.errors import (
     InvalidInputError,
     NotFoundError,
@@ -78,11 +77,12 @@ from package_storage.errors import (
     PackageStorageError,
     StorageError,
 )
-from package_storage.gitsource import GitPackage, GitReader, MemoryTree, git_tree, list_packages
-from package_storage.gitsource import resolve_branch as git_resolve_branch
-from package_storage.keyring import StoreKeyring, check_imported_signature
-from package_storage.model import Package
-from package_storage.service import (
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.model import Package
+from package_storage.packages.signing import PublicKey, SecretKey, sign_detached
+from package_storage.packages.trees import FolderTree, ZipTree
+from package_storage.store.keyring import StoreKeyring, check_imported_signature
+from package_storage.store.service import (
     BatchResult,
     ImportItem,
     StoreService,
@@ -93,11 +93,17 @@ from package_storage.service import (
     check_zip,
     validated_package,
 )
-from package_storage.signing import PublicKey, SecretKey, sign_detached
-from package_storage.stages import StageGraph
-from package_storage.storage.base import ArtifactRecord, Catalog, JSONObject
-from package_storage.storage.localfs import LocalBlobStore
-from package_storage.trees import FolderTree, ZipTree
+from package_storage.store.stages import StageGraph
+from package_storage.store.storage.base import ArtifactRecord, Catalog, JSONObject
+from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.transfer.gitsource import (
+    GitPackage,
+    GitReader,
+    MemoryTree,
+    git_tree,
+    list_packages,
+)
+from package_storage.transfer.gitsource import resolve_branch as git_resolve_branch
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from http_driver import FIXTURES, ONE_SECOND, PrefixRegistry, load_index
 
-from package_storage.http.app import ASGIApp, create_app
-from package_storage.index import RegistryIndex as Index
+from package_storage.registry.http.app import ASGIApp, create_app
+from package_storage.registry.index import RegistryIndex as Index
 
 
 @pytest.fixture(scope="session")

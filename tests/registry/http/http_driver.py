@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from package_storage.http.app import AppOptions, ASGIApp, RegistryIndex
-from package_storage.index import RegistryIndex as Index
-from package_storage.sources import load_sources
+from package_storage.registry.http.app import AppOptions, ASGIApp, RegistryIndex
+from package_storage.registry.index import RegistryIndex as Index
+from package_storage.registry.sources import load_sources
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
+FIXTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "epr"
 GOLDENS = FIXTURES / "generated"
 
 # The conformance setups' cache times (cases.md): every cache time 1 s.

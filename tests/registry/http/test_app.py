@@ -25,7 +25,6 @@ from http_driver import (
 )
 from prometheus_client import CollectorRegistry
 
-from package_storage.artifacts import zip_listing
 from package_storage.errors import (
     NotFoundError,
     PackageError,
@@ -34,8 +33,10 @@ from package_storage.errors import (
     ValidationError,
     VersionError,
 )
-from package_storage.http import static
-from package_storage.http.app import (
+from package_storage.packages.artifacts import zip_listing
+from package_storage.packages.model import Package
+from package_storage.registry.http import static
+from package_storage.registry.http.app import (
     AppOptions,
     RequestRecord,
     SingleIndexRegistry,
@@ -44,10 +45,9 @@ from package_storage.http.app import (
     create_app,
     service_name_from_env,
 )
-from package_storage.http.errors import status_for
-from package_storage.http.metrics import Metrics, metrics_app
-from package_storage.index import RegistryIndex as Index
-from package_storage.model import Package
+from package_storage.registry.http.errors import status_for
+from package_storage.registry.http.metrics import Metrics, metrics_app
+from package_storage.registry.index import RegistryIndex as Index
 
 ASGI = Any
 
@@ -801,7 +801,7 @@ def test_lifespan(setup_d: ASGI) -> None:
 
 
 def test_generated_zip_is_cached(setup_d_index: Index, monkeypatch: pytest.MonkeyPatch) -> None:
-    from package_storage.http import app as app_module
+    from package_storage.registry.http import app as app_module
 
     calls: list[str] = []
     real = app_module.build_zip

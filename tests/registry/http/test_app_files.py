@@ -7,9 +7,9 @@ from pathlib import Path
 
 from http_driver import FIXTURES, ONE_SECOND, PrefixRegistry, load_index, request
 
-from package_storage.http.app import ASGIApp, create_app
-from package_storage.index import RegistryIndex, StoredFile
-from package_storage.model import Package
+from package_storage.packages.model import Package
+from package_storage.registry.http.app import ASGIApp, create_app
+from package_storage.registry.index import RegistryIndex, StoredFile
 
 
 class MemoryFiles:

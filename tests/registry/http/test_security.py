@@ -12,7 +12,7 @@ from http_driver import FIXTURES, ONE_SECOND, PrefixRegistry, Result, load_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from package_storage.http.app import create_app
+from package_storage.registry.http.app import create_app
 
 SECRET = b"TOP-SECRET-CONTENT-0123456789"
 

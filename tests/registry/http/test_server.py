@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from package_storage.errors import ConfigError
-from package_storage.http.server import (
+from package_storage.registry.http.server import (
     Listener,
     bind_socket,
     build_ssl_context,

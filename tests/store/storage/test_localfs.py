@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from package_storage.errors import StorageError
-from package_storage.storage.localfs import LocalBlobStore
+from package_storage.store.storage.localfs import LocalBlobStore
 
 
 @pytest.fixture

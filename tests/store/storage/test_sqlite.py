@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from package_storage.errors import StorageError
-from package_storage.stages import StageGraph
-from package_storage.storage import schema
-from package_storage.storage.base import ArtifactRecord, content_digest
-from package_storage.storage.sqlite import SQLiteCatalog
+from package_storage.store.stages import StageGraph
+from package_storage.store.storage import schema
+from package_storage.store.storage.base import ArtifactRecord, content_digest
+from package_storage.store.storage.sqlite import SQLiteCatalog
 
 
 def digest(text: str) -> str:

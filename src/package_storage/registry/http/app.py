@@ -32,12 +32,14 @@ from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
 from package_storage import EPR_COMPAT_VERSION
-from package_storage.artifacts import build_zip
 from package_storage.errors import NotFoundError, PackageStorageError, VersionError
-from package_storage.http import errors as texts
-from package_storage.http.errors import Endpoint, status_for
-from package_storage.http.metrics import Metrics
-from package_storage.http.static import (
+from package_storage.packages.artifacts import build_zip
+from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.versions import Version
+from package_storage.registry.http import errors as texts
+from package_storage.registry.http.errors import Endpoint, status_for
+from package_storage.registry.http.metrics import Metrics
+from package_storage.registry.http.static import (
     BytesContent,
     Content,
     FileContent,
@@ -45,8 +47,6 @@ from package_storage.http.static import (
     plan_response,
     send_response,
 )
-from package_storage.model import Package, PackageTree
-from package_storage.versions import Version
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import uvicorn
 
-from package_storage.config import Settings
 from package_storage.errors import ConfigError
 from package_storage.logs import ASGIApp, RequestLogMiddleware, get_logger
+from package_storage.registry.config import Settings
 
 log = get_logger("server")
 

@@ -81,7 +81,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from package_storage.errors import InvalidInputError
-from package_storage.stages import StageGraph
+from package_storage.store.stages import StageGraph
 
 JSONObject = dict[str, Any]
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from package_storage.errors import NotFoundError, StorageError
-from package_storage.storage.base import check_digest
+from package_storage.store.storage.base import check_digest
 
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
@@ -39,7 +39,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalBlobStore:
-    """:class:`~package_storage.storage.base.BlobStore` over a local directory."""
+    """:class:`~package_storage.store.storage.base.BlobStore` over a local directory."""
 
     def __init__(self, root: str | Path, *, fsync: bool = True) -> None:
         self.root = Path(root)

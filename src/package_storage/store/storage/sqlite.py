@@ -1,6 +1,6 @@
 """SQL catalog over SQLAlchemy Core: :class:`SQLCatalog` (dialect-neutral) and :class:`SQLiteCatalog`.
 
-``SQLCatalog`` implements the whole :class:`~package_storage.storage.base.Catalog` protocol with
+``SQLCatalog`` implements the whole :class:`~package_storage.store.storage.base.Catalog` protocol with
 portable Core statements; a backend subclass only supplies the engine and how a transaction
 starts (the write lock). PostgreSQL reuses it unchanged: its default ``_write_connection``
 locks the ``catalog_state`` row with ``SELECT ... FOR UPDATE``, which serialises writers.
@@ -37,9 +37,9 @@ from package_storage.errors import (
     NotFoundError,
     StorageError,
 )
-from package_storage.stages import StageGraph, stage_from_config
-from package_storage.storage import schema as s
-from package_storage.storage.base import (
+from package_storage.store.stages import StageGraph, stage_from_config
+from package_storage.store.storage import schema as s
+from package_storage.store.storage.base import (
     ArtifactRecord,
     Event,
     EventFilter,
@@ -688,7 +688,7 @@ class SQLTransaction(_Reader):
 
 
 class SQLCatalog:
-    """The :class:`~package_storage.storage.base.Catalog` over a SQLAlchemy engine.
+    """The :class:`~package_storage.store.storage.base.Catalog` over a SQLAlchemy engine.
 
     Subclasses may override ``_write_connection`` / ``_read_connection`` (how transactions begin
     and hold the write lock) and ``_integrity_problems`` (backend self-checks).

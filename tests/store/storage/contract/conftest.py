@@ -1,7 +1,7 @@
 """Backend fixtures for the storage contract suite.
 
 Every test in ``tests/contract/`` is written once against the protocols of
-``package_storage.storage.base`` and runs against every backend listed here. A backend is a
+``package_storage.store.storage.base`` and runs against every backend listed here. A backend is a
 function ``(tmp_path) -> factory``; the factory is a *picklable* zero-argument callable that
 opens the same (fresh, per test) store, so tests can open it again after a "crash" and in
 other processes (multiprocessing spawn).
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from package_storage.storage.base import BlobStore, Catalog
-from package_storage.storage.localfs import LocalBlobStore
-from package_storage.storage.sqlite import SQLiteCatalog
+from package_storage.store.storage.base import BlobStore, Catalog
+from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.store.storage.sqlite import SQLiteCatalog
 
 CatalogFactory = Callable[[], Catalog]
 BlobStoreFactory = Callable[[], BlobStore]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from package_storage.errors import InvalidInputError, NotFoundError
-from package_storage.storage.base import BlobStore
+from package_storage.store.storage.base import BlobStore
 
 from .conftest import BlobStoreFactory
 from .workers import put_blobs_forever, put_file_from

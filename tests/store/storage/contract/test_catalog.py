@@ -16,8 +16,8 @@ from package_storage.errors import (
     NotFoundError,
     StorageError,
 )
-from package_storage.stages import StageGraph
-from package_storage.storage.base import (
+from package_storage.store.stages import StageGraph
+from package_storage.store.storage.base import (
     ArtifactRecord,
     Catalog,
     EventFilter,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from multiprocessing.synchronize import Barrier as BarrierType
 from multiprocessing.synchronize import Event as EventType
 
-from package_storage.storage.base import ArtifactRecord, BlobStore, Catalog
+from package_storage.store.storage.base import ArtifactRecord, BlobStore, Catalog
 
 
 def digest_of(text: str) -> str:
