@@ -72,6 +72,23 @@ class ValidationError(PackageError):
         self.rule = rule
 
 
+class UnsafePackageError(PackageError):
+    """A package refused by the archive-safety gate or a size limit (``docs/safety.md``).
+
+    ``rule`` is the stable rule code (``zip-unsafe-path``, ``limit-file-size``, ...), ``entry``
+    the file inside the package it is about ("" for the whole package). The message is one
+    line: ``<input>: entry '<entry>' <what> [<rule>]``.
+    """
+
+    code = "unsafe_package"
+
+    def __init__(self, message: str, *, path: str = "", entry: str = "", rule: str) -> None:
+        text = f"entry {entry!r} {message}" if entry else message
+        super().__init__(f"{text} [{rule}]", path=path)
+        self.rule = rule
+        self.entry = entry
+
+
 class SignatureError(PackageStorageError):
     """A missing or bad signature."""
 
