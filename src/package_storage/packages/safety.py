@@ -36,8 +36,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from package_storage.errors import UnsafePackageError
+from package_storage.errors import NotFoundError, UnsafePackageError
 from package_storage.packages.limits import Limits, active
+from package_storage.packages.model import PackageTree
+from package_storage.packages.yamlutil import load_yaml
 
 __all__ = [
     "RULES",
@@ -49,6 +51,7 @@ __all__ = [
     "check_identity",
     "check_input_file",
     "check_paths",
+    "check_tree_identity",
     "check_tree_limits",
     "check_zip",
     "check_zip_file",
@@ -78,7 +81,7 @@ RULES: dict[str, str] = {
     "zip-file-dir-clash": "a file and a directory with the same name",
     "zip-symlink": "a symbolic link entry",
     "zip-special-file": "a FIFO, device or socket entry",
-    "zip-root-folder": "entries outside one root folder, or several root folders",
+    "zip-root-folder": "entries outside one root folder NAME-VERSION, or several root folders",
     # folders
     "special-file": "a FIFO, device or socket (never opened, so nothing blocks)",
     "folder-symlink": "a symbolic link that leaves the package, is broken or loops",
@@ -97,8 +100,8 @@ RULES: dict[str, str] = {
     "limit-yaml-nodes": "a YAML document holds more than yaml_nodes values",
     "limit-yaml-aliases": "a YAML document expands (aliases) to more than yaml_nodes values",
     # identity
-    "identity-name": "the folder, zip file or root folder name differs from the manifest name",
-    "identity-version": "the folder, zip file or root folder version differs from the manifest",
+    "identity-name": "the folder or zip file name differs from the manifest's name",
+    "identity-version": "the folder or zip file version differs from the manifest's version",
 }
 """Every rule code of the gate and what it refuses (listed in ``docs/safety.md``)."""
 
@@ -323,24 +326,30 @@ def _end_records(data: Buffer, size: int, location: str) -> tuple[int, int, int,
         raise _refuse(location, "zip-invalid", "is too short to be a zip archive")
     start = max(0, size - _EOCD.size - 0xFFFF)
     tail = bytes(data[start:size])
+    candidates: list[int] = []  # end records whose comment runs exactly to the end of the file
+    last = -1
     pos = tail.rfind(_EOCD_SIG)
-    genuine = -1
     while pos >= 0:
-        comment_len = struct.unpack_from("<H", tail, pos + 20)[0] if pos + 22 <= len(tail) else -1
-        if pos + _EOCD.size + comment_len == len(tail):
-            genuine = pos
-            break
+        if pos + _EOCD.size <= len(tail):
+            last = max(last, pos)
+            comment_len = struct.unpack_from("<H", tail, pos + 20)[0]
+            if pos + _EOCD.size + comment_len == len(tail):
+                candidates.append(pos)
         pos = tail.rfind(_EOCD_SIG, 0, pos)
-    if genuine < 0:
-        last = tail.rfind(_EOCD_SIG)
-        if last >= 0 and last + _EOCD.size <= len(tail):
+    if len(candidates) > 1:
+        raise _refuse(
+            location, "zip-hidden-directory", "hides a second end record in its archive comment"
+        )
+    if not candidates:
+        if last >= 0:
             comment_len = struct.unpack_from("<H", tail, last + 20)[0]
-            if last + _EOCD.size + comment_len < len(tail):
-                extra = len(tail) - (last + _EOCD.size + comment_len)
+            extra = len(tail) - (last + _EOCD.size + comment_len)
+            if extra > 0:
                 raise _refuse(
                     location, "zip-trailing-data", f"has {extra} bytes after its end record"
                 )
         raise _refuse(location, "zip-invalid", "has no end of central directory record")
+    genuine = candidates[0]
     comment = tail[genuine + _EOCD.size :]
     if any(sig in comment for sig in _SIGNATURES):
         raise _refuse(location, "zip-hidden-directory", "hides zip records in its archive comment")
@@ -449,7 +458,7 @@ def _central_directory(
         if pos + _CENTRAL.size > cd_end or bytes(data[pos : pos + 4]) != _CENTRAL_SIG:
             raise _refuse(location, "zip-invalid", "has a damaged central directory")
         f = _CENTRAL.unpack_from(data, pos)
-        made_by, flags, method = f[2], f[5], f[6]
+        host, flags, method = f[2], f[5], f[6]
         crc, csize, usize = f[9], f[10], f[11]
         n_len, e_len, c_len, disk = f[12], f[13], f[14], f[15]
         ext_attr, offset = f[17], f[18]
@@ -472,7 +481,7 @@ def _central_directory(
             raise _refuse(
                 location, "zip-unsupported-method", f"uses compression method {method}", name
             )
-        if made_by >> 8 == _UNIX:
+        if host == _UNIX:
             kind = (ext_attr >> 16) & 0o170000
             if kind == stat_mod.S_IFLNK:
                 raise _refuse(location, "zip-symlink", "is a symbolic link", name)
@@ -484,19 +493,19 @@ def _central_directory(
             raise _refuse(
                 location, "zip-size-mismatch", f"is a directory holding {usize} bytes", name
             )
-        if usize > lim.file_bytes:
-            raise _refuse(
-                location,
-                "limit-file-size",
-                f"declares {usize} bytes uncompressed, more than the limit of {lim.file_bytes}",
-                name,
-            )
         base = clean.rpartition("/")[2]
         if base == "manifest.yml" and usize > lim.manifest_bytes:
             raise _refuse(
                 location,
                 "limit-manifest-size",
                 f"declares {usize} bytes, more than the limit of {lim.manifest_bytes}",
+                name,
+            )
+        if usize > lim.file_bytes:
+            raise _refuse(
+                location,
+                "limit-file-size",
+                f"declares {usize} bytes uncompressed, more than the limit of {lim.file_bytes}",
                 name,
             )
         if csize > size or offset > size:
@@ -553,6 +562,14 @@ def _local_layout(
 ) -> list[ZipMember]:
     """The members with their data offsets, checking local headers, overlaps and gaps."""
     ordered = sorted(members, key=lambda m: m.header_offset)
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if a.header_offset == b.header_offset:
+            raise _refuse(
+                location,
+                "zip-overlapping-entries",
+                f"shares its data with entry {a.path!r}",
+                b.path,
+            )
     out: dict[int, ZipMember] = {}
     expected = 0
     descriptor_slack = 0
@@ -848,9 +865,42 @@ def check_identity(
                 f"is named {stem + '.zip'!r} but holds {name} {version} ({want}.zip)",
             )
     if root_dir is not None and root_dir != want:
-        rule = "identity-version" if root_dir.startswith(name + "-") else "identity-name"
         raise _refuse(
             location,
-            rule,
+            "zip-root-folder",
             f"has root folder {root_dir!r} but holds {name} {version} (expected {want!r})",
         )
+
+
+def check_tree_identity(
+    tree: PackageTree,
+    location: str,
+    *,
+    folder: str | None = None,
+    parent: str | None = None,
+    zip_file: str | None = None,
+    root_dir: str | None = None,
+) -> None:
+    """:func:`check_identity` with the name and version read from the tree's ``manifest.yml``
+    (bounded by the YAML limits). Run before validation, so a package under a wrong name is
+    refused for that, whatever else is wrong with it; a manifest without a string ``name``
+    and ``version`` is left to validation to report."""
+    try:
+        raw = tree.read("manifest.yml")
+    except NotFoundError:
+        return
+    loaded = load_yaml(raw, path=f"{location}/manifest.yml")
+    if not isinstance(loaded, dict):
+        return
+    name, version = loaded.get("name"), loaded.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        return
+    check_identity(
+        location,
+        name,
+        version,
+        folder=folder,
+        parent=parent,
+        zip_file=zip_file,
+        root_dir=root_dir,
+    )

@@ -168,28 +168,28 @@ def read_task(task: LoadTask, validate: bool) -> Package:
     """Read one package (raises ``PackageError`` naming the location) after the
     archive-safety gate (``packages/safety.py``) and before its identity check."""
     where = Path(task.location)
-    root_dir = None
-    if task.kind == "zip":
-        root_dir = safety.check_zip_file(where, task.location).root
+    tree = _open_tree_safely(task)
+    if isinstance(tree, trees.ZipTree):
+        safety.check_tree_identity(
+            tree, task.location, zip_file=task.location, root_dir=tree.root_dir
+        )
     else:
-        safety.check_folder(where, task.location)
-    tree = _open_tree(task)
-    pkg = manifest.read_package(
+        safety.check_tree_identity(tree, task.location, folder=where.name, parent=where.parent.name)
+    return manifest.read_package(
         tree,
         validate=validate,
         version_dir=task.version_dir,
         signature=task.signature is not None,
     )
-    version = str(pkg.version)
+
+
+def _open_tree_safely(task: LoadTask) -> trees.FolderTree | trees.ZipTree:
+    """The archive-safety gate (``packages/safety.py``), then the tree."""
     if task.kind == "zip":
-        safety.check_identity(
-            task.location, pkg.name, version, zip_file=task.location, root_dir=root_dir
-        )
+        safety.check_zip_file(Path(task.location), task.location)
     else:
-        safety.check_identity(
-            task.location, pkg.name, version, folder=where.name, parent=where.parent.name
-        )
-    return pkg
+        safety.check_folder(Path(task.location), task.location)
+    return _open_tree(task)
 
 
 def _read_safely(task: LoadTask, validate: bool) -> Package | LoadFailure:

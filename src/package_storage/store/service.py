@@ -55,6 +55,7 @@ from package_storage.errors import (
     PackageError,
     PolicyError,
     StorageError,
+    UnsafePackageError,
     ValidationError,
 )
 from package_storage.packages import safety
@@ -64,8 +65,8 @@ from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.safety import (
     CheckedZip,
     check_folder,
-    check_identity,
     check_input_file,
+    check_tree_identity,
 )
 from package_storage.packages.trees import FolderTree, ZipTree
 from package_storage.packages.validation import Problem, validate, validate_for_publish
@@ -329,10 +330,10 @@ class StoreService:
     def prepare_folder(self, path: Path) -> PreparedPackage:
         check_folder(path, str(path))  # the gate, before any file is opened
         tree = FolderTree(path)
+        real = path.resolve()
+        check_tree_identity(tree, str(path), folder=real.name, parent=real.parent.name)
         pkg = validated_package(tree, str(path), version_dir=path.name)
         version = str(pkg.version)
-        real = path.resolve()
-        check_identity(str(path), pkg.name, version, folder=real.name, parent=real.parent.name)
         data = build_zip(tree, pkg.name, version)
         safety.check_artifact_size(len(data), str(path))
         return PreparedPackage(
@@ -351,10 +352,8 @@ class StoreService:
         name when it came from a file (``NAME-VERSION.zip`` must name what it holds)."""
         checked = check_zip(data, location)
         tree = ZipTree.from_bytes(data, location)
+        check_tree_identity(tree, location, zip_file=zip_file, root_dir=checked.root)
         pkg = validated_package(tree, location, version_dir=None)
-        check_identity(
-            location, pkg.name, str(pkg.version), zip_file=zip_file, root_dir=checked.root
-        )
         if signature is not None and not signature.strip():
             raise PackageError("signature file is empty", path=f"{location}.sig")
         summary = artifact_summary(pkg, "zip")
@@ -1020,6 +1019,8 @@ def validated_package(
         if problems:
             raise PublishValidationError(location, problems)
         return read_package(tree, validate=False, version_dir=version_dir)
+    except UnsafePackageError as exc:  # a YAML limit met while validating
+        raise exc.within(location) from None
     except NotFoundError as exc:  # a listed file vanished or cannot be read
         raise PackageError(str(exc), path=location) from None
 

@@ -576,14 +576,8 @@ def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig
     checked = check_zip(data, source.location)
     tree = ZipTree.from_bytes(data, source.location)
     files = sum(1 for e in tree.entries() if not e.is_dir)
+    safety.check_tree_identity(tree, source.location, zip_file=source.path, root_dir=checked.root)
     pkg = validated_package(tree, source.location, version_dir=None, level=config.validation)
-    safety.check_identity(
-        source.location,
-        pkg.name,
-        str(pkg.version),
-        zip_file=source.path,
-        root_dir=checked.root,
-    )
     return _finish(source, pkg, data, signature, "sha256:" + digest, files, known, config, "zip")
 
 
