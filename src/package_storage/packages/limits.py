@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from package_storage.errors import ConfigError
 
-__all__ = ["ENV_PREFIX", "Limits", "active", "set_active"]
+__all__ = ["ENV_PREFIX", "Limits", "active", "field_names", "parse_assignment", "set_active"]
 
 ENV_PREFIX = "PACKAGE_STORAGE_MAX_"
 

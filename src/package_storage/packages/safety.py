@@ -26,6 +26,7 @@ requires) must agree with the manifest's name and version.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import os
 import re
@@ -562,7 +563,7 @@ def _local_layout(
 ) -> list[ZipMember]:
     """The members with their data offsets, checking local headers, overlaps and gaps."""
     ordered = sorted(members, key=lambda m: m.header_offset)
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    for a, b in itertools.pairwise(ordered):
         if a.header_offset == b.header_offset:
             raise _refuse(
                 location,
