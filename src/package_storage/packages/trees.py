@@ -170,7 +170,15 @@ class FolderTree:
                         entry=path,
                         rule="limit-file-size",
                     )
-                return fh.read(limit + 1)
+                data = fh.read(st.st_size + 1)  # bounded: never more than stat said + 1
+                if len(data) > limit:
+                    raise UnsafePackageError(
+                        "grew past the size limit while being read",
+                        path=str(self._root),
+                        entry=path,
+                        rule="limit-file-size",
+                    )
+                return data
         except (IsADirectoryError, FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"{self._root}: no file {path!r} in package") from None
         except OSError as exc:
