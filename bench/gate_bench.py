@@ -73,7 +73,8 @@ def main() -> None:
     from package_storage.store.directory import Store
 
     where = Path(package_storage.__file__).resolve().parent
-    label = args.label or ("gate" if (where / "packages" / "safety.py").exists() else "base")
+    has_gate = (where / "packages" / "safety.py").exists()
+    label = args.label or ("gate" if has_gate else "base")
     work = Path(tempfile.mkdtemp(prefix="gate-bench-"))
     try:
         pkg = make_package(work / "in", args.files)
@@ -111,7 +112,7 @@ def main() -> None:
             "zip": _quantiles(zip_times),
             "loadavg": Path("/proc/loadavg").read_text().split()[:3],
         }
-        if label == "gate":
+        if has_gate:
             from package_storage.packages import safety
 
             gate_folder, gate_zip = [], []

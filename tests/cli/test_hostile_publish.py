@@ -40,6 +40,7 @@ HEADLINERS = {
     "folder-manifest-1g",
     "folder-fifo-manifest",
     "folder-fifo-deep",
+    "folder-bad-utf8-name",
     "folder-yaml-deep-manifest",
     "zip-yaml-alias-manifest",
     "folder-other-name",
@@ -117,3 +118,39 @@ def test_cli_limit_option_changes_a_limit(tmp_path: Path, store_dir: Path) -> No
     assert _state(store_dir) == before
     bad = run_cli("--limit", "entries=none", "publish", str(good), "--store", str(store_dir))
     assert bad.returncode == 2 and "--limit" in bad.stderr
+
+
+@pytest.mark.parametrize("validation", ["on", "off"])
+def test_serve_config_with_hostile_packages(tmp_path: Path, validation: str) -> None:
+    """``serve --config -dry-run`` over good packages and hostile ones (a FIFO manifest, 900
+    levels of YAML, a 1 GiB zip bomb): with validation startup is refused naming each with its
+    path and rule; without, they are skipped with a warning and the good ones load. Never a
+    hang (timeout), a crash or a traceback."""
+    good = tmp_path / "good"
+    corpus.good_folder(good)
+    hostile = {
+        "folder-fifo-manifest": "special-file",
+        "folder-yaml-deep-manifest": "limit-yaml-depth",
+        "zip-bomb-1g-docs": "limit-file-size",
+    }
+    paths = [good]
+    for case_id in hostile:
+        where = tmp_path / case_id
+        corpus.cases_by_id(case_id).build(where)
+        paths.append(where)
+    cfg = tmp_path / "config.yml"
+    cfg.write_text("package_paths:\n" + "".join(f"  - {p}\n" for p in paths))
+    env = {"EPR_REQUIRE_PACKAGE_SIGNATURES": "false"}
+    if validation == "off":
+        env["EPR_DISABLE_PACKAGE_VALIDATION"] = "true"
+    done = run_cli("serve", "--config", str(cfg), "-dry-run", env=env)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    if validation == "on":
+        assert done.returncode == 1, output
+        for case_id, rule in hostile.items():
+            assert str(tmp_path / case_id) in output and f"[{rule}]" in output, case_id
+    else:
+        assert done.returncode == 0, output
+        assert output.count("skipping unsafe package") == 3
+        assert "dry run: 1 packages loaded (0 zip, 1 folder) from 4 package paths" in output

@@ -20,6 +20,7 @@ import shutil
 import socket
 import stat
 import struct
+import unittest
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -330,6 +331,14 @@ def _socket(dest: Path) -> None:
         os.chdir(here)
 
 
+def _device(dest: Path) -> None:
+    """A character device (/dev/null's numbers); skipped where mknod is not allowed."""
+    try:
+        os.mknod(dest / "docs" / "null.md", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        raise unittest.SkipTest("mknod is not allowed here") from None
+
+
 def _symlink(rel: str, target: str) -> Callable[[Path], None]:
     def change(dest: Path) -> None:
         link = dest / rel
@@ -544,6 +553,12 @@ def cases() -> list[Case]:
             "duplicate-readme",
             "zip-duplicate-entry",
             _plus(Raw(f"{r}docs/README.md".encode(), b"<script>evil</script>")),
+            family="duplicate",
+        ),
+        _zip_case(
+            "duplicate-case",
+            "zip-duplicate-entry",
+            _plus(Raw(f"{r}Manifest.yml".encode(), b"name: evil\n")),
             family="duplicate",
         ),
         _zip_case(
@@ -867,6 +882,7 @@ def cases() -> list[Case]:
             "fifo-deep", "special-file", _fifo("data_stream/access/fields/pipe.yml"), family="type"
         ),
         _folder_case("socket", "special-file", _socket, family="type"),
+        _folder_case("device", "special-file", _device, family="type"),
         # links
         _folder_case(
             "symlink-out",

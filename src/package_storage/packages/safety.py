@@ -36,6 +36,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from package_storage.errors import NotFoundError, UnsafePackageError
 from package_storage.packages.limits import Limits, active
@@ -56,6 +57,7 @@ __all__ = [
     "check_tree_limits",
     "check_zip",
     "check_zip_file",
+    "clean_entry_name",
 ]
 
 RULES: dict[str, str] = {
@@ -78,7 +80,7 @@ RULES: dict[str, str] = {
     "zip-backslash": "an entry name with a backslash",
     "zip-nul-name": "an entry name with a NUL byte",
     "zip-name-encoding": "an entry name that is not UTF-8",
-    "zip-duplicate-entry": "two entries with the same name",
+    "zip-duplicate-entry": "two entries with the same name (also when only their case differs)",
     "zip-file-dir-clash": "a file and a directory with the same name",
     "zip-symlink": "a symbolic link entry",
     "zip-special-file": "a FIFO, device or socket entry",
@@ -168,8 +170,9 @@ def _refuse(location: str, rule: str, message: str, entry: str = "") -> UnsafePa
 # --- names (zips and trees) --------------------------------------------------------------------
 
 
-def _check_name(location: str, name: str, is_dir: bool) -> str:
-    """The clean package path of entry ``name`` (no trailing slash), or a refusal."""
+def clean_entry_name(location: str, name: str, is_dir: bool) -> str:
+    """The clean package path of zip entry ``name`` (no trailing slash), or a refusal: NUL,
+    UNC, absolute, drive-letter and ``..`` names, backslashes, empty and ``.`` components."""
     if "\x00" in name:
         raise _refuse(location, "zip-nul-name", "has a NUL byte in its name", name)
     if name.startswith(("//", "\\\\")):
@@ -190,11 +193,13 @@ def _check_name(location: str, name: str, is_dir: bool) -> str:
 def check_paths(
     location: str, paths: Iterable[tuple[str, bool]], *, limits: Limits | None = None
 ) -> None:
-    """Refuse duplicate paths and a file that is also a directory among ``(path, is_dir)``
-    (clean paths); directories implied by file paths count as directories."""
+    """Refuse duplicate paths (also when they differ only in case: one file once extracted
+    on a case-insensitive file system) and a file that is also a directory among
+    ``(path, is_dir)`` (clean paths); directories implied by file paths count as directories."""
     lim = limits or active()
     files: set[str] = set()
     dirs: set[str] = set()
+    seen_folded: dict[str, str] = {}
     for count, (path, is_dir) in enumerate(paths, 1):
         if count > lim.entries:
             raise _refuse(location, "limit-entries", f"has more than {lim.entries} entries")
@@ -202,6 +207,12 @@ def check_paths(
         if path in target:
             raise _refuse(location, "zip-duplicate-entry", "appears twice", path)
         target.add(path)
+        folded = path.casefold()  # one file once extracted on macOS or Windows
+        other = seen_folded.setdefault(folded, path)
+        if other != path:
+            raise _refuse(
+                location, "zip-duplicate-entry", f"differs from {other!r} only in case", path
+            )
     for path in files:
         parent = path.rpartition("/")[0]
         while parent and parent not in dirs:
@@ -473,7 +484,7 @@ def _central_directory(
         if 0xFFFFFFFF in (usize, csize, offset):
             usize, csize, offset = _zip64_extra(extra, usize, csize, offset)
         is_dir = name.endswith("/")
-        clean = _check_name(location, name, is_dir)
+        clean = clean_entry_name(location, name, is_dir)
         if disk not in (0, 0xFFFF):
             raise _refuse(location, "zip-multi-disk", "lives on another disk", name)
         if flags & 0x41:
@@ -715,13 +726,19 @@ def _kind(mode: int) -> str:
 
 
 def check_folder(
-    root: Path, location: str | None = None, *, limits: Limits | None = None
+    root: Path,
+    location: str | None = None,
+    *,
+    limits: Limits | None = None,
+    links: Literal["refuse", "ignore"] = "refuse",
 ) -> CheckedFolder:
     """Walk the package folder ``root`` without opening any file (see the module docstring).
 
     Symbolic links are allowed when they resolve inside the package to a regular file or a
-    directory (the folder source serves such packages); every other entry that is not a
-    regular file or a directory is refused.
+    directory; every other entry that is not a regular file or a directory is refused.
+    ``links="ignore"`` (the ``serve --config`` folder source, whose trees treat them as absent,
+    like the reference registry) skips links that leave the package, are broken or loop, and
+    file names with a backslash (never resolvable as a package path) instead of refusing them.
     """
     lim = limits or active()
     where = location or str(root)
@@ -754,6 +771,8 @@ def check_folder(
                     where, "folder-name-encoding", "has a name that is not UTF-8", shown
                 ) from None
             if "\\" in child.name:
+                if links == "ignore":
+                    continue
                 raise _refuse(where, "folder-unsafe-name", "has a backslash in its name", rel)
             if files + dirs >= lim.entries:
                 raise _refuse(where, "limit-entries", f"has more than {lim.entries} entries")
@@ -763,15 +782,21 @@ def check_folder(
                 if stat_mod.S_ISLNK(st.st_mode):
                     target = os.path.realpath(child.path)
                     if not target.startswith(inside):
+                        if links == "ignore":
+                            continue
                         raise _refuse(where, "folder-symlink", "links outside the package", rel)
                     st = os.stat(target)
             except OSError:
+                if links == "ignore":
+                    continue
                 raise _refuse(where, "folder-symlink", "is a broken or looping link", rel) from None
             mode = st.st_mode
             if stat_mod.S_ISDIR(mode):
-                dirs += 1
                 if target in ancestors:
+                    if links == "ignore":
+                        continue
                     raise _refuse(where, "folder-symlink", "links to a folder that holds it", rel)
+                dirs += 1
                 stack.append((target, rel, ancestors | {target}))
             elif stat_mod.S_ISREG(mode):
                 files += 1

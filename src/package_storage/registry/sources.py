@@ -188,7 +188,8 @@ def _open_tree_safely(task: LoadTask) -> trees.FolderTree | trees.ZipTree:
     if task.kind == "zip":
         safety.check_zip_file(Path(task.location), task.location)
     else:
-        safety.check_folder(Path(task.location), task.location)
+        # links leaving the package are absent for the folder tree (as for the reference)
+        safety.check_folder(Path(task.location), task.location, links="ignore")
     return _open_tree(task)
 
 
