@@ -140,7 +140,25 @@ def test_default_distribution_from_the_environment(
     )
     try:
         assert names(server.get("/search")) == ["acme_input-1.0.0"]
-        assert server.get("/production/search").status_code == 404  # no revision yet
+        empty = server.get("/production/search")  # no revision yet: served empty
+        assert (empty.status_code, empty.content) == (200, b"[]")
+    finally:
+        out = stop(server)
+    assert f"store {root} (from PACKAGE_STORAGE_STORE)" in out
+
+
+def test_a_fresh_store_is_served_empty_over_http(
+    store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path
+) -> None:
+    root, _catalog, _blobs = store
+    server = start(["--store", str(root)], cwd=tmp_path)
+    try:
+        for prefix in ("", "/production", "/snapshot"):
+            search = server.get(f"{prefix}/search?kibana.version=8.12.0")
+            assert (search.status_code, search.content) == (200, b"[]")
+            categories = server.get(f"{prefix}/categories")
+            assert (categories.status_code, categories.content) == (200, b"[]\n")
+        assert server.get("/nope/search").status_code == 404
     finally:
         stop(server)
 

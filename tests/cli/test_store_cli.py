@@ -126,8 +126,18 @@ def test_store_option_matches_the_store_module() -> None:
 
 def test_store_from_the_environment(tmp_path: Path) -> None:
     directory = tmp_path / "env-store"
-    ok(["init"], None, env={"PACKAGE_STORAGE_STORE": str(directory)})
+    env = {"PACKAGE_STORAGE_STORE": str(directory)}
+    result = run(["init"], None, env=env)
+    assert result.exit_code == 0
     assert (directory / "catalog.db").is_file()
+    # the command says which store it acts on (stderr: stdout stays machine-readable)
+    assert result.stderr.strip() == f"store: {directory} (from PACKAGE_STORAGE_STORE)"
+    listed = run(["list", "--json"], None, env=env)
+    assert json.loads(listed.stdout) == []
+    assert f"store: {directory} (from PACKAGE_STORAGE_STORE)" in listed.stderr
+    # an explicit --store is not announced
+    explicit = run(["list", "--json"], directory, env=env)
+    assert explicit.stderr == ""
 
 
 def test_nonexistent_store_exits_1_with_a_hint_to_run_init(tmp_path: Path) -> None:

@@ -159,6 +159,10 @@ class StoreRegistry:
         # Artifacts that received their signature after they were first published: a cached
         # parse without signature_path is stale for them (found through the events).
         self._signed_late: set[str] = set()
+        # Stages of the store: a stage without a revision yet is served as an empty
+        # distribution (200 and ``[]``), not as an unknown one (404); re-read at each poll.
+        self._stage_names: frozenset[str] = frozenset()
+        self._empty = RegistryIndex([])
         newest = self.catalog.events(EventFilter(newest_first=True, limit=1))
         self._event_cursor = newest[0].id if newest else 0
         # One refresh at a time (the poll thread and direct callers). Tag/revision builds and
@@ -173,17 +177,23 @@ class StoreRegistry:
 
     def resolve(self, prefix: str | None) -> RegistryIndex | None:
         if prefix is None:
-            built = self._current.get(self.default_distribution)
-            return None if built is None else built.index
+            return self._current_index(self.default_distribution)
         try:
             distribution, ref = parse_prefix(prefix)
         except ValueError:
             return None
         if ref is None:
-            built = self._current.get(distribution)
-            return None if built is None else built.index
+            return self._current_index(distribution)
         found = self.revision_index(distribution, ref)
         return None if found is None else found.index
+
+    def _current_index(self, distribution: str) -> RegistryIndex | None:
+        """The current index of ``distribution``; an empty index for a stage that has no
+        revision yet (a fresh store, a stage nothing was promoted to); None when unknown."""
+        built = self._current.get(distribution)
+        if built is not None:
+            return built.index
+        return self._empty if distribution in self._stage_names else None
 
     # --- public helpers ------------------------------------------------------------------------
 
@@ -244,6 +254,7 @@ class StoreRegistry:
         changed: list[tuple[str, BuiltRevision]] = []
         with self._build_lock:
             self._note_late_signatures()
+            self._stage_names = frozenset(self.catalog.stages().names)
             currents = self.catalog.distributions()
             complete = True
             order = sorted(currents, key=lambda d: d != self.default_distribution)
