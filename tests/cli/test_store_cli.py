@@ -453,9 +453,26 @@ def test_revisions_tag_and_rollback(published: Path) -> None:
     ok(["promote", "acme_input", "1.0.0", "--to", "production"], published)
     after = json_of(["revisions", "production"], published)
     assert after[-1]["revision"] > first_tagged and after[-1]["current"]
-    lines = ok(["rollback", "production", "8.12.0"], published).splitlines()
+    dry = ok(["rollback", "production", "8.12.0", "--dry-run"], published).splitlines()
+    assert dry == [
+        f"dry run: rolling production back to revision {first_tagged} (tag 8.12.0) would move"
+        " 1 version (nothing changed)",
+        "  acme_input 1.0.0: take out, return to staging",
+    ]
+    planned = json_of(["rollback", "production", "8.12.0", "--dry-run"], published)
+    assert planned["moves"][0]["action"] == "return"
+    assert planned["moves"][0]["returned_to"] == "staging"
+    lines = ok(
+        ["rollback", "production", "8.12.0", "--reason", "acme breaks 8.12"], published
+    ).splitlines()
     assert lines[0].startswith(f"rolled production back to revision {first_tagged}")
-    assert lines[1].startswith(f"production now serves revision {first_tagged} (digest ")
+    assert lines[1] == "  out: acme_input 1.0.0 (returned to staging)"
+    assert lines[2].startswith(f"production now serves revision {first_tagged} (digest ")
+    shown = json_of(["show", "acme_input", "1.0.0"], published)
+    assert [s["stage"] for s in shown["versions"][0]["stages"]] == ["staging"]
+    titles = [e["title"] for e in shown["versions"][0]["events"]]
+    assert "[production] Rollback takes out acme_input-1.0.0: returned to staging" in titles
+    assert {e["reason"] for e in shown["versions"][0]["events"][-2:]} == {"acme breaks 8.12"}
     again = ok(["rollback", "production", "8.12.0"], published)
     assert again.startswith("unchanged: ")
     old = json_of(
@@ -469,8 +486,10 @@ def test_revisions_tag_and_rollback(published: Path) -> None:
     served = json_of(["list", "--distribution", "production"], published)
     assert [(e["name"], e["version"]) for e in served] == [("hello_nginx", "1.0.0")]
     # and forward again by number
-    ok(["rollback", "production", str(after[-1]["revision"])], published)
+    forward = ok(["rollback", "production", str(after[-1]["revision"])], published)
+    assert "  back: acme_input 1.0.0 (taken back from staging)" in forward.splitlines()
     assert len(json_of(["list", "--distribution", "production"], published)) == 2
+    assert json_of(["list", "--stage", "staging"], published) == []
     human = ok(["revisions", "production"], published)
     assert "8.12.0" in human and "*" in human
 

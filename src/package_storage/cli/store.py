@@ -35,7 +35,7 @@ from package_storage.errors import NotFoundError, PackageStorageError
 from package_storage.store.storage.base import Event, EventFilter, RevisionEntry, StageEntry
 
 if TYPE_CHECKING:
-    from package_storage.store.service import ChangeResult
+    from package_storage.store.service import ChangeResult, RollbackPlan
 
 
 def event_title(event: Event) -> str:
@@ -488,17 +488,92 @@ def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
 @click.command("rollback", cls=StoreCommand)
 @click.argument("distribution")
 @click.argument("revision_or_tag")
+@click.option("--reason", default="", help="Why (recorded in the rollback's events).")
+@click.option(
+    "--dry-run", is_flag=True, help="List what would move (and where to), change nothing."
+)
+@json_option
 @store_option
-def rollback(distribution: str, revision_or_tag: str, store_dir: Path) -> None:
-    """Point DISTRIBUTION back at an earlier revision (a number or a tag)."""
+def rollback(
+    distribution: str,
+    revision_or_tag: str,
+    reason: str,
+    dry_run: bool,
+    as_json: bool,
+    store_dir: Path,
+) -> None:
+    """Point DISTRIBUTION back at an earlier revision (a number, a tag or a commit id).
+
+    Versions added since are taken out of the distribution's stage; one that arrived by
+    promotion goes back to the stage it was promoted from (nothing is lost). Versions removed
+    or overwritten since are put back.
+    """
     with open_store(store_dir) as store:
-        result = store.service.rollback(distribution, revision_or_tag)
+        if dry_run:
+            plan = store.service.rollback_plan(distribution, revision_or_tag)
+            _print_rollback_plan(plan, as_json)
+            return
+        result = store.service.rollback(distribution, revision_or_tag, reason=reason)
         after = store.catalog.current_revision(distribution)
+    if as_json:
+        print_json(
+            {
+                "changed": result.changed,
+                "message": result.message,
+                "event": event_json(result.event, event_title(result.event))
+                if result.event is not None
+                else None,
+                "revision": after.number if after is not None else None,
+            }
+        )
+        return
     click.echo(change_line(result, f"rolled {distribution} back to {revision_or_tag}"))
+    if result.event is not None:
+        for item in result.event.detail.get("removed", []):
+            where = (
+                f"returned to {item['returned_to']}"
+                if item.get("returned_to")
+                else f"{item['kept_in']} keeps its copy"
+                if item.get("kept_in")
+                else "removed"
+            )
+            click.echo(f"  out: {item['name']} {item['version']} ({where})")
+        for item in result.event.detail.get("restored", []):
+            src = f" (taken back from {item['taken_from']})" if item.get("taken_from") else ""
+            click.echo(f"  back: {item['name']} {item['version']}{src}")
     if result.changed and after is not None:
         click.echo(
             f"{distribution} now serves revision {after.number} (digest {short(after.digest)}…)"
         )
+
+
+def _print_rollback_plan(plan: RollbackPlan, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "distribution": plan.distribution,
+                "revision": plan.revision,
+                "tag": plan.tag,
+                "current_revision": plan.previous,
+                "moves": [{"action": m.action, **m.as_json()} for m in plan.moves],
+            }
+        )
+        return
+    what = f"revision {plan.revision}" + (f" (tag {plan.tag})" if plan.tag else "")
+    click.echo(
+        f"dry run: rolling {plan.distribution} back to {what} would move"
+        f" {plural(len(plan.moves), 'version')} (nothing changed)"
+    )
+    words = {
+        "remove": "take out",
+        "return": "take out, return to",
+        "restore": "put back",
+        "take_back": "put back, taking it from",
+    }
+    for m in plan.moves:
+        where = f" {m.stage}" if m.stage and m.action in ("return", "take_back") else ""
+        kept = f" ({m.stage} keeps its copy)" if m.action == "remove" and m.stage else ""
+        click.echo(f"  {m.name} {m.version}: {words[m.action]}{where}{kept}")
 
 
 # --- fsck ----------------------------------------------------------------------------------

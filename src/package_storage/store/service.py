@@ -30,9 +30,16 @@ Operations and their rules (design §1, stage policies in ``stages.py``):
   entries to what that revision served from that stage (versions added since are removed,
   versions removed or overwritten since are put back), so later changes build on the
   rolled-back state. Versions that the old revision served from a more stable stage are left
-  alone. No new revision is made for the distribution itself (its pointer moves to the old
-  number); the other distributions that see the stage get new revisions. The release manager's
-  undo: it bypasses the remove/overwrite rules, but never touches a frozen stage.
+  alone. Without loss: a version taken out that arrived by promotion goes back to the stage it
+  was promoted from (found through its ``promote`` event); a later rollback forward takes it
+  back from there. One event per version moved (``rollback_remove``, ``rollback_return``,
+  ``rollback_restore``, ``rollback_take``), all with the rollback's reason; a rollback that
+  would drop the only copy of a promoted version (its source stage holds other bytes, or is
+  frozen) is refused. :meth:`StoreService.rollback_plan` lists the moves without changing
+  anything. No new revision is made for the distribution itself (its pointer moves to the
+  old number); the other distributions that see a changed stage get new revisions. The
+  release manager's undo: it bypasses the remove/overwrite rules, but never touches a frozen
+  stage.
 
 Test hook: ``PACKAGE_STORAGE_CRASH_AT=<point>`` kills the process (SIGKILL) at a named point
 (see :data:`CRASH_POINTS`), so tests can check that a crash anywhere leaves the store consistent.
@@ -723,75 +730,115 @@ class StoreService:
         number, _ = _resolve(self.catalog, distribution, revision_or_tag)
         return self.catalog.revision(distribution, number)
 
-    def rollback(self, distribution: str, revision_or_tag: str | int) -> ChangeResult:
+    def rollback_plan(self, distribution: str, revision_or_tag: str | int) -> RollbackPlan:
+        """What :meth:`rollback` would do, without changing anything (``--dry-run``)."""
+        graph = self.catalog.stages()
+        return plan_rollback(self.catalog, graph, distribution, revision_or_tag)
+
+    def rollback(
+        self, distribution: str, revision_or_tag: str | int, *, reason: str = ""
+    ) -> ChangeResult:
         """Point ``distribution`` back at an old revision and restore its stage's entries (see
-        the module docstring)."""
+        the module docstring): a version taken out that arrived by promotion goes back to the
+        stage it was promoted from; one event per version moved, plus the rollback's."""
         with self.catalog.transaction() as tx:
             graph = tx.stages()
-            stage = graph.stage(distribution)
-            if stage.policy.frozen:
-                raise PolicyError(f"stage {distribution} is frozen: it is never rolled back")
-            number, tag = _resolve(tx, distribution, revision_or_tag)
-            previous = tx.distributions().get(distribution)
-            target: dict[tuple[str, str], str] = {}
-            shadowed: set[tuple[str, str]] = set()
-            for e in tx.revision_entries(distribution, number):
-                if e.stage == distribution:
-                    target[(e.name, e.version)] = e.artifact
-                else:
-                    shadowed.add((e.name, e.version))
-            current = {(e.name, e.version): e.artifact for e in tx.entries(distribution)}
-            removed: list[JSONObject] = []
-            restored: list[JSONObject] = []
-            for (name, version), artifact in sorted(current.items()):
-                if (name, version) in target or (name, version) in shadowed:
-                    continue
-                tx.delete_entry(distribution, name, version)
-                removed.append({"name": name, "version": version, "digest": artifact})
-            for (name, version), artifact in sorted(target.items()):
-                now = current.get((name, version))
-                if now == artifact:
-                    continue
-                tx.put_entry(distribution, name, version, artifact, actor=self.actor)
-                item: JSONObject = {"name": name, "version": version, "digest": artifact}
-                if now is not None:
-                    item["replaced"] = now
-                restored.append(item)
-            changed_entries = bool(removed or restored)
-            if previous == number and not changed_entries:
+            plan = plan_rollback(tx, graph, distribution, revision_or_tag)
+            number, tag = plan.revision, plan.tag
+            if plan.previous == number and not plan.moves:
                 return ChangeResult(
                     False,
                     None,
                     (),
                     f"distribution {distribution} is already at revision {number}: nothing to do",
                 )
+            base: JSONObject = {"revision": number, "tag": tag, "rollback_of": distribution}
+            changed_stages: set[str] = set()
+            for move in plan.moves:
+                self._apply_move(tx, distribution, move, base, reason)
+                changed_stages.add(distribution)
+                if move.stage is not None and move.action in ("return", "take_back"):
+                    changed_stages.add(move.stage)
+            removed = [m.as_json() for m in plan.moves if m.action in ("remove", "return")]
+            restored = [m.as_json() for m in plan.moves if m.action in ("restore", "take_back")]
             rev = tx.set_current(distribution, number)
             event = tx.record_event(
                 "rollback",
                 actor=self.actor,
                 stage=distribution,
+                reason=reason.strip() or None,
                 detail={
                     "revision": number,
                     "tag": tag,
-                    "previous_revision": previous,
+                    "previous_revision": plan.previous,
                     "removed": removed,
                     "restored": restored,
                 },
             )
-            others: tuple[Revision, ...] = ()
-            if changed_entries:
-                others = tuple(
-                    tx.new_revision(d)
-                    for d in graph.affected_distributions(distribution)
-                    if d != distribution
-                )
+            affected: set[str] = set()
+            for stage in changed_stages:
+                affected.update(graph.affected_distributions(stage))
+            affected.discard(distribution)
+            others = tuple(tx.new_revision(d) for d in graph.distributions() if d in affected)
             crash_point("rollback:before-commit")
         what = f"revision {number}" + (f" (tag {tag})" if tag else "")
+        returned = sum(1 for m in plan.moves if m.action == "return")
         message = (
-            f"rolled {distribution} back to {what}: removed {len(removed)},"
-            f" restored {len(restored)} version(s)"
+            f"rolled {distribution} back to {what}: removed {len(removed)}"
+            + (f" ({returned} returned to the stage they were promoted from)" if returned else "")
+            + f", restored {len(restored)} version(s)"
         )
         return ChangeResult(True, event, (rev, *others), message)
+
+    def _apply_move(
+        self,
+        tx: Transaction,
+        distribution: str,
+        move: RollbackMove,
+        base: JSONObject,
+        reason: str,
+    ) -> None:
+        """Carry out one planned rollback move and record its per-version event."""
+        name, version, digest = move.name, move.version, move.digest
+        detail: JSONObject = {**base, "digest": digest}
+        if move.action in ("remove", "return"):
+            tx.delete_entry(distribution, name, version)
+            if move.action == "return" and move.stage is not None:
+                tx.put_entry(move.stage, name, version, digest, actor=self.actor)
+                detail["returned_to"] = move.stage
+                self._version_event(
+                    tx,
+                    "rollback_return",
+                    move.stage,
+                    name,
+                    version,
+                    reason=reason,
+                    detail={**base, "digest": digest, "from": distribution},
+                )
+            elif move.stage is not None:
+                detail["kept_in"] = move.stage
+            self._version_event(
+                tx, "rollback_remove", distribution, name, version, reason=reason, detail=detail
+            )
+            return
+        tx.put_entry(distribution, name, version, digest, actor=self.actor)
+        if move.replaced is not None:
+            detail["replaced"] = move.replaced
+        if move.action == "take_back" and move.stage is not None:
+            tx.delete_entry(move.stage, name, version)
+            detail["taken_from"] = move.stage
+            self._version_event(
+                tx,
+                "rollback_take",
+                move.stage,
+                name,
+                version,
+                reason=reason,
+                detail={**base, "digest": digest, "to": distribution},
+            )
+        self._version_event(
+            tx, "rollback_restore", distribution, name, version, reason=reason, detail=detail
+        )
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -1105,6 +1152,144 @@ def _cascade(tx: Transaction, graph: StageGraph, stages: Iterable[str]) -> tuple
     return tuple(tx.new_revision(d) for d in graph.distributions() if d in affected)
 
 
+# --- rollback planning -----------------------------------------------------------------------
+
+RollbackAction = Literal["remove", "return", "restore", "take_back"]
+
+_PUT_ACTIONS = frozenset({"publish", "overwrite", "promote", IMPORT_ACTION, "rollback_restore"})
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackMove:
+    """One version a rollback moves.
+
+    ``remove``: taken out of the distribution's stage (``stage``, when set, already holds it
+    and keeps its own copy); ``return``: taken out and put back into ``stage``, the stage it
+    was promoted from; ``restore``: put back into the distribution's stage (``replaced``: the
+    artifact it replaces); ``take_back``: restored from ``stage``, where an earlier rollback
+    had returned it.
+    """
+
+    action: RollbackAction
+    name: str
+    version: str
+    digest: str
+    stage: str | None = None
+    replaced: str | None = None
+
+    def as_json(self) -> JSONObject:
+        item: JSONObject = {"name": self.name, "version": self.version, "digest": self.digest}
+        if self.action == "return":
+            item["returned_to"] = self.stage
+        elif self.action == "remove" and self.stage is not None:
+            item["kept_in"] = self.stage
+        elif self.action == "take_back":
+            item["taken_from"] = self.stage
+        if self.replaced is not None:
+            item["replaced"] = self.replaced
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackPlan:
+    """What a rollback of ``distribution`` to ``revision`` does (see :meth:`StoreService.rollback`)."""
+
+    distribution: str
+    revision: int
+    tag: str | None
+    previous: int | None
+    moves: tuple[RollbackMove, ...]
+
+
+def _arrival(reader: CatalogReader, stage: str, name: str, version: str) -> Event | None:
+    """The event that put the live ``name version`` into ``stage`` (a rollback's return does
+    not count: the version's earlier arrival decides where it goes back to)."""
+    for event in reader.events(
+        EventFilter(stage=stage, name=name, version=version, newest_first=True)
+    ):
+        if event.action in _PUT_ACTIONS:
+            return event
+    return None
+
+
+def _returned_to(
+    reader: CatalogReader, distribution: str, name: str, version: str, digest: str
+) -> str | None:
+    """The stage an earlier rollback of ``distribution`` returned ``name version`` to, when it
+    still holds that artifact there (a later restore then takes it back from there)."""
+    for event in reader.events(
+        EventFilter(stage=distribution, name=name, version=version, newest_first=True)
+    ):
+        if event.action == "rollback_remove":
+            stage = event.detail.get("returned_to")
+            if isinstance(stage, str) and event.detail.get("digest") == digest:
+                held = reader.get_entry(stage, name, version)
+                if held is not None and held.artifact == digest:
+                    return stage
+            return None
+        if event.action in _PUT_ACTIONS:
+            return None
+    return None
+
+
+def plan_rollback(
+    reader: CatalogReader, graph: StageGraph, distribution: str, revision_or_tag: str | int
+) -> RollbackPlan:
+    """The moves of a rollback (pure reads): versions added to the distribution's stage since
+    the revision are taken out, those that arrived by promotion go back to the stage they were
+    promoted from (unless it holds the version already); versions removed or overwritten
+    since are put back. PolicyError when a stage that would change is frozen."""
+    stage = graph.stage(distribution)
+    if stage.policy.frozen:
+        raise PolicyError(f"stage {distribution} is frozen: it is never rolled back")
+    number, tag = _resolve(reader, distribution, revision_or_tag)
+    previous = reader.distributions().get(distribution)
+    target: dict[tuple[str, str], str] = {}
+    shadowed: set[tuple[str, str]] = set()
+    for e in reader.revision_entries(distribution, number):
+        if e.stage == distribution:
+            target[(e.name, e.version)] = e.artifact
+        else:
+            shadowed.add((e.name, e.version))
+    current = {(e.name, e.version): e.artifact for e in reader.entries(distribution)}
+    moves: list[RollbackMove] = []
+    for (name, version), artifact in sorted(current.items()):
+        if (name, version) in target or (name, version) in shadowed:
+            continue
+        arrival = _arrival(reader, distribution, name, version)
+        source = arrival.detail.get("from") if arrival is not None else None
+        if arrival is None or arrival.action != "promote" or not isinstance(source, str):
+            moves.append(RollbackMove("remove", name, version, artifact))
+            continue
+        if source not in graph:
+            moves.append(RollbackMove("remove", name, version, artifact))
+            continue
+        if graph.stage(source).policy.frozen:
+            raise PolicyError(
+                f"stage {source} is frozen: the rollback of {distribution} would return"
+                f" {name} {version} to it"
+            )
+        held = reader.get_entry(source, name, version)
+        if held is not None and held.artifact != artifact:
+            raise PolicyError(
+                f"the rollback of {distribution} would lose {name} {version}: {source}, where"
+                " it was promoted from, holds other bytes for that version; remove them from"
+                f" {source} first"
+            )
+        if held is not None:
+            moves.append(RollbackMove("remove", name, version, artifact, stage=source))
+        else:
+            moves.append(RollbackMove("return", name, version, artifact, stage=source))
+    for (name, version), artifact in sorted(target.items()):
+        now = current.get((name, version))
+        if now == artifact:
+            continue
+        back = _returned_to(reader, distribution, name, version, artifact)
+        action: RollbackAction = "take_back" if back is not None else "restore"
+        moves.append(RollbackMove(action, name, version, artifact, stage=back, replaced=now))
+    return RollbackPlan(distribution, number, tag, previous, tuple(moves))
+
+
 def event_title(event: Event) -> str:
     """``[staging] Promote apache-1.2.3 from snapshot`` and the like."""
     d = event.detail
@@ -1127,6 +1312,23 @@ def event_title(event: Event) -> str:
     if action == "rollback":
         tag = f" ({d['tag']})" if d.get("tag") else ""
         return f"{prefix}Rollback to revision {d.get('revision')}{tag}"
+    of = f"the rollback of {d.get('rollback_of')}"
+    if action == "rollback_remove":
+        where = (
+            f": returned to {d['returned_to']}"
+            if d.get("returned_to")
+            else f": {d['kept_in']} keeps its copy"
+            if d.get("kept_in")
+            else ""
+        )
+        return f"{prefix}Rollback takes out {pkg}{where}"
+    if action == "rollback_return":
+        return f"{prefix}Return {pkg} from {d.get('from')} ({of})"
+    if action == "rollback_restore":
+        src = f" from {d['taken_from']}" if d.get("taken_from") else ""
+        return f"{prefix}Rollback restores {pkg}{src}"
+    if action == "rollback_take":
+        return f"{prefix}Take back {pkg} to {d.get('to')} ({of})"
     words = action.replace("_", " ").capitalize()
     return f"{prefix}{words} {pkg}".rstrip()
 
@@ -1143,6 +1345,8 @@ __all__: Sequence[str] = (
     "PackageLocation",
     "PreparedPackage",
     "PublishValidationError",
+    "RollbackMove",
+    "RollbackPlan",
     "StageDiff",
     "StoreService",
     "ValidationLevel",
@@ -1153,5 +1357,6 @@ __all__: Sequence[str] = (
     "check_zip",
     "crash_point",
     "event_title",
+    "plan_rollback",
     "validated_package",
 )
