@@ -480,3 +480,26 @@ def test_a_signature_added_later_is_served_after_the_next_poll(tmp_path: Path) -
     r = get(app, "/snapshot/epr/hello_nginx/hello_nginx-1.0.0.zip.sig")
     assert (r.status_code, r.content) == (200, sig)
     real.close()
+
+
+def test_every_route_head_is_a_reserved_stage_name() -> None:
+    """A stage named like a route of the read API could never be served under its name: the
+    stage graph refuses every such name."""
+    from package_storage.registry.http.app import ROUTE_HEADS
+    from package_storage.store.stages import RESERVED_STAGE_NAMES
+
+    assert {h for h in ROUTE_HEADS if h} <= RESERVED_STAGE_NAMES
+
+
+def test_a_frozen_stage_is_still_served(store: Store, tmp_path: Path) -> None:
+    store.publish("snapshot", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0"))
+    with store.catalog.transaction() as tx:
+        graph = tx.stages().with_legacy_stage("experimental")
+        tx.set_stages(graph)
+    store.publish(
+        "experimental", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    with store.catalog.transaction() as tx:
+        tx.set_stages(tx.stages().with_frozen("experimental", True))
+    app = create_app(StoreRegistry(store.catalog, store.blobs), OPTIONS)
+    assert versions(app, "/experimental") == ["1.0.0"]

@@ -31,6 +31,7 @@ from package_storage.cli.common import (
     store_option,
     when,
 )
+from package_storage.cli.stages import stages
 from package_storage.errors import NotFoundError, PackageStorageError
 from package_storage.store.storage.base import Event, EventFilter, RevisionEntry, StageEntry
 
@@ -74,12 +75,31 @@ def change_line(result: ChangeResult, fallback: str) -> str:
 
 
 @click.command("init", cls=StoreCommand)
+@click.option(
+    "--stages",
+    "stages_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Stage configuration (YAML; default: snapshot -> staging -> production).",
+)
 @store_option
-def init(store_dir: Path) -> None:
-    """Create the store (idempotent: an existing store is left as it is)."""
+def init(stages_file: Path | None, store_dir: Path) -> None:
+    """Create the store (idempotent: an existing store is left as it is).
+
+    With --stages FILE the store gets the stages of FILE (a store that already holds packages
+    keeps its stages: change them with `package-storage stages`).
+    """
+    from package_storage.cli.stages import read_stages_file
+
+    graph = read_stages_file(stages_file) if stages_file is not None else None
     existed = store_exists(store_dir)
     with open_store(store_dir, create=True) as store:
-        stages = ", ".join(store.catalog.stages().names)
+        if graph is not None:
+            store.service.configure_stages(
+                graph, reason=f"initial stage configuration from {stages_file}"
+            )
+        stages = ", ".join(reversed(store.catalog.stages().names))
     verb = "store exists" if existed else "created store"
     click.echo(f"{verb} at {store_dir} (stages: {stages})")
 
@@ -618,6 +638,7 @@ def fsck(repair: bool, as_json: bool, store_dir: Path) -> None:
 
 COMMANDS: tuple[click.Command, ...] = (
     init,
+    stages,
     publish,
     promote,
     remove,

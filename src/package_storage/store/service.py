@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Literal
 
 from package_storage.errors import (
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     PackageError,
@@ -74,7 +75,7 @@ from package_storage.packages.trees import FolderTree, ZipTree
 from package_storage.packages.validation import Problem, validate, validate_for_publish
 from package_storage.packages.versions import sort_key_for
 from package_storage.store.keyring import StoreKeyring, check_imported_signature, sign_artifact
-from package_storage.store.stages import StageGraph
+from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
     ArtifactRecord,
     BlobStore,
@@ -102,6 +103,8 @@ CRASH_POINTS: tuple[str, ...] = (
 )
 
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+_STAGE_ACTIONS = ("stage_add", "stage_freeze", "stage_unfreeze")
 
 IMPORT_ACTION = "import"
 """The event action of an imported version (``[production] Import apache-1.2.3``)."""
@@ -706,7 +709,8 @@ class StoreService:
         exists (tags never move, even to the same revision)."""
         check_tag_name(tag)
         with self.catalog.transaction() as tx:
-            tx.stages().stage(distribution)
+            if tx.stages().stage(distribution).policy.frozen:
+                raise PolicyError(f"stage {distribution} is frozen: it cannot be tagged")
             if revision is None:
                 current = tx.current_revision(distribution)
                 if current is None:
@@ -839,6 +843,89 @@ class StoreService:
         self._version_event(
             tx, "rollback_restore", distribution, name, version, reason=reason, detail=detail
         )
+
+    # --- stage configuration ---------------------------------------------------------------
+
+    def configure_stages(self, graph: StageGraph, *, reason: str = "") -> ChangeResult:
+        """Replace the whole stage configuration (``init --stages FILE``): only while the store
+        holds no package version and no revision (ConflictError otherwise: change a store in
+        use with :meth:`add_stage`, :meth:`freeze_stage`). The same configuration again is a
+        no-op."""
+        with self.catalog.transaction() as tx:
+            current = tx.stages()
+            if current == graph:
+                return ChangeResult(False, None, (), "the store has this stage configuration")
+            used = [n for n in current.names if tx.entries(n)] + list(tx.distributions())
+            if used:
+                raise ConflictError(
+                    f"the store already holds packages or revisions ({used[0]}): its stages"
+                    " cannot be replaced; use `package-storage stages add|freeze|unfreeze`"
+                )
+            tx.set_stages(graph)
+            event = tx.record_event(
+                "stages_configure",
+                actor=self.actor,
+                reason=reason.strip() or None,
+                detail={"stages": graph.as_config(), "previous": current.as_config()},
+            )
+        return ChangeResult(
+            True, event, (), f"configured stages: {', '.join(reversed(graph.names))}"
+        )
+
+    def add_stage(self, stage: Stage, *, reason: str) -> ChangeResult:
+        """Add a stage to the configuration (recorded with ``reason``, which is required).
+        ConflictError when a stage of that name exists; ConfigError when the new graph breaks
+        a rule (unknown stages in ``sees``, ranks, a reserved name, ...)."""
+        _require_reason(reason, f"adding stage {stage.name}")
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            if stage.name in graph:
+                raise ConflictError(f"stage {stage.name} exists already")
+            new = graph.with_stage(stage)
+            tx.set_stages(new)
+            event = tx.record_event(
+                "stage_add",
+                actor=self.actor,
+                stage=stage.name,
+                reason=reason.strip(),
+                detail={"stage": stage.as_config()},
+            )
+        return ChangeResult(True, event, (), f"added stage {stage.name}")
+
+    def freeze_stage(self, name: str, *, reason: str, frozen: bool = True) -> ChangeResult:
+        """Freeze (``frozen=False``: unfreeze) a stage, recorded with ``reason`` (required).
+        A frozen stage is served but refuses every change (publish, import, promotion in or
+        out, removal, overwrite, rollback, tag, yank) until it is unfrozen."""
+        verb = "freeze" if frozen else "unfreeze"
+        _require_reason(reason, f"{verb} stage {name}")
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            if graph.stage(name).policy.frozen == frozen:
+                state = "frozen" if frozen else "not frozen"
+                return ChangeResult(False, None, (), f"stage {name} is already {state}")
+            tx.set_stages(graph.with_frozen(name, frozen))
+            event = tx.record_event(
+                f"stage_{verb}", actor=self.actor, stage=name, reason=reason.strip()
+            )
+        state = "now frozen: it is served but never changes" if frozen else "no longer frozen"
+        return ChangeResult(True, event, (), f"stage {name} is {state}")
+
+    def stage_events(self, name: str | None = None) -> list[Event]:
+        """The events that changed the stage configuration (of one stage, or all)."""
+        if name is not None:
+            self.catalog.stages().stage(name)
+        found = [
+            e
+            for action in _STAGE_ACTIONS
+            for e in self.catalog.events(EventFilter(action=action, stage=name))
+        ]
+        if name is not None:
+            found += [
+                e
+                for e in self.catalog.events(EventFilter(action="stages_configure"))
+                if any(st.get("name") == name for st in e.detail.get("stages", []))
+            ]
+        return sorted(found, key=lambda e: e.id)
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -1088,6 +1175,11 @@ def artifact_summary(pkg: Package, source: str) -> JSONObject:
     }
 
 
+def _require_reason(reason: str, what: str) -> None:
+    if not reason.strip():
+        raise PolicyError(f"{what} needs a reason (--reason TEXT): it is recorded in the history")
+
+
 def _default_publish_stage(graph: StageGraph) -> str:
     stages = graph.publish_stages()
     if not stages:
@@ -1307,6 +1399,13 @@ def event_title(event: Event) -> str:
         return f"{prefix}Promote {pkg}{src}{forced}"
     if action == "remove":
         return f"{prefix}Remove {pkg}{forced}"
+    if action == "stage_add":
+        return f"{prefix}Add stage {event.stage}"
+    if action in ("stage_freeze", "stage_unfreeze"):
+        return f"{prefix}{action[6:].capitalize()} stage {event.stage}"
+    if action == "stages_configure":
+        names = ", ".join(str(st.get("name")) for st in d.get("stages", []))
+        return f"Configure stages: {names}"
     if action == "tag":
         return f"{prefix}Tag {d.get('tag')} -> revision {d.get('revision')}"
     if action == "rollback":
