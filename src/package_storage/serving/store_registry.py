@@ -4,7 +4,9 @@ a blob store.
 Prefixes (design §2): ``None`` (un-prefixed paths) is the current revision of the default
 distribution; ``snapshot`` the current revision of ``snapshot``; ``production@8.12.0`` the
 revision tagged ``8.12.0``; ``production@7`` revision 7 (tags are never all digits, so the two
-cannot be confused). Anything else resolves to None (404 from the app). Distributions named like
+cannot be confused); ``production@5df4ae7`` the revision a history import made from that git
+commit (7-40 hex digits, after tags). A stage without any revision yet is served as an empty
+distribution (200 and ``[]``). Anything else resolves to None (404 from the app). Distributions named like
 a route head of the reference (``search``, ``package``, ``epr``, ...) are never asked for: the
 app routes those segments itself.
 
@@ -37,6 +39,7 @@ the change) makes that cached parse stale, and the next build reads the artifact
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -60,6 +63,7 @@ DEFAULT_REVISION_CACHE = 8
 DEFAULT_PACKAGE_CACHE = 4096
 WARM_QUERIES = 32
 _MISSING_CACHE = 1024
+_COMMIT_RE = re.compile(r"[0-9a-f]{7,40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,12 +364,24 @@ class StoreRegistry:
             if text in self._missing:
                 return None
         try:
-            tag = self.catalog.tag(distribution, ref)
+            number = self.catalog.tag(distribution, ref).revision
         except NotFoundError:
-            self._remember_missing(text)
+            number = self._commit_revision(distribution, ref)
+            if number is None:
+                self._remember_missing(text)
+                return None
+        self._tags[key] = number  # tags never move; a commit's revision never changes
+        return number
+
+    def _commit_revision(self, distribution: str, ref: str) -> int | None:
+        """The (newest) revision made from git commit ``ref`` (7-40 hex digits, a prefix of
+        the id); None when there is none or the prefix is ambiguous."""
+        if not _COMMIT_RE.fullmatch(ref):
             return None
-        self._tags[key] = tag.revision  # tags never move
-        return tag.revision
+        found = self.catalog.revisions_by_commit(distribution, ref)
+        if len({r.commit for r in found}) != 1:
+            return None
+        return found[-1].number
 
     def _remember_missing(self, text: str) -> None:
         with self._lookup_lock:

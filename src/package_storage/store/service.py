@@ -56,6 +56,7 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -109,9 +110,11 @@ _STAGE_ACTIONS = ("stage_add", "stage_freeze", "stage_unfreeze")
 IMPORT_ACTION = "import"
 """The event action of an imported version (``[production] Import apache-1.2.3``)."""
 
-ValidationLevel = Literal["load", "publish"]
+ValidationLevel = Literal["none", "load", "publish"]
 """``load``: the rules the registry applies when it serves a package folder (spec §7.4);
-``publish``: the stricter publish-time rules."""
+``publish``: the stricter publish-time rules; ``none``: no package rule at all (historic content
+imported as it was; only reading the manifest and the archive checks apply), recorded in the
+import's events."""
 
 
 def crash_point(point: str) -> None:
@@ -228,6 +231,23 @@ class ImportItem:
     detail: JSONObject = field(default_factory=dict)  # source description for the event
     data: bytes | None = None
     signature: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryStep:
+    """The state change of one git commit in one stage (:meth:`StoreService.record_history`):
+    the versions it adds or changes (``put``, blobs already written or carried) and removes,
+    with the commit's id, time, author and subject; ``detail`` goes into every event."""
+
+    stage: str
+    commit: str
+    time: datetime
+    author: str
+    subject: str
+    put: tuple[ImportItem, ...] = ()
+    remove: tuple[tuple[str, str], ...] = ()
+    detail: JSONObject = field(default_factory=dict)
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -627,6 +647,104 @@ class StoreService:
                 results.append(ItemResult(item, status, previous=change.previous))
             revisions = _cascade(tx, graph, touched)
         return BatchResult(tuple(results), revisions, stopped)
+
+    # --- history import --------------------------------------------------------------------
+
+    def record_history(self, steps: Sequence[HistoryStep]) -> list[tuple[Revision, ...]]:
+        """Record the states of git commits (``import-git --history``) in ONE transaction, one
+        change sequence per step, oldest first: per step its versions put (blobs written
+        before, as for :meth:`import_batch`) and removed, one ``import``/``remove`` event per
+        version and one ``commit`` event, all at the commit's time with its author as the
+        actor, and a new revision of every distribution that sees the step's stage, recording
+        the commit id (``dist@<commit>``). The stage's rules are not applied: a step is what
+        git held (the recorded bypass of import); a frozen stage refuses. Returns the
+        revisions of each step."""
+        for step in steps:
+            for item in step.put:
+                self._put_blob(item.data)
+                self._put_blob(item.signature)
+        made: list[tuple[Revision, ...]] = []
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            for i, step in enumerate(steps):
+                if i:
+                    tx.advance()
+                check_import(graph, step.stage)
+                self._record_step(tx, step)
+                made.append(
+                    tuple(
+                        tx.new_revision(d, commit=step.commit)
+                        for d in graph.affected_distributions(step.stage)
+                    )
+                )
+        return made
+
+    def _record_step(self, tx: Transaction, step: HistoryStep) -> None:
+        stage, actor, when = step.stage, step.author or self.actor, step.time
+        reason = step.reason.strip() or None
+        base: JSONObject = {"commit": step.commit, "history": True, **step.detail}
+        for item in step.put:
+            for blob, data in ((item.digest, item.data), (item.signature_digest, item.signature)):
+                self._ensure_blob(
+                    blob,
+                    data,
+                    f"blob {blob} of {item.name} {item.version} vanished before it was recorded"
+                    " (fsck --repair at the same time?): run the import again",
+                )
+            tx.add_artifact(
+                ArtifactRecord(
+                    digest=item.digest,
+                    size=item.size,
+                    name=item.name,
+                    version=item.version,
+                    signature_digest=item.signature_digest,
+                    manifest=item.summary,
+                )
+            )
+            previous = tx.put_entry(stage, item.name, item.version, item.digest, actor=actor)
+            if previous is not None and previous.artifact == item.digest:
+                continue
+            detail: JSONObject = {"digest": item.digest, "size": item.size, **item.detail, **base}
+            if previous is not None:
+                detail["previous"] = previous.artifact
+            tx.record_event(
+                IMPORT_ACTION,
+                actor=actor,
+                stage=stage,
+                name=item.name,
+                version=item.version,
+                detail=detail,
+                time=when,
+                reason=reason,
+            )
+        for name, version in step.remove:
+            entry = tx.get_entry(stage, name, version)
+            if entry is None:
+                continue
+            tx.delete_entry(stage, name, version)
+            tx.record_event(
+                "remove",
+                actor=actor,
+                stage=stage,
+                name=name,
+                version=version,
+                detail={"digest": entry.artifact, **base},
+                time=when,
+                reason=reason,
+            )
+        tx.record_event(
+            "commit",
+            actor=actor,
+            stage=stage,
+            detail={
+                **base,
+                "subject": step.subject,
+                "put": len(step.put),
+                "removed": len(step.remove),
+            },
+            time=when,
+            reason=reason,
+        )
 
     # --- promote / remove ------------------------------------------------------------------
 
@@ -1112,9 +1230,36 @@ def _resolve(
         if text.isdigit():
             number, tag = int(text), None
         else:
-            number, tag = reader.tag(distribution, text).revision, text
+            try:
+                number, tag = reader.tag(distribution, text).revision, text
+            except NotFoundError:
+                found = commit_revision(reader, distribution, text)
+                if found is None:
+                    raise
+                number, tag = found, None
     reader.revision(distribution, number)  # NotFoundError when absent
     return int(number), tag
+
+
+COMMIT_RE = re.compile(r"[0-9a-f]{7,40}")
+"""A git commit id or an abbreviation of it, as ``dist@<commit>`` names a revision."""
+
+
+def commit_revision(reader: CatalogReader, distribution: str, ref: str) -> int | None:
+    """The revision of ``distribution`` made from the git commit ``ref`` (7-40 lowercase hex
+    digits, a prefix of the id), the newest one when several revisions record that commit;
+    None when there is none or ``ref`` is no commit id. InvalidInputError when the prefix
+    names several commits."""
+    if not COMMIT_RE.fullmatch(ref):
+        return None
+    found = reader.revisions_by_commit(distribution, ref)
+    commits = {r.commit for r in found}
+    if len(commits) > 1:
+        raise InvalidInputError(
+            f"{distribution}@{ref} is ambiguous: it abbreviates {len(commits)} commits"
+            " (give more hex digits)"
+        )
+    return found[-1].number if found else None
 
 
 def validated_package(
@@ -1126,6 +1271,8 @@ def validated_package(
     vanished or cannot be read (``location`` names the package in both).
     """
     try:
+        if level == "none":
+            return read_package(tree, validate=False, version_dir=None)
         if level == "publish":
             problems = validate_for_publish(tree, version_dir=version_dir)
         else:
@@ -1399,6 +1546,8 @@ def event_title(event: Event) -> str:
         return f"{prefix}Promote {pkg}{src}{forced}"
     if action == "remove":
         return f"{prefix}Remove {pkg}{forced}"
+    if action == "commit":
+        return f"{prefix}{d.get('subject', '')}".rstrip()
     if action == "stage_add":
         return f"{prefix}Add stage {event.stage}"
     if action in ("stage_freeze", "stage_unfreeze"):
@@ -1439,6 +1588,7 @@ __all__: Sequence[str] = (
     "BatchResult",
     "ChangeResult",
     "FsckReport",
+    "HistoryStep",
     "ImportItem",
     "ItemResult",
     "PackageLocation",
@@ -1454,6 +1604,7 @@ __all__: Sequence[str] = (
     "check_overwrite_rule",
     "check_tag_name",
     "check_zip",
+    "commit_revision",
     "crash_point",
     "event_title",
     "plan_rollback",
