@@ -687,7 +687,7 @@ def test_rollback_loses_nothing_reachable_and_dry_run_changes_nothing(
     # refused (it would be lost) until that copy is gone
     first_staging = svc.revisions("staging")[0].number
     middle = state(store)
-    with pytest.raises(PolicyError, match="would lose hello_nginx 1.2.0: snapshot"):
+    with pytest.raises(PolicyError, match=r"would lose hello_nginx 1\.2\.0: snapshot"):
         svc.rollback("staging", first_staging)
     assert state(store) == middle
     svc.remove("hello_nginx", "1.2.0", stage="snapshot")
