@@ -120,6 +120,19 @@ def test_a_live_server_sees_store_changes(
         print(f"change visible over HTTP after {seen * 1000:.0f} ms")
         assert names(server.get("/production@1/search?all=true")) == ["hello_nginx-1.0.0"]
         assert "hello_nginx-1.1.0" in names(server.get("/snapshot/search?all=true"))
+
+        # a yanked version leaves /search but stays downloadable by its version
+        from package_storage.store.service import StoreService
+
+        StoreService(catalog, blobs, actor="test").yank(
+            "hello_nginx", "1.1.0", stage="production", reason="bad release"
+        )
+        changed = time.monotonic()
+        while names(server.get("/search?all=true")) != ["hello_nginx-1.0.0"]:
+            assert time.monotonic() - changed < 10, "the yank was not picked up"
+            time.sleep(0.02)
+        assert server.get("/package/hello_nginx/1.1.0/").json()["yanked"] is True
+        assert server.get("/epr/hello_nginx/hello_nginx-1.1.0.zip").status_code == 200
     finally:
         out = stop(server)
     assert "Package registry stopped" in out

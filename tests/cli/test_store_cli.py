@@ -280,7 +280,7 @@ def test_promote_through_the_stages(published: Path) -> None:
     assert [(e["name"], e["version"], e["stage"]) for e in served] == [
         ("hello_nginx", "1.0.0", "production")
     ]
-    assert set(served[0]) == {"name", "version", "stage", "artifact"}
+    assert set(served[0]) == {"name", "version", "stage", "artifact", "yanked"}
     snapshot = json_of(["list", "--distribution", "snapshot"], published)
     assert {(e["name"], e["version"]) for e in snapshot} == {
         ("acme_input", "1.0.0"),
@@ -337,7 +337,15 @@ def test_list_json_shape(published: Path) -> None:
         ("hello_nginx", "1.1.0"),
     ]
     for entry in entries:
-        assert list(entry) == ["name", "version", "stage", "artifact", "added_at", "added_by"]
+        assert list(entry) == [
+            "name",
+            "version",
+            "stage",
+            "artifact",
+            "added_at",
+            "added_by",
+            "yanked",
+        ]
         assert re.fullmatch(r"[0-9a-f]{64}", entry["artifact"])
         assert entry["added_by"] == "tester"
         assert entry["added_at"].endswith("Z")
@@ -654,3 +662,32 @@ def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert f"http://127.0.0.1:{port}/production@demo/search" in out
+
+
+# --- yank ----------------------------------------------------------------------------------------
+
+
+def test_yank_and_unyank(published: Path) -> None:
+    ok(["promote", "hello_nginx", "1.0.0", "--to", "staging"], published)
+    ok(["promote", "hello_nginx", "1.0.0", "--to", "production"], published)
+    line = refused(
+        ["yank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", " "], published
+    )
+    assert "needs a reason" in line
+    out = ok(
+        ["yank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", "bad"], published
+    )
+    assert out.startswith("yanked hello_nginx 1.0.0 in production: hidden from search")
+    again = ok(
+        ["yank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", "x"], published
+    )
+    assert again.startswith("unchanged: ")
+    listed = json_of(["list", "--stage", "production"], published)
+    assert [(e["version"], e["yanked"]) for e in listed] == [("1.0.0", True)]
+    assert "yanked" in ok(["list", "--distribution", "production"], published)
+    shown = json_of(["show", "hello_nginx", "1.0.0"], published)
+    assert shown["versions"][0]["stages"][0]["yanked"] is True
+    titles = [e["title"] for e in json_of(["history"], published)]
+    assert titles[0] == "[production] Yank hello_nginx-1.0.0"
+    ok(["unyank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", "ok"], published)
+    assert json_of(["list", "--stage", "production"], published)[0]["yanked"] is False

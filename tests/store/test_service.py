@@ -980,3 +980,84 @@ def test_operation_cost_does_not_grow_with_store_size(
     assert small_statements == large_statements
     # 1,170 more rows per stage: a scan over them would cost thousands of steps more.
     assert large_steps - small_steps < 300
+
+
+# --- yank ------------------------------------------------------------------------------------
+
+
+def test_yank_hides_a_release_from_search_but_keeps_it_downloadable(
+    store: Store, svc: StoreService, pkg: MakePackage
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from package_storage.registry.http.app import AppOptions, create_app
+    from package_storage.serving.store_registry import StoreRegistry
+
+    to_production(svc, pkg("1.0.0"), "hello_nginx", "1.0.0")
+    to_production(svc, pkg("1.1.0"), "hello_nginx", "1.1.0")
+    before = len(svc.revisions("production"))
+    with pytest.raises(PolicyError, match="needs a reason"):
+        svc.yank("hello_nginx", "1.1.0", stage="production", reason="")
+    with pytest.raises(NotFoundError, match="not in stage production"):
+        svc.yank("hello_nginx", "9.9.9", stage="production", reason="bad")
+    result = svc.yank("hello_nginx", "1.1.0", stage="production", reason="breaks ingest")
+    assert result.changed and result.event is not None
+    assert event_title(result.event) == "[production] Yank hello_nginx-1.1.0"
+    assert result.event.reason == "breaks ingest"
+    assert len(svc.revisions("production")) == before + 1  # servers see the change
+    assert not svc.yank("hello_nginx", "1.1.0", stage="production", reason="again").changed
+    # marked in list and show; nothing removed
+    listed = {e.version: e.yanked for e in svc.list_entries(distribution="production")}
+    assert listed == {"1.0.0": False, "1.1.0": True}
+    (loc,) = svc.show("hello_nginx", "1.1.0")
+    assert [(e.stage, e.yanked) for e in loc.entries] == [("production", True)]
+    assert loc.events[-1].action == "yank"
+    # served: not in /search or /categories (latest is 1.0.0), still there by exact version
+    registry = StoreRegistry(store.catalog, store.blobs)
+    app = create_app(
+        registry,
+        AppOptions(
+            cache_time_index=1.0,
+            cache_time_search=1.0,
+            cache_time_categories=1.0,
+            cache_time_catch_all=1.0,
+        ),
+    )
+
+    def get(target: str) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await client.get(target)
+
+        return asyncio.run(go())
+
+    latest = get("/search?package=hello_nginx").json()
+    assert [e["version"] for e in latest] == ["1.0.0"]
+    every = get("/search?package=hello_nginx&all=true").json()
+    assert [e["version"] for e in every] == ["1.0.0"]
+    assert get("/snapshot/search?package=hello_nginx").json()[0]["version"] == "1.0.0"
+    doc = get("/package/hello_nginx/1.1.0/")
+    assert doc.status_code == 200 and doc.json()["yanked"] is True
+    assert "yanked" not in get("/package/hello_nginx/1.0.0/").json()
+    zipped = get("/epr/hello_nginx/hello_nginx-1.1.0.zip")
+    assert zipped.status_code == 200 and zipped.content == store.blobs.get(loc.entries[0].artifact)
+    # the revision before the yank still lists it
+    old = get(f"/production@{before}/search?package=hello_nginx&all=true").json()
+    assert [e["version"] for e in old] == ["1.0.0", "1.1.0"]
+    # unyank lists it again
+    svc.yank("hello_nginx", "1.1.0", stage="production", reason="fixed upstream", yanked=False)
+    registry.refresh()
+    assert [e["version"] for e in get("/search?package=hello_nginx").json()] == ["1.1.0"]
+    assert [e.action for e in svc.show("hello_nginx", "1.1.0")[0].events][-2:] == [
+        "yank",
+        "unyank",
+    ]
+    # a frozen stage refuses
+    with store.catalog.transaction() as tx:
+        tx.set_stages(tx.stages().with_frozen_stage("production-7.9"))
+    with pytest.raises(PolicyError, match="frozen"):
+        svc.yank("hello_nginx", "1.1.0", stage="production-7.9", reason="x")
+    assert store.catalog.check(deep=True) == []

@@ -185,6 +185,7 @@ def entry_json(entry: StageEntry) -> JSONObject:
         "artifact": entry.artifact,
         "added_at": format_time(entry.added_at),
         "added_by": entry.added_by,
+        "yanked": entry.yanked,
     }
 
 

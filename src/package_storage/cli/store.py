@@ -193,6 +193,32 @@ def remove(name: str, version: str, stage: str, force: bool, reason: str, store_
     click.echo(change_line(result, f"removed {name} {version} from {stage}"))
 
 
+@click.command("yank", cls=StoreCommand)
+@click.argument("name")
+@click.argument("version")
+@click.option("--stage", required=True, metavar="STAGE", help="Stage holding the version.")
+@click.option("--reason", required=True, help="Why (recorded; required).")
+@store_option
+def yank(name: str, version: str, stage: str, reason: str, store_dir: Path) -> None:
+    """Yank a bad release: hidden from search and categories, still downloadable by version."""
+    with open_store(store_dir) as store:
+        result = store.service.yank(name, version, stage=stage, reason=reason)
+    click.echo(change_line(result, f"yanked {name} {version} in {stage}"))
+
+
+@click.command("unyank", cls=StoreCommand)
+@click.argument("name")
+@click.argument("version")
+@click.option("--stage", required=True, metavar="STAGE", help="Stage holding the version.")
+@click.option("--reason", required=True, help="Why (recorded; required).")
+@store_option
+def unyank(name: str, version: str, stage: str, reason: str, store_dir: Path) -> None:
+    """Undo a yank: the version is listed in search and categories again."""
+    with open_store(store_dir) as store:
+        result = store.service.yank(name, version, stage=stage, reason=reason, yanked=False)
+    click.echo(change_line(result, f"unyanked {name} {version} in {stage}"))
+
+
 # --- list / show / diff / history -------------------------------------------------------------
 
 
@@ -242,9 +268,9 @@ def list_command(
     if distribution is not None:
         print_table(
             title,
-            ("name", "version", "from stage", "artifact"),
+            ("name", "version", "from stage", "artifact", "yanked"),
             [
-                (e.name, e.version, e.stage, short(e.artifact))
+                (e.name, e.version, e.stage, short(e.artifact), _yanked(e.yanked))
                 for e in entries
                 if isinstance(e, RevisionEntry)
             ],
@@ -252,13 +278,25 @@ def list_command(
         return
     print_table(
         title,
-        ("name", "version", "stage", "artifact", "added", "by"),
+        ("name", "version", "stage", "artifact", "added", "by", "yanked"),
         [
-            (e.name, e.version, e.stage, short(e.artifact), when(e.added_at), e.added_by)
+            (
+                e.name,
+                e.version,
+                e.stage,
+                short(e.artifact),
+                when(e.added_at),
+                e.added_by,
+                _yanked(e.yanked),
+            )
             for e in entries
             if isinstance(e, StageEntry)
         ],
     )
+
+
+def _yanked(value: bool) -> str:
+    return "yanked" if value else ""
 
 
 def _listed_json(entry: StageEntry | RevisionEntry) -> dict[str, object]:
@@ -269,6 +307,7 @@ def _listed_json(entry: StageEntry | RevisionEntry) -> dict[str, object]:
         "version": entry.version,
         "stage": entry.stage,
         "artifact": entry.artifact,
+        "yanked": entry.yanked,
     }
 
 
@@ -303,6 +342,7 @@ def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None
                                 "artifact": e.artifact,
                                 "added_at": when(e.added_at),
                                 "added_by": e.added_by,
+                                "yanked": e.yanked,
                             }
                             for e in loc.entries
                         ],
@@ -318,7 +358,7 @@ def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None
         return
     print_table(
         f"{name}: {plural(len(locations), 'version')}",
-        ("version", "stage", "artifact", "size", "signed", "added", "by"),
+        ("version", "stage", "artifact", "size", "signed", "added", "by", "yanked"),
         [
             (
                 loc.version,
@@ -328,6 +368,7 @@ def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None
                 "yes" if loc.signed else "no",
                 when(e.added_at),
                 e.added_by,
+                _yanked(e.yanked),
             )
             for loc in locations
             for e in loc.entries
@@ -642,6 +683,8 @@ COMMANDS: tuple[click.Command, ...] = (
     publish,
     promote,
     remove,
+    yank,
+    unyank,
     list_command,
     show,
     diff,

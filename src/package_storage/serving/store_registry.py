@@ -10,6 +10,10 @@ distribution (200 and ``[]``). Anything else resolves to None (404 from the app)
 a route head of the reference (``search``, ``package``, ``epr``, ...) are never asked for: the
 app routes those segments itself.
 
+Yanked versions (``package-storage yank``) stay in the revision: served by their exact version
+(package document marked ``"yanked": true``, zip and signature downloadable) but left out of
+``/search`` and ``/categories``, so a client choosing the latest version never picks one.
+
 Index of a revision: one package source per stage in the revision's ``stages`` order (most
 stable first, so on a clash the index's "earlier source wins" serves the more stable copy),
 each package read from its artifact zip (``read_package(ZipTree, validate=False)``: it was
@@ -38,6 +42,7 @@ the change) makes that cached parse stale, and the next build reads the artifact
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -113,6 +118,12 @@ class BuiltRevision:
 
 SwapListener = Callable[[str, BuiltRevision], None]
 """Called after a distribution's current index was swapped: ``(distribution, built)``."""
+
+
+def with_yanked(pkg: Package) -> Package:
+    """``pkg`` whose package document says ``"yanked": true`` (a new object: parsed packages
+    are shared between revisions, and the version may be unyanked later)."""
+    return dataclasses.replace(pkg, document={**pkg.document, "yanked": True})
 
 
 def parse_prefix(prefix: str) -> tuple[str, str | None]:
@@ -462,7 +473,7 @@ class StoreRegistry:
         start = time.perf_counter()
         entries = self.catalog.revision_entries(revision.distribution, revision.number)
         tables = self._tables(previous)
-        by_stage: dict[str, list[LoadedArtifact]] = {stage: [] for stage in revision.stages}
+        by_stage: dict[str, list[tuple[LoadedArtifact, bool]]] = {s: [] for s in revision.stages}
         loaded: dict[str, LoadedArtifact] = {}
         parsed = 0
         for entry in entries:
@@ -471,18 +482,25 @@ class StoreRegistry:
                 item, fresh = self._load(entry.artifact, tables)
                 parsed += fresh
                 loaded[entry.artifact] = item
-            by_stage.setdefault(entry.stage, []).append(item)
+            by_stage.setdefault(entry.stage, []).append((item, entry.yanked))
         sources: list[list[Package]] = []
         owners: dict[Package, LoadedArtifact] = {}
+        yanked: list[Package] = []
         for items in by_stage.values():
-            packages = propagate_deprecations([item.package for item in items])
-            for item, pkg in zip(items, packages, strict=True):
+            packages = propagate_deprecations([item.package for item, _ in items])
+            source: list[Package] = []
+            for (item, is_yanked), pkg in zip(items, packages, strict=True):
+                if is_yanked:
+                    pkg = with_yanked(pkg)
+                    yanked.append(pkg)
                 owners[pkg] = item
-            sources.append(packages)
+                source.append(pkg)
+            sources.append(source)
         index = RegistryIndex(
             sources,
             files=StoreFiles(self.blobs, owners),
             previous=previous.index if previous is not None else None,
+            unlisted=yanked,
         )
         if warm and previous is not None:
             index.warm_from(previous.index, limit=WARM_QUERIES)

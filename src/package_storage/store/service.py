@@ -820,6 +820,43 @@ class StoreService:
             crash_point("remove:before-commit")
         return ChangeResult(True, event, revisions, f"removed {name} {version} from {stage}")
 
+    # --- yank ------------------------------------------------------------------------------
+
+    def yank(
+        self, name: str, version: str, *, stage: str, reason: str, yanked: bool = True
+    ) -> ChangeResult:
+        """Yank (``yanked=False``: unyank) ``name version`` in ``stage``: for a bad release in a
+        stage that never removes. A yanked version stays in the stage and in every revision,
+        downloadable and viewable by its exact version, but is left out of /search and
+        /categories (and so of a client's latest-version choice). ``reason`` is required;
+        a frozen stage refuses. New revisions of every distribution that sees the stage (the
+        revision digest covers artifacts, so it does not change)."""
+        verb = "yank" if yanked else "unyank"
+        _require_reason(reason, f"{verb} {name} {version}")
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            if graph.stage(stage).policy.frozen:
+                raise PolicyError(f"stage {stage} is frozen: it never changes: cannot {verb}")
+            entry = tx.get_entry(stage, name, version)
+            if entry is None:
+                raise NotFoundError(_not_in_stage(tx, stage, name, version))
+            if entry.yanked == yanked:
+                state = "yanked" if yanked else "not yanked"
+                return ChangeResult(
+                    False, None, (), f"{name} {version} in {stage} is already {state}"
+                )
+            tx.set_yanked(stage, name, version, yanked)
+            event = self._version_event(
+                tx, verb, stage, name, version, reason=reason, detail={"digest": entry.artifact}
+            )
+            revisions = _cascade(tx, graph, (stage,))
+        what = (
+            "hidden from search and categories, still downloadable by its version"
+            if yanked
+            else "listed again"
+        )
+        return ChangeResult(True, event, revisions, f"{verb}ed {name} {version} in {stage}: {what}")
+
     # --- tags and rollback -----------------------------------------------------------------
 
     def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
@@ -1546,6 +1583,8 @@ def event_title(event: Event) -> str:
         return f"{prefix}Promote {pkg}{src}{forced}"
     if action == "remove":
         return f"{prefix}Remove {pkg}{forced}"
+    if action in ("yank", "unyank"):
+        return f"{prefix}{action.capitalize()} {pkg}"
     if action == "commit":
         return f"{prefix}{d.get('subject', '')}".rstrip()
     if action == "stage_add":
