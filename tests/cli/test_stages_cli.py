@@ -148,6 +148,10 @@ def test_add_freeze_and_unfreeze_with_reasons(tmp_path: Path) -> None:
         store,
     )
     assert out.strip() == "added stage qa"
+    added = json.loads(
+        ok(["stages", "add", "qa2", "--reason", "second", "--rank", "-2", "--json"], store)
+    )
+    assert added["stage"]["name"] == "qa2" and added["event"]["reason"] == "second"
     assert {s["name"]: s["publish"] for s in stages_json(store)}["qa"] is True
     ok(["publish", str(HELLO), "--stage", "qa"], store)
     assert "stage qa exists already" in refused(["stages", "add", "qa", "--reason", "again"], store)
@@ -169,7 +173,8 @@ def test_add_freeze_and_unfreeze_with_reasons(tmp_path: Path) -> None:
     assert "promotes to production, which is frozen" in refused(
         ["stages", "freeze", "production", "--reason", "x"], store
     )
-    ok(["stages", "unfreeze", "qa", "--reason", "QA again"], store)
+    thawed = json.loads(ok(["stages", "unfreeze", "qa", "--reason", "QA again", "--json"], store))
+    assert thawed["changed"] and thawed["event"]["action"] == "stage_unfreeze"
     ok(["remove", "hello_nginx", "1.0.0", "--stage", "qa"], store)
     shown = json.loads(ok(["stages", "show", "qa", "--json"], store))
     assert [(e["action"], e["reason"]) for e in shown["events"]] == [

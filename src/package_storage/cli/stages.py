@@ -26,6 +26,7 @@ from package_storage.cli.common import (
 from package_storage.errors import ConfigError
 
 if TYPE_CHECKING:
+    from package_storage.store.service import ChangeResult
     from package_storage.store.stages import Stage, StageGraph
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
@@ -160,6 +161,7 @@ def show_stage(name: str, as_json: bool, store_dir: Path) -> None:
     "--rank", type=int, default=None, help="Stability (default: above every existing stage)."
 )
 @reason_option
+@json_option
 @store_option
 def add_stage(
     name: str,
@@ -171,6 +173,7 @@ def add_stage(
     frozen: bool,
     rank: int | None,
     reason: str,
+    as_json: bool,
     store_dir: Path,
 ) -> None:
     """Add a stage NAME to an existing store."""
@@ -189,26 +192,50 @@ def add_stage(
             publish,
         )
         result = store.service.add_stage(stage, reason=reason)
+        graph = store.service.stages()
+    if as_json:
+        print_json({**_change_json(result), "stage": stage_json(graph, graph.stage(name))})
+        return
     click.echo(result.message)
+
+
+def _change_json(result: ChangeResult) -> dict[str, Any]:
+    from package_storage.store.service import event_title
+
+    event = result.event
+    return {
+        "changed": result.changed,
+        "message": result.message,
+        "event": event_json(event, event_title(event)) if event is not None else None,
+    }
 
 
 @stages.command("freeze", cls=StoreCommand)
 @click.argument("name")
 @reason_option
+@json_option
 @store_option
-def freeze(name: str, reason: str, store_dir: Path) -> None:
+def freeze(name: str, reason: str, as_json: bool, store_dir: Path) -> None:
     """Freeze stage NAME: still served, but every later change is refused."""
     with open_store(store_dir) as store:
         result = store.service.freeze_stage(name, reason=reason)
-    click.echo(result.message if result.changed else f"unchanged: {result.message}")
+    _print_change(result, as_json)
 
 
 @stages.command("unfreeze", cls=StoreCommand)
 @click.argument("name")
 @reason_option
+@json_option
 @store_option
-def unfreeze(name: str, reason: str, store_dir: Path) -> None:
+def unfreeze(name: str, reason: str, as_json: bool, store_dir: Path) -> None:
     """Unfreeze stage NAME: it follows its rules again."""
     with open_store(store_dir) as store:
         result = store.service.freeze_stage(name, reason=reason, frozen=False)
-    click.echo(result.message if result.changed else f"unchanged: {result.message}")
+    _print_change(result, as_json)
+
+
+def _print_change(result: ChangeResult, as_json: bool) -> None:
+    if as_json:
+        print_json(_change_json(result))
+    else:
+        click.echo(result.message if result.changed else f"unchanged: {result.message}")
