@@ -109,7 +109,9 @@ class EntryContent:
 
 @dataclass(slots=True)
 class _Extracted:
-    owner: object  # kept alive so that an id() inside the key is never reused
+    # The tree the file came from, not kept alive: a key holding id(tree) only matches while
+    # that very tree lives (a dead tree's id may be reused by another).
+    owner: weakref.ref[object]
     path: str
     size: int
 
@@ -164,18 +166,23 @@ class ExtractCache:
             self._finalizer = weakref.finalize(self, shutil.rmtree, self._dir, True)
         return self._dir
 
-    def _open_hit(self, key: Hashable) -> FileContent | None:
-        """Under ``_lock``: the cached file of ``key`` opened, or None."""
+    def _open_hit(self, key: Hashable, owner: object) -> FileContent | None:
+        """Under ``_lock``: the cached file of ``key`` (extracted from ``owner``) opened, or
+        None (then nothing is cached for ``key`` any more)."""
         hit = self._items.get(key)
         if hit is None:
             return None
-        self._items.move_to_end(key)
-        try:
-            return FileContent.open(hit.path)
-        except OSError:  # removed behind our back: forget it
-            del self._items[key]
-            self._used -= hit.size
-            return None
+        if hit.owner() is owner:
+            self._items.move_to_end(key)
+            try:
+                return FileContent.open(hit.path)
+            except OSError:  # removed behind our back
+                pass
+        del self._items[key]
+        self._used -= hit.size
+        with contextlib.suppress(OSError):
+            os.unlink(hit.path)
+        return None
 
     def _reserve(self, size: int) -> bool:
         """Under ``_lock``: make room for ``size`` bytes by evicting; False when impossible."""
@@ -199,13 +206,13 @@ class ExtractCache:
         if size > self.max_file_bytes:
             return None
         with self._lock:
-            found = self._open_hit(key)
+            found = self._open_hit(key, owner)
             if found is not None:
                 return found
             building = self._building.setdefault(key, threading.Lock())
         with building:
             with self._lock:
-                found = self._open_hit(key)
+                found = self._open_hit(key, owner)
                 if found is not None:
                     return found
                 if not self._reserve(size):
@@ -223,7 +230,7 @@ class ExtractCache:
                 raise
             with self._lock:
                 self._building.pop(key, None)
-                self._items[key] = _Extracted(owner, path, size)
+                self._items[key] = _Extracted(weakref.ref(owner), path, size)
                 self.extractions += 1
                 return FileContent.open(path)
 
