@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from package_storage.errors import PackageError
@@ -52,6 +52,9 @@ def test_every_compression_method_reads_the_same_bytes(method: int) -> None:
     step=st.integers(1, 100_000),
     skip=st.integers(0, 200_000),
 )
+# Found by hypothesis: a 1-byte read can leave output pending in the inflater after its last
+# input was consumed; the reader must drain it instead of calling the entry short.
+@example(data=b"\x90" * 5, step=1, skip=0)
 def test_reads_and_skips_in_any_steps_give_the_entry(data: bytes, step: int, skip: int) -> None:
     tree = ZipTree.from_bytes(_zip({"f.bin": data}), "p.zip")
     reader = tree.open_entry("f.bin")

@@ -129,13 +129,13 @@ class EntryReader:
         while True:
             if self._tail:
                 src, self._tail = self._tail, b""
-            elif self._inflater.eof or self._left <= 0:
+            elif self._inflater.eof:
                 return b""
-            else:
+            elif self._left > 0:
                 src = self._fh.read(min(RAW_CHUNK, self._left))
-                if not src:
-                    return b""
-                self._left -= len(src)
+                self._left = self._left - len(src) if src else 0
+            else:
+                src = b""  # no input left: the inflater may still hold pending output
             try:
                 out = self._inflater.decompress(src, limit)
             except zlib.error as exc:
@@ -143,6 +143,8 @@ class EntryReader:
             self._tail = self._inflater.unconsumed_tail
             if out:
                 return out
+            if not src and not self._tail:
+                return b""
 
     def _finish(self) -> None:
         self._finished = True
