@@ -388,10 +388,9 @@ def import_command(
 
     with open_store(store_dir) as store:
         store.service.catalog.stages().stage(stage)
-        sources = scan_folder(source, stage)
-        report = _run(
-            store.service, _keyring(store.directory), sources, options, f"Importing into {stage}"
-        )
+        keyring = _keyring(store.directory)
+        sources = scan_folder(source, stage, keyring=keyring)
+        report = _run(store.service, keyring, sources, options, f"Importing into {stage}")
     _finish(report, str(source), as_json)
 
 
