@@ -975,7 +975,10 @@ def import_sources(
                 )
             else:
                 seen[key] = src.location
-                batch.append(dataclasses.replace(item, detail=_detail(src, outcome, report.run)))
+                detail = _detail(src, outcome, report.run)
+                if opts.validation == "none":
+                    detail["validation"] = "none"  # recorded: imported without package rules
+                batch.append(dataclasses.replace(item, detail=detail))
                 if len(batch) >= opts.batch_size:
                     flush()
         if progress is not None:
