@@ -615,9 +615,9 @@ def _prepare_tree(
             "no manifest.yml: a package version folder must hold its manifest",
             path=source.location,
         )
-    pkg = validated_package(tree, source.location, version_dir=version_dir, level=config.validation)
     folder, parent = _folder_names(source)
-    safety.check_identity(source.location, pkg.name, str(pkg.version), folder=folder, parent=parent)
+    safety.check_tree_identity(tree, source.location, folder=folder, parent=parent)
+    pkg = validated_package(tree, source.location, version_dir=version_dir, level=config.validation)
     data = build_zip(tree, pkg.name, str(pkg.version))
     safety.check_artifact_size(len(data), source.location)
     return _finish(source, pkg, data, None, fingerprint, files, known, config, summary_source)
