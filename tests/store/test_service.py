@@ -22,8 +22,8 @@ from package_storage.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
-    PackageError,
     PolicyError,
+    UnsafePackageError,
 )
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.signing import generate_key, sign_detached
@@ -315,7 +315,7 @@ def test_version_mismatch_with_folder_name_is_refused(
     wrong = folder.parent / "1.0.1"
     folder.rename(wrong)
     before = state(store)
-    with pytest.raises(PublishValidationError):
+    with pytest.raises(UnsafePackageError, match=r"\[identity-version\]"):
         svc.publish(wrong)
     assert state(store) == before
 
@@ -343,11 +343,10 @@ def test_broken_zip_is_refused_naming_it_and_changes_nothing(
     path = tmp_path / "zips" / "broken-1.1.0.zip"
     path.write_bytes(broken)
     before = state(store)
-    with pytest.raises(PackageError) as info:
+    with pytest.raises(UnsafePackageError) as info:  # the archive-safety gate
         svc.publish(path)
-    assert not isinstance(info.value, PublishValidationError)
     assert str(path) in str(info.value)
-    assert "zip" in str(info.value)
+    assert "[zip-" in str(info.value)
     assert state(store) == before
 
 

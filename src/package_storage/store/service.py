@@ -48,12 +48,9 @@ Test hook: ``PACKAGE_STORAGE_CRASH_AT=<point>`` kills the process (SIGKILL) at a
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import re
 import signal
-import zipfile
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -67,11 +64,19 @@ from package_storage.errors import (
     PackageError,
     PolicyError,
     StorageError,
+    UnsafePackageError,
     ValidationError,
 )
+from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.manifest import read_package
 from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.safety import (
+    CheckedZip,
+    check_folder,
+    check_input_file,
+    check_tree_identity,
+)
 from package_storage.packages.trees import FolderTree, ZipTree
 from package_storage.packages.validation import Problem, validate, validate_for_publish
 from package_storage.packages.versions import sort_key_for
@@ -332,7 +337,8 @@ class StoreService:
         path = Path(path)
         if path.is_dir():
             return self.prepare_folder(path)
-        if path.is_file():
+        if os.path.lexists(path):
+            check_input_file(path, str(path))  # the gate: FIFOs, devices, sockets, size
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -346,23 +352,37 @@ class StoreService:
                     raise PackageError(
                         f"cannot read signature: {exc.strerror}", path=str(sig_path)
                     ) from None
-            return self.prepare_zip(data, location=str(path), signature=signature)
+            return self.prepare_zip(
+                data, location=str(path), signature=signature, zip_file=path.name
+            )
         raise NotFoundError(f"{path} does not exist: give a package folder or a zip")
 
     def prepare_folder(self, path: Path) -> PreparedPackage:
+        check_folder(path, str(path))  # the gate, before any file is opened
         tree = FolderTree(path)
+        real = path.resolve()
+        check_tree_identity(tree, str(path), folder=real.name, parent=real.parent.name)
         pkg = validated_package(tree, str(path), version_dir=path.name)
         version = str(pkg.version)
         data = build_zip(tree, pkg.name, version)
+        safety.check_artifact_size(len(data), str(path))
         return PreparedPackage(
             pkg.name, version, data, None, artifact_summary(pkg, "folder"), str(path)
         )
 
     def prepare_zip(
-        self, data: bytes, *, location: str, signature: bytes | None = None
+        self,
+        data: bytes,
+        *,
+        location: str,
+        signature: bytes | None = None,
+        zip_file: str | None = None,
     ) -> PreparedPackage:
-        check_zip(data, location)
+        """Check (the archive-safety gate), read and validate a zip; ``zip_file`` is its file
+        name when it came from a file (``NAME-VERSION.zip`` must name what it holds)."""
+        checked = check_zip(data, location)
         tree = ZipTree.from_bytes(data, location)
+        check_tree_identity(tree, location, zip_file=zip_file, root_dir=checked.root)
         pkg = validated_package(tree, location, version_dir=None)
         if signature is not None and not signature.strip():
             raise PackageError("signature file is empty", path=f"{location}.sig")
@@ -1317,29 +1337,17 @@ def validated_package(
         if problems:
             raise PublishValidationError(location, problems)
         return read_package(tree, validate=False, version_dir=version_dir)
+    except UnsafePackageError as exc:  # a YAML limit met while validating
+        raise exc.within(location) from None
     except NotFoundError as exc:  # a listed file vanished or cannot be read
         raise PackageError(str(exc), path=location) from None
 
 
-def check_zip(data: bytes, location: str) -> None:
-    """Refuse a zip whose archive or any member is damaged (CRC, truncation, encryption):
-    PackageError naming ``location``. Reads every member; stores nothing."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            bad = archive.testzip()
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        ValueError,
-        OSError,
-        EOFError,
-        RuntimeError,
-        NotImplementedError,
-        zlib.error,
-    ) as exc:
-        raise PackageError(f"broken zip archive: {exc}", path=location) from None
-    if bad is not None:
-        raise PackageError(f"broken zip archive: entry {bad!r} fails its CRC check", path=location)
+def check_zip(data: bytes, location: str) -> CheckedZip:
+    """The archive-safety gate on a package zip (``packages/safety.py``): UnsafePackageError
+    naming ``location``, the entry and the rule; reads every member through a bounded buffer
+    (sizes, CRC); stores nothing."""
+    return safety.check_zip(data, location)
 
 
 def artifact_summary(pkg: Package, source: str) -> JSONObject:

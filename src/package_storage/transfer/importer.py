@@ -77,6 +77,7 @@ from package_storage.errors import (
     PackageStorageError,
     StorageError,
 )
+from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.model import Package
 from package_storage.packages.signing import PublicKey, SecretKey, sign_detached
@@ -569,6 +570,7 @@ def _read_file(path: str, what: str, location: str) -> bytes:
 
 def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig) -> Outcome:
     assert source.path is not None
+    safety.check_input_file(Path(source.path), source.location)  # the gate: type, size
     data = _read_file(source.path, "zip", source.location)
     signature = None
     if source.signature_path is not None:
@@ -584,9 +586,10 @@ def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig
         and _sig_ok(known, signature is not None, config)
     ):
         return Skipped(source, digest, 0)
-    check_zip(data, source.location)
+    checked = check_zip(data, source.location)
     tree = ZipTree.from_bytes(data, source.location)
     files = sum(1 for e in tree.entries() if not e.is_dir)
+    safety.check_tree_identity(tree, source.location, zip_file=source.path, root_dir=checked.root)
     pkg = validated_package(tree, source.location, version_dir=None, level=config.validation)
     return _finish(source, pkg, data, signature, "sha256:" + digest, files, known, config, "zip")
 
@@ -602,16 +605,30 @@ def _prepare_tree(
 ) -> Outcome:
     if known is not None and known.fingerprint == fingerprint and _sig_ok(known, False, config):
         return Skipped(source, known.digest, len(source.git.files) if source.git else 0)
+    if source.git is not None:  # the entry count, before anything is read from git
+        safety.check_tree_limits(source.location, ((f.path, False, 0) for f in source.git.files))
     tree = load()
+    safety.check_tree_limits(source.location, ((e.path, e.is_dir, e.size) for e in tree.entries()))
     files = sum(1 for e in tree.entries() if not e.is_dir)
     if tree.stat("manifest.yml") is None:
         raise PackageError(
             "no manifest.yml: a package version folder must hold its manifest",
             path=source.location,
         )
+    folder, parent = _folder_names(source)
+    safety.check_tree_identity(tree, source.location, folder=folder, parent=parent)
     pkg = validated_package(tree, source.location, version_dir=version_dir, level=config.validation)
     data = build_zip(tree, pkg.name, str(pkg.version))
+    safety.check_artifact_size(len(data), source.location)
     return _finish(source, pkg, data, None, fingerprint, files, known, config, summary_source)
+
+
+def _folder_names(source: ImportSource) -> tuple[str, str]:
+    """(version folder, the folder above it) of a folder or git source (identity check)."""
+    if source.git is not None:
+        return source.git.version, source.git.name
+    real = Path(source.path or source.location).resolve()
+    return real.name, real.parent.name
 
 
 def prepare_source(source: ImportSource, known: Known | None, config: WorkerConfig) -> Outcome:
@@ -636,6 +653,7 @@ def prepare_source(source: ImportSource, known: Known | None, config: WorkerConf
             )
         assert source.path is not None
         path = source.path
+        safety.check_folder(Path(path), source.location)  # the gate, before any file is read
         tree = _folder_tree(path)
         files = sum(1 for e in tree.entries() if not e.is_dir)
         fingerprint = _fingerprint(tree)
