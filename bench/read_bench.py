@@ -1,17 +1,29 @@
 """Read-path benchmark: package-storage against nginx serving the same bytes, in one run.
 
-Measures, on a synthetic corpus (bench/make_corpus.py):
-  * time from process start to the first ``/health`` 200 and the RSS of the server after loading;
-  * wrk throughput (req/s) and p99 latency for a set of URLs, each beside nginx serving the
-    identical response bytes from files (sendfile, open_file_cache, one worker, no access log).
-The server is pinned to CPU 0 and wrk to CPU 1 (see shared bench-method notes in bench/README.md).
+Serves a corpus (``--layout production``, the default: bench/make_corpus.py's imitation of
+Elastic's production registry, 185 names / 1,920 versions; ``--layout synthetic``: the older
+10-versions-per-name corpus) with ``package-storage serve`` in its DEFAULT configuration (ECS
+access log on, written to a file like a container's log), and measures:
 
-    python bench/read_bench.py [--corpus DIR] [--versions 2000] [--duration 10] [--server uvicorn|granian]
+  * time from process start to the listener accepting connections and to the first
+    ``/health`` 200, and the RSS of the server after loading;
+  * for each URL, wrk throughput (req/s), p99 latency and the CPU time per request of the
+    server's whole process tree (user + system ticks from /proc/PID/stat, children included),
+    beside nginx (one worker, sendfile, open_file_cache, no access log, ``gzip_static``)
+    serving the identical response bytes from files in the same run; gzip rows ask both with
+    ``Accept-Encoding: gzip`` (nginx answers from the ``.gz`` file holding our gzip body);
+  * the machine's load (/proc/loadavg) before each pair of runs.
+
+The server and nginx are pinned to CPU 0 and wrk (``-t1 -c64``) to CPU 1.
+
+    python bench/read_bench.py [--layout production|synthetic] [--corpus DIR] [--duration 10]
+                               [--server uvicorn|granian] [--log-level info] [--label NAME]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -27,7 +39,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from make_corpus import BIG_PACKAGE, generate  # noqa: E402
+from make_corpus import (  # noqa: E402
+    BIG_PACKAGE,
+    PRODUCTION_MARKER,
+    generate,
+    generate_production,
+)
 
 NGINX_CONF = """
 worker_processes 1;
@@ -41,6 +58,8 @@ http {{
   tcp_nopush on;
   open_file_cache max=1000 inactive=60s;
   keepalive_requests 1000000;
+  gzip_static on;
+  gzip_vary on;
   types {{ application/json json; application/zip zip; }}
   client_body_temp_path {tmp}/body;
   proxy_temp_path {tmp}/proxy;
@@ -54,6 +73,9 @@ http {{
 }}
 """
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GZIP = {"Accept-Encoding": "gzip"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -61,7 +83,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_health(url: str, timeout: float = 120.0) -> float:
+def wait_listening(port: int, timeout: float = 300.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return time.monotonic()
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"port {port} not listening after {timeout}s")
+
+
+def wait_health(url: str, timeout: float = 300.0) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
@@ -73,47 +106,70 @@ def wait_health(url: str, timeout: float = 120.0) -> float:
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
+def _tree(pid: int) -> list[int]:
+    pids, out = [pid], []
+    while pids:
+        p = pids.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                children = Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                pids.extend(int(c) for c in children)
+        except OSError:
+            continue
+    return out
+
+
 def tree_rss_kib(pid: int) -> int:
     """RSS of a process and all its descendants, in KiB."""
     total = 0
-    pids = [pid]
-    while pids:
-        p = pids.pop()
+    for p in _tree(pid):
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            m = re.search(r"VmRSS:\s+(\d+)", status)
+            m = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text())
             total += int(m.group(1)) if m else 0
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            pids.extend(int(c) for c in children)
         except OSError:
             continue
     return total
 
 
-def wrk(url: str, duration: int, connections: int = 64) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process tree (every thread; waited-for children too)."""
+    ticks = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        # after the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+        ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ticks / CLOCK_TICKS
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def wrk(
+    url: str, duration: int, pid: int, headers: dict[str, str] | None = None, connections: int = 64
+) -> dict[str, float]:
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
+    cpu0 = tree_cpu_seconds(pid)
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = tree_cpu_seconds(pid) - cpu0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": rps,
+        "requests": float(total),
+        "cpu_us_per_request": round(cpu / max(1, total) * 1e6, 2),
         "p99_ms": p99,
+        "transfer_mib_s": _mib(transfer.group(1), transfer.group(2)) if transfer else 0.0,
         "non2xx": float(errors.group(1)) if errors else 0.0,
         "socket_errors": 1.0 if sock else 0.0,
     }
@@ -126,30 +182,76 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=60) as r:
-        return bytes(r.read())
+def _mib(value: str, unit: str) -> float:
+    return float(value) * {"B": 1 / 1048576, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}[unit]
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return bytes(r.read()), {k.lower(): v for k, v in r.headers.items()}
+
+
+def make_corpus(args: argparse.Namespace) -> Path:
+    spec = args.fixtures.parent / "package-spec/packages/packages"
+    if args.layout == "production":
+        corpus = args.corpus or Path(tempfile.gettempdir()) / "ps-prod-corpus"
+        if not (corpus / PRODUCTION_MARKER).exists():
+            generate_production(corpus, args.fixtures, spec)
+    else:
+        corpus = args.corpus or Path(tempfile.gettempdir()) / "ps-corpus"
+        if not (corpus / BIG_PACKAGE).exists():
+            generate(corpus, args.fixtures, args.versions, 0)
+    return corpus
+
+
+def urls_for(base: str, layout: str) -> dict[str, tuple[str, dict[str, str] | None]]:
+    """The benchmarked answers: key -> (path, request headers)."""
+    search, _ = fetch(base + "/search?all=true&prerelease=true")
+    entries = [e for e in json.loads(search) if e["name"] != BIG_PACKAGE]
+    # A package with several versions and a mid-sized document.
+    names: dict[str, int] = {}
+    for e in entries:
+        names[e["name"]] = names.get(e["name"], 0) + 1
+    name = max(names, key=lambda n: (names[n], n))
+    one = max((e for e in entries if e["name"] == name), key=lambda e: e["version"])
+    urls: dict[str, tuple[str, dict[str, str] | None]] = {
+        "categories": ("/categories", None),
+        "search_package": (f"/search?package={name}", None),
+        "package_document": (f"/package/{one['name']}/{one['version']}/", None),
+        "search_kibana": ("/search?kibana.version=8.15.0", None),
+        "search_kibana_gzip": ("/search?kibana.version=8.15.0", GZIP),
+        "categories_gzip": ("/categories", GZIP),
+        "package_document_gzip": (f"/package/{one['name']}/{one['version']}/", GZIP),
+    }
+    if layout == "synthetic":
+        urls["search"] = ("/search", None)
+        urls["zip_1mb"] = (f"/epr/{BIG_PACKAGE}/{BIG_PACKAGE}-1.0.0.zip", None)
+    return urls
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", type=Path, default=Path(tempfile.gettempdir()) / "ps-corpus")
-    parser.add_argument("--versions", type=int, default=2000)
+    parser.add_argument("--layout", choices=("production", "synthetic"), default="production")
+    parser.add_argument("--corpus", type=Path, default=None)
+    parser.add_argument("--versions", type=int, default=2000, help="synthetic layout only")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--server", default="uvicorn")
+    parser.add_argument("--log-level", default="info", help="EPR_LOG_LEVEL (default: the default)")
+    parser.add_argument("--only", default="", help="comma-separated URL keys to run")
+    parser.add_argument("--label", default="")
     parser.add_argument("--fixtures", type=Path, default=HERE.parent.parent / "shared/fixtures/epr")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
     if not shutil.which("nginx") or not shutil.which("wrk"):
         sys.exit("needs nginx and wrk: apt-get install -y nginx wrk")
 
-    if not (args.corpus / BIG_PACKAGE).exists():
-        generate(args.corpus, args.fixtures, args.versions, 0)
+    corpus = make_corpus(args)
     work = Path(tempfile.mkdtemp(prefix="ps-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user
     cfg = work / "config.yml"
     cfg.write_text(
-        f"package_paths:\n  - {args.corpus}\n"
+        f"package_paths:\n  - {corpus}\n"
         "cache_time.index: 10s\ncache_time.search: 10m\n"
         "cache_time.categories: 10m\ncache_time.catch_all: 10m\n"
     )
@@ -158,61 +260,85 @@ def main() -> None:
     exe = Path(sys.executable).parent / "package-storage"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPR_")}
     env["EPR_REQUIRE_PACKAGE_SIGNATURES"] = "false"
-    env["EPR_LOG_LEVEL"] = "error"
+    env["EPR_LOG_LEVEL"] = args.log_level
     cmd = [str(exe), "serve", "--config", str(cfg), "--address", f"127.0.0.1:{port}"]
     if args.server != "uvicorn":
         cmd += ["--server", args.server]
+    log_file = work / "server.log"
+    results: dict[str, object] = {
+        "label": args.label,
+        "layout": args.layout,
+        "server": args.server,
+        "log_level": args.log_level,
+        "load_before": loadavg(),
+    }
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    results: dict[str, object] = {}
+    with log_file.open("wb") as log_out:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=log_out)
     nginx = None
     try:
+        listening = wait_listening(port) - t0
         ready = wait_health(base + "/health") - t0
         time.sleep(0.5)
         rss_mib = tree_rss_kib(proc.pid) / 1024
-        results["ready_s"] = round(ready, 3)
+        results.update(listening_s=round(listening, 3), ready_s=round(ready, 3))
         results["rss_mib"] = round(rss_mib, 1)
         # Start-up may use both cores (parallel loading); the load runs pin the server to CPU 0.
-        subprocess.run(
-            ["taskset", "-a", "-p", "-c", "0", str(proc.pid)], check=True, capture_output=True
-        )
-        print(f"ready in {ready:.2f} s, RSS {rss_mib:.1f} MiB")
+        for pid in _tree(proc.pid):
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(pid)], capture_output=True)
+        print(f"listening after {listening:.2f} s, ready in {ready:.2f} s, RSS {rss_mib:.1f} MiB")
 
-        search = json.loads(fetch(base + "/search?all=true&prerelease=true"))
-        one = next(e for e in search if e["name"] != BIG_PACKAGE)
-        urls = {
-            "search": "/search",
-            "search_kibana_prerelease": "/search?kibana.version=8.12.0&prerelease=true",
-            "package": f"/package/{one['name']}/{one['version']}/",
-            "zip_1mb": f"/epr/{BIG_PACKAGE}/{BIG_PACKAGE}-1.0.0.zip",
-        }
+        urls = urls_for(base, args.layout)
+        if args.only:
+            urls = {k: v for k, v in urls.items() if k in args.only.split(",")}
         root = work / "www"
+        root.mkdir()
         nginx_paths = {}
-        for key, url in urls.items():
-            body = fetch(base + url)
+        for key, (url, headers) in urls.items():
+            plain, _ = fetch(base + url)
             ext = "zip" if key.startswith("zip") else "json"
-            rel = f"{key}.{ext}"
-            (root).mkdir(exist_ok=True)
-            (root / rel).write_bytes(body)
+            rel = f"{key.removesuffix('_gzip')}.{ext}"
+            (root / rel).write_bytes(plain)
             nginx_paths[key] = "/" + rel
-            results[f"{key}_bytes"] = len(body)
+            results[f"{key}_bytes"] = len(plain)
+            if headers == GZIP:
+                body, got = fetch(base + url, GZIP)
+                if got.get("content-encoding") == "gzip":
+                    assert gzip.decompress(body) == plain, key
+                else:  # a server without gzip: nginx gets a gzip of its own
+                    body = gzip.compress(plain, 6)
+                (root / (rel + ".gz")).write_bytes(body)
+                results[f"{key}_bytes"] = len(body)
+                results[f"{key}_ours_encoding"] = got.get("content-encoding", "identity")
         nport = free_port()
         (work / "nginx.conf").write_text(NGINX_CONF.format(tmp=work, port=nport, root=root))
         nginx = subprocess.Popen(
             ["taskset", "-c", "0", "nginx", "-c", str(work / "nginx.conf")], start_new_session=True
         )
-        wait_health(f"http://127.0.0.1:{nport}{nginx_paths['search']}")
-        rows = []
-        for key, url in urls.items():
-            wrk(base + url, 2)  # warm-up (fills caches)
-            ours = wrk(base + url, args.duration)
-            theirs = wrk(f"http://127.0.0.1:{nport}{nginx_paths[key]}", args.duration)
+        wait_health(f"http://127.0.0.1:{nport}/categories.json")
+        for key, (url, headers) in urls.items():
+            load = loadavg()
+            wrk(base + url, 2, proc.pid, headers)  # warm-up (fills caches)
+            ours = wrk(base + url, args.duration, proc.pid, headers)
+            theirs = wrk(
+                f"http://127.0.0.1:{nport}{nginx_paths[key]}", args.duration, nginx.pid, headers
+            )
             ratio = ours["rps"] / theirs["rps"]
-            rows.append((key, ours, theirs, ratio))
-            results[key] = {"ours": ours, "nginx": theirs, "ratio": round(ratio, 3)}
+            cpu_ratio = ours["cpu_us_per_request"] / max(0.01, theirs["cpu_us_per_request"])
+            results[key] = {
+                "url": url,
+                "headers": headers or {},
+                "ours": ours,
+                "nginx": theirs,
+                "rps_ratio": round(ratio, 3),
+                "cpu_ratio": round(cpu_ratio, 2),
+                "load": load,
+            }
             print(
-                f"{key:28s} ours {ours['rps']:9.0f} req/s p99 {ours['p99_ms']:7.2f} ms | "
-                f"nginx {theirs['rps']:9.0f} req/s p99 {theirs['p99_ms']:7.2f} ms | {ratio:.2f}x"
+                f"{key:22s} ours {ours['rps']:8.0f} req/s {ours['cpu_us_per_request']:6.1f} us/req"
+                f" | nginx {theirs['rps']:8.0f} req/s {theirs['cpu_us_per_request']:6.1f} us/req"
+                f" | {ratio:.2f}x req/s, {cpu_ratio:.1f}x CPU | load {load}",
+                flush=True,
             )
         results["rss_after_load_mib"] = round(tree_rss_kib(proc.pid) / 1024, 1)
         print(f"RSS after the load runs: {results['rss_after_load_mib']} MiB")
@@ -221,12 +347,16 @@ def main() -> None:
             if p is not None and p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
                 try:
-                    p.wait(10)
+                    p.wait(30)
                 except subprocess.TimeoutExpired:
                     os.killpg(p.pid, signal.SIGKILL)
+        lines = log_file.read_bytes().count(b"\n") if log_file.exists() else 0
+        results["log_lines"] = lines
+        print(f"server log: {lines} lines")
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(exist_ok=True)
-    (args.out / f"read-{args.server}.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = f"read-{args.layout}-{args.server}{'-' + args.label if args.label else ''}.json"
+    (args.out / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
