@@ -28,9 +28,10 @@ from datetime import timedelta
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from package_storage.errors import ConfigError
-from package_storage.logs import ASGIApp, RequestLogMiddleware, get_logger
+from package_storage.logs import ASGIApp, RequestLogMiddleware, flush_logs, get_logger
 from package_storage.registry.config import Settings
 
 log = get_logger("server")
@@ -114,6 +115,98 @@ def build_ssl_context(cert: str, key: str, min_version: ssl.TLSVersion | None) -
 
 # --- Uvicorn -----------------------------------------------------------------------------------
 
+# Bodies up to this size are joined to the head (one copy is cheaper than a writev of two).
+JOIN_BODY_BYTES = 64 << 10
+
+
+class _HeadCapture:
+    """Stands in for the transport while Uvicorn renders a response head: keeps the bytes."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _HeadFirst:
+    """Stands in for the transport while the first body part is written: the held head goes
+    out in the same write. Everything else is the real transport's."""
+
+    __slots__ = ("head", "real")
+
+    def __init__(self, real: Any, head: bytes) -> None:
+        self.real = real
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, b""
+        if not head:
+            self.real.write(data)
+        elif len(data) <= JOIN_BODY_BYTES:
+            self.real.write(head + data)
+        else:
+            self.real.writelines((head, data))
+
+    def close(self) -> None:
+        # Connection: close after a response without body bytes (HEAD): the head first.
+        if self.head:
+            self.real.write(self.head)
+            self.head = b""
+        self.real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """Uvicorn's request/response cycle writing a response's head together with its first
+    body part: one ``write`` (one syscall, one TCP segment for a small answer) instead of two.
+
+    Uvicorn still renders and checks the head (``http.response.start``); its bytes are held
+    until the next ``send`` and written with that message's body (alone when it writes
+    nothing, e.g. HEAD).
+    """
+
+    _held: bytes | None = None
+
+    async def send(self, message: Any) -> None:
+        real = self.transport
+        if message["type"] == "http.response.start" and not self.response_started:
+            capture = _HeadCapture()
+            self.transport = capture  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = real
+            self._held = capture.data
+            return
+        held = self._held
+        if held is None:
+            await super().send(message)
+            return
+        self._held = None
+        first = _HeadFirst(real, held)
+        self.transport = first  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = real
+            if first.head and not real.is_closing():
+                real.write(first.head)
+
+
+class OneWriteProtocol(HttpToolsProtocol):
+    """Uvicorn's httptools protocol whose cycles are :class:`OneWriteCycle` (same behaviour,
+    one write per small response)."""
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if type(cycle) is RequestResponseCycle:
+            cycle.__class__ = OneWriteCycle
+        super()._start_asgi_task(cycle, app)
+
 
 class _Server(uvicorn.Server):
     """Uvicorn server whose signals are handled by :func:`run_server` (for several servers)."""
@@ -134,7 +227,7 @@ def _uvicorn_config(app: ASGIApp, ssl_context: ssl.SSLContext | None) -> uvicorn
     config = uvicorn.Config(
         app,
         loop="none",
-        http="httptools",
+        http=OneWriteProtocol,
         ws="none",
         lifespan="off",
         interface="asgi3",
@@ -243,6 +336,7 @@ def run_server(
     finally:
         for li in listeners:
             li.sock.close()
+        flush_logs()  # the access lines of the last requests
 
 
 # --- Granian (optional) ------------------------------------------------------------------------
