@@ -205,13 +205,34 @@ class LineWriter:
 _WRITERS: weakref.WeakSet[LineWriter] = weakref.WeakSet()
 
 
-def _restart_writers() -> None:
-    for writer in list(_WRITERS):
+_HELD_AT_FORK: list[LineWriter] = []
+
+
+def _before_fork() -> None:
+    # No write is under way at the fork (the child would find the stream's lock taken).
+    _HELD_AT_FORK[:] = list(_WRITERS)
+    for writer in _HELD_AT_FORK:
+        writer._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for writer in _HELD_AT_FORK:
+        writer._lock.release()
+    _HELD_AT_FORK.clear()
+
+
+def _after_fork_in_child() -> None:
+    for writer in _HELD_AT_FORK:
         writer._after_fork()
+    _HELD_AT_FORK.clear()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_restart_writers)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 class LineHandler(logging.Handler):

@@ -65,6 +65,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_SERVICE_NAME = "package-registry"
+NOT_READY = "service unavailable: the packages are still loading"
 MAX_PATH_BYTES = 8 << 10
 MAX_QUERY_BYTES = 8 << 10
 # Decompressed entries of zip packages up to this size are kept in memory.
@@ -150,6 +151,9 @@ class AppOptions:
     zip_cache_bytes: int = 256 << 20
     # Decompressed static files of zip packages are cached up to this total size.
     entry_cache_bytes: int = 64 << 20
+    # While this returns False (packages still loading) every route, /health included,
+    # answers 503; None: always ready.
+    ready: Callable[[], bool] | None = None
 
 
 def service_name_from_env(environ: Mapping[str, str]) -> str:
@@ -496,6 +500,15 @@ class ReadApp:
         self._zips: _LRU[bytes] = _LRU(options.zip_cache_bytes)
         self._entries: _LRU[tuple[bytes, float]] = _LRU(options.entry_cache_bytes)
         self._observe = options.metrics is not None or options.request_logger is not None
+        self._ready = options.ready
+
+    def _check_ready(self) -> bool:
+        """Readiness is one-way: once ready, never asked again."""
+        ready = self._ready
+        if ready is None or ready():
+            self._ready = None
+            return True
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -622,11 +635,13 @@ class ReadApp:
             await self._strict_slash(send, request, route, prefix, routed)
             return route
 
+        if self._ready is not None and not self._check_ready():
+            await _send_error(send, 503, NOT_READY, [CORS, *NO_CACHE], head)
+            return route
         if route == HEALTH:
             await _send(send, 200, [CORS, _length(0)], b"", head)
             return route
         if route in (INDEX, INDEX_JSON):
-            request = _Request(method, head, query, scope)
             await _send_json(send, request, self._service_body, self._index_cache)
             return route
         if route == FAVICON:

@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
@@ -308,17 +309,48 @@ async def serve_listeners(listeners: Sequence[Listener], stop: asyncio.Event | N
             loop.remove_signal_handler(sig)
 
 
+class Loading:
+    """Runs ``load`` in a background thread while the listeners serve (see :func:`run_server`).
+
+    ``error`` holds what ``load`` raised; ``done`` tells whether it has returned.
+    """
+
+    def __init__(self, load: Callable[[], None]) -> None:
+        self._load = load
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_error: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                self._load()
+            except BaseException as exc:
+                self.error = exc
+                on_error()
+
+        self._thread = threading.Thread(target=run, name="loader", daemon=True)
+        self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        return self._thread is None or not self._thread.is_alive()
+
+
 def run_server(
     app: ASGIApp,
     settings: Settings,
     *,
     metrics_app: ASGIApp | None = None,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+    loading: Loading | None = None,
 ) -> None:
     """Run ``app`` on ``settings.address`` (and ``metrics_app`` on ``metrics_address``).
 
     Binds first (errors raise ``ConfigError`` with the address and the reason), then serves until
-    SIGTERM/SIGINT. Blocks; returns after a graceful shutdown.
+    SIGTERM/SIGINT. Blocks; returns after a graceful shutdown. With ``loading``, its load runs
+    in a background thread once the sockets listen; when it raises, the server stops and the
+    exception is raised here. A stop while it still runs returns at once (``loading.done`` is
+    False then: the caller decides how to end the process).
     """
     ssl_context = None
     if settings.tls_enabled:
@@ -330,13 +362,27 @@ def run_server(
     _route_uvicorn_logs()
     if on_listening is not None:
         on_listening([li.sock for li in listeners])
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        if loading is not None:
+            loop = asyncio.get_running_loop()
+
+            def stop_serving() -> None:
+                loop.call_soon_threadsafe(stop.set)
+
+            loading.start(stop_serving)
+        await serve_listeners(listeners, stop)
+
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve_listeners(listeners))
+            runner.run(main())
     finally:
         for li in listeners:
             li.sock.close()
         flush_logs()  # the access lines of the last requests
+    if loading is not None and loading.error is not None:
+        raise loading.error
 
 
 # --- Granian (optional) ------------------------------------------------------------------------
