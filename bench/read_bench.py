@@ -16,8 +16,13 @@ access log on, written to a file like a container's log), and measures:
 
 The server and nginx are pinned to CPU 0 and wrk (``-t1 -c64``) to CPU 1.
 
+``--baseline-src DIR`` also starts the same command from another source tree (``DIR`` holds
+``package_storage``, e.g. ``git archive <commit> src | tar -x -C /tmp/base``) and measures it in
+the same run, URL by URL beside ours and nginx: a before/after comparison under the same load.
+
     python bench/read_bench.py [--layout production|synthetic] [--corpus DIR] [--duration 10]
                                [--server uvicorn|granian] [--log-level info] [--label NAME]
+                               [--baseline-src DIR] [--only KEY,KEY]
 """
 
 from __future__ import annotations
@@ -230,6 +235,46 @@ def urls_for(base: str, layout: str) -> dict[str, tuple[str, dict[str, str] | No
     return urls
 
 
+class Server:
+    """One ``package-storage serve`` process (from this checkout or a baseline source tree)."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_file: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        self.t0 = time.monotonic()
+        with log_file.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*cmd, "--address", f"127.0.0.1:{self.port}"],
+                env=env,
+                start_new_session=True,
+                stderr=out,
+            )
+
+    def wait_ready(self) -> dict[str, float]:
+        listening = wait_listening(self.port) - self.t0
+        ready = wait_health(self.base + "/health") - self.t0
+        time.sleep(0.5)
+        # Start-up may use both cores (parallel loading); the load runs pin it to CPU 0.
+        for pid in _tree(self.proc.pid):
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(pid)], capture_output=True)
+        return {
+            "listening_s": round(listening, 3),
+            "ready_s": round(ready, 3),
+            "rss_mib": round(tree_rss_kib(self.proc.pid) / 1024, 1),
+        }
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.log_file.read_bytes().count(b"\n") if self.log_file.exists() else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--layout", choices=("production", "synthetic"), default="production")
@@ -240,6 +285,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="EPR_LOG_LEVEL (default: the default)")
     parser.add_argument("--only", default="", help="comma-separated URL keys to run")
     parser.add_argument("--label", default="")
+    parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument("--fixtures", type=Path, default=HERE.parent.parent / "shared/fixtures/epr")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
@@ -255,16 +301,12 @@ def main() -> None:
         "cache_time.index: 10s\ncache_time.search: 10m\n"
         "cache_time.categories: 10m\ncache_time.catch_all: 10m\n"
     )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    exe = Path(sys.executable).parent / "package-storage"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPR_")}
     env["EPR_REQUIRE_PACKAGE_SIGNATURES"] = "false"
     env["EPR_LOG_LEVEL"] = args.log_level
-    cmd = [str(exe), "serve", "--config", str(cfg), "--address", f"127.0.0.1:{port}"]
+    serve = ["-m", "package_storage.cli.main", "serve", "--config", str(cfg)]
     if args.server != "uvicorn":
-        cmd += ["--server", args.server]
-    log_file = work / "server.log"
+        serve += ["--server", args.server]
     results: dict[str, object] = {
         "label": args.label,
         "layout": args.layout,
@@ -272,37 +314,34 @@ def main() -> None:
         "log_level": args.log_level,
         "load_before": loadavg(),
     }
-    t0 = time.monotonic()
-    with log_file.open("wb") as log_out:
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stderr=log_out)
+    servers = [Server("ours", [sys.executable, *serve], env, work / "ours.log")]
     nginx = None
     try:
-        listening = wait_listening(port) - t0
-        ready = wait_health(base + "/health") - t0
-        time.sleep(0.5)
-        rss_mib = tree_rss_kib(proc.pid) / 1024
-        results.update(listening_s=round(listening, 3), ready_s=round(ready, 3))
-        results["rss_mib"] = round(rss_mib, 1)
-        # Start-up may use both cores (parallel loading); the load runs pin the server to CPU 0.
-        for pid in _tree(proc.pid):
-            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(pid)], capture_output=True)
-        print(f"listening after {listening:.2f} s, ready in {ready:.2f} s, RSS {rss_mib:.1f} MiB")
-
-        urls = urls_for(base, args.layout)
+        results["ours_startup"] = servers[0].wait_ready()
+        print(f"ours: {results['ours_startup']}", flush=True)
+        if args.baseline_src is not None:
+            base_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            servers.append(Server("baseline", [sys.executable, *serve], base_env, work / "b.log"))
+            results["baseline_startup"] = servers[1].wait_ready()
+            print(f"baseline: {results['baseline_startup']}", flush=True)
+        ours = servers[0]
+        urls = urls_for(ours.base, args.layout)
         if args.only:
             urls = {k: v for k, v in urls.items() if k in args.only.split(",")}
         root = work / "www"
         root.mkdir()
         nginx_paths = {}
         for key, (url, headers) in urls.items():
-            plain, _ = fetch(base + url)
+            plain, _ = fetch(ours.base + url)
+            for other in servers[1:]:
+                assert fetch(other.base + url)[0] == plain, (other.name, key)
             ext = "zip" if key.startswith("zip") else "json"
             rel = f"{key.removesuffix('_gzip')}.{ext}"
             (root / rel).write_bytes(plain)
             nginx_paths[key] = "/" + rel
             results[f"{key}_bytes"] = len(plain)
             if headers == GZIP:
-                body, got = fetch(base + url, GZIP)
+                body, got = fetch(ours.base + url, GZIP)
                 if got.get("content-encoding") == "gzip":
                     assert gzip.decompress(body) == plain, key
                 else:  # a server without gzip: nginx gets a gzip of its own
@@ -317,43 +356,40 @@ def main() -> None:
         )
         wait_health(f"http://127.0.0.1:{nport}/categories.json")
         for key, (url, headers) in urls.items():
-            load = loadavg()
-            wrk(base + url, 2, proc.pid, headers)  # warm-up (fills caches)
-            ours = wrk(base + url, args.duration, proc.pid, headers)
+            row: dict[str, object] = {"url": url, "headers": headers or {}, "load": loadavg()}
             theirs = wrk(
                 f"http://127.0.0.1:{nport}{nginx_paths[key]}", args.duration, nginx.pid, headers
             )
-            ratio = ours["rps"] / theirs["rps"]
-            cpu_ratio = ours["cpu_us_per_request"] / max(0.01, theirs["cpu_us_per_request"])
-            results[key] = {
-                "url": url,
-                "headers": headers or {},
-                "ours": ours,
-                "nginx": theirs,
-                "rps_ratio": round(ratio, 3),
-                "cpu_ratio": round(cpu_ratio, 2),
-                "load": load,
-            }
-            print(
-                f"{key:22s} ours {ours['rps']:8.0f} req/s {ours['cpu_us_per_request']:6.1f} us/req"
-                f" | nginx {theirs['rps']:8.0f} req/s {theirs['cpu_us_per_request']:6.1f} us/req"
-                f" | {ratio:.2f}x req/s, {cpu_ratio:.1f}x CPU | load {load}",
-                flush=True,
+            row["nginx"] = theirs
+            line = [f"{key:22s}"]
+            for server in servers:
+                wrk(server.base + url, 2, server.proc.pid, headers)  # warm-up (fills caches)
+                got = wrk(server.base + url, args.duration, server.proc.pid, headers)
+                got["rps_ratio"] = round(got["rps"] / theirs["rps"], 3)
+                got["cpu_ratio"] = round(
+                    got["cpu_us_per_request"] / max(0.01, theirs["cpu_us_per_request"]), 2
+                )
+                row[server.name] = got
+                line.append(
+                    f"{server.name} {got['rps']:7.0f} req/s {got['cpu_us_per_request']:6.1f} us/req"
+                    f" ({got['rps_ratio']:.2f}x req/s, {got['cpu_ratio']:.1f}x CPU)"
+                )
+            line.append(
+                f"nginx {theirs['rps']:7.0f} req/s {theirs['cpu_us_per_request']:5.1f} us/req"
+                f" | load {row['load']}"
             )
-        results["rss_after_load_mib"] = round(tree_rss_kib(proc.pid) / 1024, 1)
+            results[key] = row
+            print(" | ".join(line), flush=True)
+        results["rss_after_load_mib"] = round(tree_rss_kib(ours.proc.pid) / 1024, 1)
         print(f"RSS after the load runs: {results['rss_after_load_mib']} MiB")
     finally:
-        for p in (proc, nginx):
-            if p is not None and p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-        lines = log_file.read_bytes().count(b"\n") if log_file.exists() else 0
-        results["log_lines"] = lines
-        print(f"server log: {lines} lines")
+        for server in servers:
+            results[f"{server.name}_log_lines"] = server.stop()
+        if nginx is not None and nginx.poll() is None:
+            os.killpg(nginx.pid, signal.SIGTERM)
+            nginx.wait(30)
         shutil.rmtree(work, ignore_errors=True)
+    print(f"server log lines: {results.get('ours_log_lines')}")
     args.out.mkdir(exist_ok=True)
     name = f"read-{args.layout}-{args.server}{'-' + args.label if args.label else ''}.json"
     (args.out / name).write_text(json.dumps(results, indent=2) + "\n")

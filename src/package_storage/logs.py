@@ -19,7 +19,6 @@ synchronously unless ``buffered=True``.
 from __future__ import annotations
 
 import collections
-import functools
 import ipaddress
 import json
 import json.encoder
@@ -261,6 +260,7 @@ class LineHandler(logging.Handler):
         super().close()
 
 
+_ROOT = logging.getLogger(ROOT_LOGGER)
 # The installed handler's writer and service name when lines are ECS (the access fast path).
 _access_sink: tuple[LineHandler, str] | None = None
 
@@ -360,20 +360,21 @@ class RequestLogMiddleware:
         status = 200
         written = 0
 
-        async def send_wrapper(message: Message) -> None:
+        def send_wrapper(message: Message) -> Awaitable[None]:
+            # A plain function handing back the server's awaitable: no coroutine of its own.
             nonlocal status, written
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             elif message["type"] == "http.response.body":
                 written += len(message.get("body", b""))
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             duration = time.perf_counter_ns() - start
             sink = _access_sink if self.fast else None
-            if sink is not None and sink[0] in logging.getLogger(ROOT_LOGGER).handlers:
+            if sink is not None and sink[0] in _ROOT.handlers:
                 sink[0].writer.write(access_line(scope, status, written, duration, sink[1]))
             else:
                 self._log(scope, status, written, duration)
@@ -431,58 +432,99 @@ def _timestamp(now: float) -> str:
     return f"{_timestamp_prefix}{int((now - second) * 1000):03d}Z"
 
 
+# Per request target and client: the constant parts of the access line (bounded: cleared
+# when full).
+_LINE_PARTS_MAX = 4096
+_line_parts: dict[tuple[Any, ...], tuple[str, str]] = {}
+
+
 def access_line(scope: Scope, status: int, written: int, duration_ns: int, service: str) -> str:
     """The ECS access line of one request: the keys, order and values :class:`ECSFormatter`
-    writes for :meth:`RequestLogMiddleware._log`'s record, without building the record."""
-    host = referer = agent = ""
+    writes for :meth:`RequestLogMiddleware._log`'s record, without building the record.
+
+    Everything but the time, status, size and duration repeats for the same request from the
+    same client; those parts are kept (:data:`_line_parts`) and the line is one f-string.
+    """
+    host = referer = agent = b""
     for name, value in scope["headers"]:
         name = name.lower()
         if name == b"host":
-            host = value.decode("latin-1")
+            host = value
         elif name == b"user-agent":
-            agent = value.decode("latin-1")
+            agent = value
         elif name == b"referer":
-            referer = value.decode("latin-1")
-    domain, port = _split_host_port_cached(host)
+            referer = value
     client = scope.get("client")
-    source = str(client[0]) if client else ""
-    method = str(scope.get("method", ""))
-    path = str(scope.get("path", ""))
+    key = (
+        scope.get("method", ""),
+        scope.get("path", ""),
+        scope.get("query_string", b""),
+        scope.get("http_version", "1.1"),
+        host,
+        agent,
+        referer,
+        client[0] if client else "",
+        service,
+    )
+    parts = _line_parts.get(key)
+    if parts is None:
+        parts = _line_parts_of(*key)
+        if len(_line_parts) >= _LINE_PARTS_MAX:
+            _line_parts.clear()
+        _line_parts[key] = parts
+    head, tail = parts
+    return (
+        f'{{"log.level":"info","@timestamp":"{_timestamp(time.time())}{head}{status}'
+        f',"http.response.body.bytes":{written},"event.duration":{duration_ns}{tail}'
+    )
+
+
+def _line_parts_of(
+    method: Any,
+    path: Any,
+    query: bytes,
+    http_version: Any,
+    host: bytes,
+    agent: bytes,
+    referer: bytes,
+    client: Any,
+    service: str,
+) -> tuple[str, str]:
+    """The access line around its variable fields: (after the timestamp up to the status,
+    after the duration to the end)."""
+    domain, port = _split_host_port(host.decode("latin-1"))
+    source, method, path = str(client), str(method), str(path)
     source_json = _json_str(source)
-    method_json = _json_str(method)
-    path_json = _json_str(path)
-    parts = [
-        '{"log.level":"info","@timestamp":"',
-        _timestamp(time.time()),
-        '","log.logger":"http",',
-        _ACCESS_ORIGIN,
-        ',"message":',
-        _json_str(f"{method} {path} HTTP/{scope.get('http_version', '1.1')}"),
-        f',"ecs.version":"{ECS_VERSION}","service.name":',
-        _json_str(service),
-        ',"source.address":',
-        source_json,
-        ',"http.request.method":',
-        method_json,
-        ',"url.path":',
-        path_json,
-        ',"url.domain":',
-        _json_str(domain),
-        f',"http.response.code":{status},"http.response.body.bytes":{written}'
-        f',"event.duration":{duration_ns}',
-        ',"source.ip":' if _is_ip_cached(source) else ',"source.domain":',
-        source_json,
-    ]
+    head = "".join(
+        (
+            '","log.logger":"http",',
+            _ACCESS_ORIGIN,
+            ',"message":',
+            _json_str(f"{method} {path} HTTP/{http_version}"),
+            f',"ecs.version":"{ECS_VERSION}","service.name":',
+            _json_str(service),
+            ',"source.address":',
+            source_json,
+            ',"http.request.method":',
+            _json_str(method),
+            ',"url.path":',
+            _json_str(path),
+            ',"url.domain":',
+            _json_str(domain),
+            ',"http.response.code":',
+        )
+    )
+    tail = [',"source.ip":' if _is_ip(source) else ',"source.domain":', source_json]
     if referer:
-        parts += ',"http.request.referer":', _json_str(referer)
+        tail += ',"http.request.referer":', _json_str(referer.decode("latin-1"))
     if agent:
-        parts += ',"user_agent.original":', _json_str(agent)
-    if query := scope.get("query_string", b""):
-        parts += ',"url.query":', _json_str(query.decode("latin-1"))
+        tail += ',"user_agent.original":', _json_str(agent.decode("latin-1"))
+    if query:
+        tail += ',"url.query":', _json_str(query.decode("latin-1"))
     if port:
-        parts.append(f',"url.port":{port}')
-    parts.append("}")
-    return "".join(parts)
+        tail.append(f',"url.port":{port}')
+    tail.append("}")
+    return head, "".join(tail)
 
 
 def _split_host_port(host: str) -> tuple[str, int]:
@@ -504,7 +546,3 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-_split_host_port_cached = functools.lru_cache(maxsize=1024)(_split_host_port)
-_is_ip_cached = functools.lru_cache(maxsize=4096)(_is_ip)
