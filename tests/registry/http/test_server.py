@@ -283,3 +283,97 @@ def test_real_server_answers_keep_alive_and_head() -> None:
         assert answer.endswith(b"\r\n\r\n")  # the HEAD answer: no body
     finally:
         server.stop()
+
+
+# --- requests start without a task --------------------------------------------------------------
+
+
+async def _waits_then_answers(scope: Any, receive: Any, send: Any) -> None:
+    body = b""
+    while True:  # reads the request body (suspends until it has arrived)
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await asyncio.sleep(0.01)  # and waits on the loop before answering
+    answer = b"got " + body
+    headers = [(b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+async def _fails(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("broken app")
+
+
+def _exchange(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(raw)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_request_that_waits_continues_in_a_task() -> None:
+    server = Running(Listener(_waits_then_answers, bind_socket("127.0.0.1:0")))
+    try:
+        post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(post)  # headers first: the app starts and must wait for the body
+            conn.sendall(b"hello")
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        answer = b"".join(chunks)
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 2
+        assert b"got hello" in answer
+        assert answer.endswith(b"\r\n\r\ngot ")
+    finally:
+        server.stop()
+
+
+def test_a_failing_app_gets_the_500() -> None:
+    server = Running(Listener(_fails, bind_socket("127.0.0.1:0")))
+    try:
+        answer = _exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        assert answer.endswith(b"Internal Server Error")
+    finally:
+        server.stop()
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    server = Running(Listener(_hello, bind_socket("127.0.0.1:0")))
+    try:
+        raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50
+        answer = _exchange(
+            server.port, raw + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 51
+        assert answer.count(b"hello") == 51
+    finally:
+        server.stop()
+
+
+def test_resumed_coroutine_passes_values_and_exceptions() -> None:
+    from package_storage.registry.http.server import _resume
+
+    async def inner() -> str:
+        await asyncio.sleep(0)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "cancelled inside"
+        return "not reached"
+
+    async def main() -> str:
+        coro = inner()
+        pending = coro.send(None)  # started outside a task, suspended on sleep(0)
+        task = asyncio.get_running_loop().create_task(_resume(coro, pending))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        return await task
+
+    assert asyncio.run(main()) == "cancelled inside"

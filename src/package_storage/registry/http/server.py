@@ -23,7 +23,7 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -199,14 +199,75 @@ class OneWriteCycle(RequestResponseCycle):
                 real.write(first.head)
 
 
+class _Resumed:
+    """Awaitable continuing a coroutine that was started outside any task and suspended on
+    ``pending`` (what it yielded): hands ``pending`` to the task, then drives the coroutine on
+    with whatever the task sends or throws in (what ``yield from`` does)."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self.coro = coro
+        self.pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.pending
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+async def _resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Any:
+    return await _Resumed(coro, pending)
+
+
 class OneWriteProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol whose cycles are :class:`OneWriteCycle` (same behaviour,
-    one write per small response)."""
+    """Uvicorn's httptools protocol, same behaviour, less work per request:
+
+    * its cycles are :class:`OneWriteCycle` (one write per small response);
+    * a request's ASGI call starts at once, inside the parser callback (like Python 3.12's
+      eager tasks): an answer from memory completes without a task or another turn of the
+      event loop; a call that has to wait (a body to read, a file, a full socket) continues
+      in a task from where it stopped. Requests started from a finished response (pipelined
+      ones) get a task as before, so nothing nests.
+    """
+
+    _completing = False
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if type(cycle) is RequestResponseCycle:
             cycle.__class__ = OneWriteCycle
-        super()._start_asgi_task(cycle, app)
+        if self._completing or self.config.reset_contextvars:
+            super()._start_asgi_task(cycle, app)
+            return
+        coro = cycle.run_asgi(app)
+        try:
+            pending = coro.send(None)
+        except StopIteration:
+            return
+        task = self.loop.create_task(_resume(coro, pending))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    def on_response_complete(self) -> None:
+        self._completing = True
+        try:
+            super().on_response_complete()
+        finally:
+            self._completing = False
 
 
 class _Server(uvicorn.Server):
