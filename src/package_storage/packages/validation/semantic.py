@@ -1,0 +1,682 @@
+"""The package-spec's semantic rules: checks across files that no schema can express.
+
+Each rule is a function ``(Context) -> Iterator[Problem]`` registered in :data:`RULES` with the
+format_versions and package types it applies to (as the spec applies them). Rules read parsed
+documents through ``Context.raw`` (cached), never raise, and name the file each problem is about.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from package_storage.errors import VersionError
+from package_storage.packages.validation.core import MANIFEST, Problem, _Package
+from package_storage.packages.versions import Constraint, Version
+
+V = Version.parse_strict
+
+
+@dataclass
+class Context:
+    """What every rule needs: the package, its format_version and type, parsed documents."""
+
+    pkg: _Package
+    fv: Version
+    package_type: str
+    raw: Callable[[str], Any]
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def doc(self, path: str) -> Any:
+        """The parsed document at ``path`` (None when absent or unreadable)."""
+        if path not in self._cache:
+            value = self.raw(path) if self.pkg.is_file(path) else None
+            self._cache[path] = value if isinstance(value, (dict, list)) else None
+        return self._cache[path]
+
+    def json(self, path: str) -> Any:
+        if path not in self._cache:
+            data = self.pkg.read(path)
+            try:
+                self._cache[path] = json.loads(data) if data is not None else None
+            except ValueError:
+                self._cache[path] = None
+        return self._cache[path]
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        m = self.doc(MANIFEST)
+        return m if isinstance(m, dict) else {}
+
+    @property
+    def built(self) -> bool:
+        """A built package: a zip (what elastic-package build produces and a registry receives).
+
+        A folder is taken as a source package: a built folder cannot be told from a source
+        folder without ``_dev``, and refusing a valid source package is the worse mistake."""
+        return self.pkg.tree.kind == "zip"
+
+    def data_stream_dirs(self) -> list[str]:
+        return [ds.dir for ds in self.pkg.data_streams()]
+
+
+def _maps(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _s(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+# --- fields -----------------------------------------------------------------------------------
+
+
+def _field_files(ctx: Context) -> dict[str, list[str]]:
+    """Fields files per owner: "data stream <name>" / "transform <name>" / "" (input package)."""
+    out: dict[str, list[str]] = {}
+    for f in ctx.pkg.files:
+        parts = f.split("/")
+        if not f.endswith(".yml"):
+            continue
+        if len(parts) == 4 and parts[0] == "data_stream" and parts[2] == "fields":
+            out.setdefault(f"data stream {parts[1]}", []).append(f)
+        elif len(parts) == 2 and parts[0] == "fields":
+            out.setdefault("", []).append(f)
+        elif (
+            len(parts) == 5
+            and parts[:2] == ["elasticsearch", "transform"]
+            and parts[3] == "fields"
+        ):
+            out.setdefault(f"transform {parts[2]}", []).append(f)
+    return out
+
+
+def _flat_fields(items: Any, prefix: str = "") -> Iterator[dict[str, Any]]:
+    for item in _maps(items):
+        name = _s(item.get("name")) or str(item.get("name", ""))
+        full = f"{prefix}{name}"
+        children = item.get("fields")
+        if isinstance(children, list) and _s(item.get("type")) in ("group", ""):
+            yield from _flat_fields(children, f"{full}.")
+            if item.get("type") in (None, "") and not children:
+                yield {**item, "name": full}
+        else:
+            yield {**item, "name": full}
+
+
+REQUIRED_FIELDS = (
+    ("data_stream.type", "constant_keyword"),
+    ("data_stream.dataset", "constant_keyword"),
+    ("data_stream.namespace", "constant_keyword"),
+    ("@timestamp", "date"),
+)
+
+
+def rule_fields(ctx: Context) -> Iterator[Problem]:
+    unique = ctx.fv >= V("2.0.0")
+    has_build = ctx.pkg.is_file("_dev/build/build.yml")
+    for owner, files in sorted(_field_files(ctx).items()):
+        seen: dict[str, list[str]] = {}
+        found: set[str] = set()
+        for path in sorted(files):
+            for f in _flat_fields(ctx.doc(path)):
+                name = f["name"]
+                seen.setdefault(name, [])
+                if path not in seen[name]:
+                    seen[name].append(path)
+                elif unique:
+                    seen[name].append(path)
+                found.add(name)
+                external = _s(f.get("external"))
+                if external:
+                    if ctx.built:
+                        yield Problem(
+                            path,
+                            "fields-external-unresolved",
+                            f"field {name} has external: {external} reference, which a built "
+                            f"package must resolve (and a source package needs "
+                            f"_dev/build/build.yml for)",
+                        )
+                    elif not has_build:
+                        yield Problem(
+                            path,
+                            "fields-external-without-build",
+                            f'field {name} with external key defined ("{external}") but no '
+                            f"_dev/build/build.yml found",
+                        )
+                wanted = dict(REQUIRED_FIELDS).get(name)
+                if (
+                    owner.startswith("data stream")
+                    and wanted
+                    and not external
+                    and _s(f.get("type")) != wanted
+                ):
+                    yield Problem(
+                        path,
+                        "fields-required-type",
+                        f'expected type "{wanted}" for required field "{name}", found '
+                        f'"{_s(f.get("type"))}" in "{path}"',
+                    )
+        if unique:
+            for name, where in sorted(seen.items()):
+                if len(where) > 1:
+                    kind, _, label = owner.partition(" ")
+                    if kind == "data":
+                        kind, label = "data stream", label.partition(" ")[2]
+                    what = f' for {kind} "{label}"' if owner else ""
+                    yield Problem(
+                        where[0],
+                        "fields-duplicate",
+                        f'field "{name}" is defined multiple times{what}, found in: '
+                        f"{', '.join(where)}",
+                    )
+        if owner.startswith("data stream") and ctx.package_type == "integration":
+            ds = owner.split(" ", 2)[2]
+            for name, wanted in REQUIRED_FIELDS:
+                if name not in found:
+                    yield Problem(
+                        f"data_stream/{ds}/fields",
+                        "fields-required-missing",
+                        f'expected field "{name}" with type "{wanted}" not found in '
+                        f'datastream "{ds}"',
+                    )
+
+
+# --- built packages -------------------------------------------------------------------------
+
+
+def rule_built_sources(ctx: Context) -> Iterator[Problem]:
+    """``package:`` references are source-only: a built package carries the resolved input."""
+    if not ctx.built or ctx.package_type != "integration":
+        return
+    for t in _maps(ctx.manifest.get("policy_templates")):
+        for i, item in enumerate(_maps(t.get("inputs"))):
+            if "package" in item:
+                yield Problem(
+                    MANIFEST,
+                    "built-source-only",
+                    f"policy template {_s(t.get('name'))!r}: input[{i}] has 'package:' which is "
+                    f"source-only",
+                )
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        for i, s in enumerate(_maps(doc.get("streams") if isinstance(doc, dict) else None)):
+            if "package" in s:
+                yield Problem(
+                    ds.manifest_path,
+                    "built-source-only",
+                    f"stream[{i}] has 'package:' which is source-only",
+                )
+
+
+# --- kibana ---------------------------------------------------------------------------------
+
+
+def rule_kibana_ids(ctx: Context) -> Iterator[Problem]:
+    for f in ctx.pkg.files:
+        parts = f.split("/")
+        if len(parts) != 3 or parts[0] != "kibana" or not f.endswith(".json"):
+            continue
+        obj = ctx.json(f)
+        if not isinstance(obj, dict):
+            continue
+        object_id = obj.get("id")
+        if parts[1] == "security_rule":
+            attributes = obj.get("attributes")
+            rule_id = attributes.get("rule_id") if isinstance(attributes, dict) else None
+            if isinstance(object_id, str) and isinstance(rule_id, str):
+                if not object_id.startswith(rule_id):
+                    yield Problem(
+                        f,
+                        "kibana-id-mismatch",
+                        f"kibana object ID [{object_id}] should start with rule ID [{rule_id}]",
+                    )
+                    continue
+        if object_id != parts[2][: -len(".json")]:
+            yield Problem(
+                f, "kibana-id-mismatch", f"kibana object file [{f}] defines non-matching ID"
+            )
+
+
+def rule_kibana_tags(ctx: Context) -> Iterator[Problem]:
+    names: dict[str, str] = {}
+    tags = ctx.doc("kibana/tags.yml")
+    for item in _maps(tags):
+        text = _s(item.get("text"))
+        if not text:
+            continue
+        if text in names:
+            yield Problem(
+                "kibana/tags.yml",
+                "kibana-tag-duplicate",
+                f"duplicate tag name {text!r} found (SVR00007)",
+            )
+        names[text] = "kibana/tags.yml"
+    for f in ctx.pkg.files:
+        if not (f.startswith("kibana/tag/") and f.endswith(".json")):
+            continue
+        obj = ctx.json(f)
+        attributes = obj.get("attributes") if isinstance(obj, dict) else None
+        name = _s(attributes.get("name")) if isinstance(attributes, dict) else ""
+        if name and name in names:
+            yield Problem(
+                f,
+                "kibana-tag-duplicate",
+                f"tag name {name!r} is already defined in {names[name]} (SVR00007)",
+            )
+
+
+def rule_security_capability(ctx: Context) -> Iterator[Problem]:
+    if not any(f.startswith("kibana/security_rule/") for f in ctx.pkg.files):
+        return
+    conditions = ctx.manifest.get("conditions")
+    elastic = conditions.get("elastic") if isinstance(conditions, dict) else None
+    caps = elastic.get("capabilities") if isinstance(elastic, dict) else None
+    if caps is None or "security" in caps:
+        return
+    yield Problem(
+        MANIFEST,
+        "capability-missing",
+        "found security rule assets in package but security capability is missing",
+    )
+
+
+# --- manifests: cross-file ------------------------------------------------------------------
+
+
+def rule_ilm_policy(ctx: Context) -> Iterator[Problem]:
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        if not isinstance(doc, dict):
+            continue
+        policy = _s(doc.get("ilm_policy"))
+        if not policy:
+            continue
+        prefix = f"{_s(doc.get('type')) or 'logs'}-{ctx.pkg.name}.{ds.name}-"
+        if not policy.startswith(prefix):
+            yield Problem(
+                ds.manifest_path,
+                "ilm-policy-name",
+                f'field ilm_policy must start with "{prefix}", found "{policy}"',
+            )
+            continue
+        target = f"{ds.dir}/elasticsearch/ilm/{policy[len(prefix):]}.json"
+        if not ctx.pkg.is_file(target):
+            yield Problem(
+                ds.manifest_path,
+                "ilm-policy-missing",
+                f'field ilm_policy: ILM policy "{policy}" not found in package, expected '
+                f'definition in "{target}"',
+            )
+
+
+def _find(ctx: Context, folder: str, name: str) -> bool:
+    """A file ``name`` in ``folder`` (or a file ending in ``name`` there, as Fleet resolves)."""
+    path = posixpath.normpath(f"{folder}/{name}")
+    if ctx.pkg.is_file(path):
+        return True
+    prefix = f"{folder}/"
+    return any(
+        f.startswith(prefix) and "/" not in f[len(prefix) :] and f.endswith(name)
+        for f in ctx.pkg.files
+    )
+
+
+def rule_template_paths(ctx: Context) -> Iterator[Problem]:
+    m = ctx.manifest
+    if ctx.package_type == "input":
+        for t in _maps(m.get("policy_templates")):
+            paths = t.get("template_paths") if isinstance(t.get("template_paths"), list) else []
+            if _s(t.get("template_path")):
+                paths = [*paths, t["template_path"]]
+            for p in paths:
+                if isinstance(p, str) and not _find(ctx, "agent/input", p):
+                    yield Problem(
+                        MANIFEST,
+                        "template-path-missing",
+                        f'policy template "{_s(t.get("name"))}" references template_path '
+                        f'"{p}": template file not found',
+                    )
+        return
+    if ctx.package_type != "integration":
+        return
+    for t in _maps(m.get("policy_templates")):
+        for item in _maps(t.get("inputs")):
+            paths = item.get("template_paths") if isinstance(item.get("template_paths"), list) else []
+            if not paths and _s(item.get("template_path")):
+                paths = [item["template_path"]]
+            for p in paths:
+                if isinstance(p, str) and not _find(ctx, "agent/input", p):
+                    yield Problem(
+                        MANIFEST,
+                        "template-path-missing",
+                        f'policy template "{_s(t.get("name"))}": input '
+                        f'"{_s(item.get("type"))}" template_path "{p}": template file not found',
+                    )
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        for s in _maps(doc.get("streams") if isinstance(doc, dict) else None):
+            tps = s.get("template_paths") if isinstance(s.get("template_paths"), list) else []
+            if _s(s.get("package")) and not tps and not _s(s.get("template_path")):
+                continue
+            paths = tps or [_s(s.get("template_path")) or "stream.yml.hbs"]
+            for p in paths:
+                if isinstance(p, str) and not _find(ctx, f"{ds.dir}/agent/stream", p):
+                    yield Problem(
+                        ds.manifest_path,
+                        "template-path-missing",
+                        f'data stream "{ds.dir}" stream input "{_s(s.get("input"))}": '
+                        f"template file not found",
+                    )
+                    break
+
+
+def rule_requires(ctx: Context) -> Iterator[Problem]:
+    m = ctx.manifest
+    requires = m.get("requires") if isinstance(m.get("requires"), dict) else {}
+    listed = {
+        _s(d.get("package"))
+        for kind in ("input", "content")
+        for d in _maps(requires.get(kind))
+    }
+    for i, t in enumerate(_maps(m.get("policy_templates"))):
+        for j, item in enumerate(_maps(t.get("inputs"))):
+            ref = _s(item.get("package"))
+            if ref and ref not in listed:
+                yield Problem(
+                    MANIFEST,
+                    "requires-missing",
+                    f'policy_templates[{i}].inputs[{j}] references package "{ref}" which is not '
+                    f"listed in requires section",
+                )
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        for k, s in enumerate(_maps(doc.get("streams") if isinstance(doc, dict) else None)):
+            ref = _s(s.get("package"))
+            if ref and ref not in listed:
+                yield Problem(
+                    ds.manifest_path,
+                    "requires-missing",
+                    f'streams[{k}] references package "{ref}" which is not listed in requires '
+                    f"section",
+                )
+
+
+def rule_categories(ctx: Context) -> Iterator[Problem]:
+    m = ctx.manifest
+    for t in _maps(m.get("policy_templates")):
+        wanted = [c for c in t.get("categories") or [] if isinstance(c, str)]
+        streams = [s for s in t.get("data_streams") or [] if isinstance(s, str)]
+        if not wanted:
+            continue
+        for ds_name in streams:
+            path = f"data_stream/{ds_name}/manifest.yml"
+            doc = ctx.doc(path)
+            if not isinstance(doc, dict) or "categories" not in doc:
+                continue
+            have = [c for c in doc.get("categories") or [] if isinstance(c, str)]
+            missing = [c for c in wanted if c not in have]
+            if missing:
+                yield Problem(
+                    MANIFEST,
+                    "categories-mismatch",
+                    f'data stream "{ds_name}" manifest categories [{" ".join(have)}] are missing '
+                    f'policy template "{_s(t.get("name"))}" categories [{" ".join(missing)}] '
+                    f'(defined in "{path}")',
+                )
+
+
+def rule_deployment_modes(ctx: Context) -> Iterator[Problem]:
+    for t in _maps(ctx.manifest.get("policy_templates")):
+        name = _s(t.get("name"))
+        modes = t.get("deployment_modes") if isinstance(t.get("deployment_modes"), dict) else {}
+        agentless = modes.get("agentless") if isinstance(modes.get("agentless"), dict) else {}
+        default = modes.get("default") if isinstance(modes.get("default"), dict) else {}
+        agentless_on = agentless.get("enabled") is True
+        default_on = default.get("enabled", True) is not False
+        if agentless_on and not default_on and "release" in agentless:
+            yield Problem(
+                MANIFEST,
+                "agentless-release",
+                f'policy template "{name}" sets agentless.release but agentless is the only '
+                f"deployment mode; use the package version to indicate maturity instead",
+            )
+        enabled = {"default"} if default_on else set()
+        if agentless_on:
+            enabled.add("agentless")
+        inputs = _maps(t.get("inputs"))
+        supported: set[str] = set()
+        for item in inputs:
+            item_modes = item.get("deployment_modes")
+            if not isinstance(item_modes, list):
+                supported |= {"default", "agentless"}
+                continue
+            for mode in item_modes:
+                if not isinstance(mode, str):
+                    continue
+                label = f"{name}/{_s(item.get('type'))}" if False else _s(item.get("type"))
+                if mode not in ("default", "agentless"):
+                    yield Problem(
+                        MANIFEST,
+                        "deployment-mode-unsupported",
+                        f'input "{label}" in policy template "{name}" specifies unsupported '
+                        f'deployment mode "{mode}"',
+                    )
+                elif mode not in enabled:
+                    yield Problem(
+                        MANIFEST,
+                        "deployment-mode-unsupported",
+                        f'input "{label}" in policy template "{name}" specifies unsupported '
+                        f'deployment mode "{mode}"',
+                    )
+                supported.add(mode)
+        if inputs:
+            for mode in sorted(enabled):
+                if mode not in supported:
+                    yield Problem(
+                        MANIFEST,
+                        "deployment-mode-without-input",
+                        f'policy template "{name}" enables deployment mode "{mode}" but no input '
+                        f"supports this mode",
+                    )
+
+
+def rule_inputs_deprecated(ctx: Context) -> Iterator[Problem]:
+    m = ctx.manifest
+    if "deprecated" in m:
+        return
+    inputs = [i for t in _maps(m.get("policy_templates")) for i in _maps(t.get("inputs"))]
+    if inputs and all("deprecated" in i for i in inputs):
+        yield Problem(
+            MANIFEST,
+            "inputs-all-deprecated",
+            "all inputs are deprecated but the integration package is not marked as deprecated",
+        )
+
+
+def rule_input_qualifier(ctx: Context) -> Iterator[Problem]:
+    for t in _maps(ctx.manifest.get("policy_templates")):
+        counts: dict[str, int] = {}
+        for item in _maps(t.get("inputs")):
+            counts[_s(item.get("type"))] = counts.get(_s(item.get("type")), 0) + 1
+        for item in _maps(t.get("inputs")):
+            kind = _s(item.get("type"))
+            if kind and counts[kind] > 1 and not _s(item.get("name")):
+                yield Problem(
+                    MANIFEST,
+                    "input-name-required",
+                    f'policy template "{_s(t.get("name"))}": input with type "{kind}" must have '
+                    f"a name when multiple inputs of the same type are present (SVR00010)",
+                )
+                break
+
+
+def rule_var_groups(ctx: Context) -> Iterator[Problem]:
+    m = ctx.manifest
+    scopes: list[tuple[list[Any], list[dict[str, Any]]]] = [(m.get("var_groups") or [], _maps(m.get("vars")))]
+    for t in _maps(m.get("policy_templates")):
+        scopes.append((t.get("var_groups") or [], _maps(m.get("vars")) + _maps(t.get("vars"))))
+        for item in _maps(t.get("inputs")):
+            scopes.append(
+                (item.get("var_groups") or [], _maps(m.get("vars")) + _maps(t.get("vars")) + _maps(item.get("vars")))
+            )
+    for groups, variables in scopes:
+        defined = {_s(v.get("name")) for v in variables}
+        for group in _maps(groups):
+            gname = _s(group.get("name"))
+            seen: set[str] = set()
+            for option in _maps(group.get("options")):
+                oname = _s(option.get("name"))
+                if oname in seen:
+                    yield Problem(
+                        MANIFEST,
+                        "var-group-duplicate-option",
+                        f'duplicate option name "{oname}" in var_group "{gname}"',
+                    )
+                seen.add(oname)
+                for var in option.get("vars") or []:
+                    if isinstance(var, str) and var not in defined:
+                        yield Problem(
+                            MANIFEST,
+                            "var-group-unknown-var",
+                            f'var "{var}" referenced in var_group "{gname}" option "{oname}" is '
+                            f"not defined",
+                        )
+
+
+def rule_agent_version(ctx: Context) -> Iterator[Problem]:
+    conditions = ctx.manifest.get("conditions")
+    agent = conditions.get("agent") if isinstance(conditions, dict) else None
+    text = agent.get("version") if isinstance(agent, dict) else None
+    if isinstance(text, str):
+        try:
+            Constraint.parse(text)
+        except VersionError as exc:
+            yield Problem(
+                MANIFEST, "agent-version-invalid", f"invalid agent.version condition: {exc.message}"
+            )
+
+
+def _kibana_constraint(ctx: Context) -> str:
+    conditions = ctx.manifest.get("conditions")
+    kibana = conditions.get("kibana") if isinstance(conditions, dict) else None
+    text = kibana.get("version") if isinstance(kibana, dict) else None
+    return text if isinstance(text, str) else ""
+
+
+def _allows_below(text: str, floor: str) -> bool:
+    """True when constraint ``text`` admits some version below ``floor`` (or is unset)."""
+    if not text:
+        return True
+    try:
+        c = Constraint.parse(text)
+    except VersionError:
+        return False
+    low = V(floor)
+    probes = [V(f"{major}.{minor}.{patch}") for major in range(7, low.major + 1) for minor in range(0, 20) for patch in (0, 99)]
+    return any(p < low and c.check(p) for p in probes)
+
+
+def rule_minimum_kibana(ctx: Context) -> Iterator[Problem]:
+    m = ctx.manifest
+    if ctx.package_type == "input":
+        version = _s(m.get("version"))
+        try:
+            v = V(version)
+        except VersionError:
+            return
+        if v.major >= 1 and not v.prerelease and (v.minor, v.patch) != (0, 0) or (
+            v.major >= 2 and not v.prerelease
+        ):
+            if _allows_below(_kibana_constraint(ctx), "8.8.0"):
+                yield Problem(
+                    MANIFEST,
+                    "kibana-version-too-low",
+                    "conditions.kibana.version must be ^8.8.0 or greater for non experimental "
+                    "input packages (version > 1.0.0)",
+                )
+    has_runtime = False
+    for owner, files in _field_files(ctx).items():
+        for path in files:
+            if any("runtime" in f for f in _flat_fields(ctx.doc(path))):
+                has_runtime = True
+    if has_runtime and _allows_below(_kibana_constraint(ctx), "8.10.0"):
+        yield Problem(
+            MANIFEST,
+            "kibana-version-too-low",
+            "conditions.kibana.version must be ^8.10.0 or greater to include runtime fields",
+        )
+
+
+def rule_routing_rules(ctx: Context) -> Iterator[Problem]:
+    for ds in ctx.pkg.data_streams():
+        if not ctx.pkg.is_file(f"{ds.dir}/routing_rules.yml"):
+            continue
+        doc = ctx.doc(ds.manifest_path)
+        if isinstance(doc, dict) and not _s(doc.get("dataset")):
+            yield Problem(
+                ds.manifest_path,
+                "routing-rules-dataset",
+                f'routing rules defined in data stream "{ds.name}" but dataset field is missing: '
+                f'dataset field is required in manifest for data stream "{ds.name}"',
+            )
+
+
+def rule_images(ctx: Context) -> Iterator[Problem]:
+    m = ctx.manifest
+    for key in ("icons", "screenshots"):
+        for i, image in enumerate(_maps(m.get(key))):
+            src = _s(image.get("src"))
+            if src and not ctx.pkg.exists(posixpath.normpath(src.lstrip("/"))):
+                yield Problem(
+                    MANIFEST,
+                    "image-missing",
+                    f"field {key}.{i}.src: relative path is invalid, target doesn't exist or it "
+                    f"exceeds the file size limit",
+                )
+
+
+Rule = Callable[[Context], Iterator[Problem]]
+
+RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
+    # (rule, since format_version, package types; () = all)
+    (rule_fields, None, ("integration", "input")),
+    (rule_built_sources, None, ("integration",)),
+    (rule_kibana_ids, None, ("integration", "content")),
+    (rule_kibana_tags, None, ()),
+    (rule_security_capability, "2.10.0", ()),
+    (rule_ilm_policy, "2.0.0", ("integration",)),
+    (rule_template_paths, None, ("integration", "input")),
+    (rule_requires, "3.6.0", ("integration",)),
+    (rule_categories, None, ("integration",)),
+    (rule_deployment_modes, None, ("integration",)),
+    (rule_inputs_deprecated, "3.6.0", ("integration",)),
+    (rule_input_qualifier, "3.6.0", ("integration",)),
+    (rule_var_groups, "3.6.0", ()),
+    (rule_agent_version, None, ()),
+    (rule_minimum_kibana, "3.0.0", ()),
+    (rule_routing_rules, "2.9.0", ("integration",)),
+)
+
+WARNING_RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
+    (rule_minimum_kibana, None, ()),
+)
+
+
+def _applies(ctx: Context, since: str | None, types: tuple[str, ...]) -> bool:
+    return (since is None or ctx.fv >= V(since)) and (not types or ctx.package_type in types)
+
+
+def check(ctx: Context) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings) of every semantic rule that applies to the package."""
+    errors = [p for rule, since, types in RULES if _applies(ctx, since, types) for p in rule(ctx)]
+    warnings = [
+        p
+        for rule, since, types in WARNING_RULES
+        if ctx.fv < V("3.0.0") and _applies(ctx, since, types)
+        for p in rule(ctx)
+    ]
+    return errors, warnings
