@@ -8,12 +8,11 @@ apart (:func:`spec_warnings`) and refuse only with ``warnings_as_errors``.
 
 from __future__ import annotations
 
-import datetime
-from typing import Any
+import re
 
-from package_storage.errors import PackageError
 from package_storage.packages.model import PackageTree
-from package_storage.packages.validation import layout, rules, semantic
+from package_storage.packages.validation import files, layout, pipelines, rules, semantic
+from package_storage.packages.validation.documents import UNREADABLE, raw_document
 from package_storage.packages.validation.core import (
     CHANGELOG,
     MANIFEST,
@@ -25,10 +24,6 @@ from package_storage.packages.validation.core import (
 from package_storage.packages.validation.schemas import errors as schema_errors
 from package_storage.packages.validation.specversions import format_version_problem
 from package_storage.packages.versions import Version
-from package_storage.packages.yamlutil import load_yaml
-
-DOTTED_KEYS_REFUSED_SINCE = Version.parse_strict("3.0.0")
-"""From format_version 3.0.0 on the spec validates YAML keys as written (``a.b:`` is one key)."""
 
 
 def validate_for_publish(
@@ -65,72 +60,45 @@ def check(tree: PackageTree, *, version_dir: str | None = None) -> tuple[list[Pr
         problems.extend(_schema(ctx, ds.manifest_path, "data_stream_manifest"))
     problems.extend(_schema(ctx, CHANGELOG, "changelog"))
     problems.extend(layout.check(ctx))
+    problems.extend(files.check(ctx))
+    problems.extend(pipelines.check(ctx))
     found, warned = semantic.check(ctx)
     problems.extend(found)
     warnings.extend(warned)
-    return _unique(problems), _unique(warnings)
+    excluded = _excluded_checks(ctx)
+    return _unique(_without(problems, excluded)), _unique(_without(warnings, excluded))
+
+
+SPEC_CODE = re.compile(r"\((?P<code>(?:SVR|JSE|PSR)\d{5})\)")
+"""The package-spec's code of a problem, written at the end of its message: ``(SVR00006)``."""
+
+
+def _excluded_checks(ctx: semantic.Context) -> set[str]:
+    """Codes the package turns off in ``validation.yml`` (``errors.exclude_checks``)."""
+    doc = ctx.doc("validation.yml")
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    codes = errors.get("exclude_checks") if isinstance(errors, dict) else None
+    return {c for c in codes if isinstance(c, str)} if isinstance(codes, list) else set()
+
+
+def _without(problems: list[Problem], excluded: set[str]) -> list[Problem]:
+    if not excluded:
+        return problems
+    out = []
+    for p in problems:
+        match = SPEC_CODE.search(p.message)
+        if match is None or match.group("code") not in excluded:
+            out.append(p)
+    return out
 
 
 def _schema(ctx: semantic.Context, path: str, schema: str) -> list[Problem]:
     if not ctx.pkg.is_file(path):
         return []
     doc = ctx.raw(path)
-    if doc is _UNREADABLE:
+    if doc is UNREADABLE:
         return []
     return [Problem(path, rule, message) for rule, message in schema_errors(schema, str(ctx.fv), doc)]
-
-
-_UNREADABLE: Any = object()
-
-
-def raw_document(pkg: _Package, path: str, fv: Version) -> Any:
-    """The YAML/JSON file at ``path`` as the spec's validator sees it (JSON values; dotted keys
-    expanded only before format_version 3.0.0); ``_UNREADABLE`` when it does not parse."""
-    data = pkg.read(path)
-    if data is None:
-        return _UNREADABLE
-    try:
-        value = load_yaml(data, path=path)
-    except PackageError:
-        return _UNREADABLE
-    value = _jsonish(value)
-    if fv < DOTTED_KEYS_REFUSED_SINCE:
-        value = _expand(value)
-    return value
-
-
-def _jsonish(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k) if not isinstance(k, bool) else str(k).lower(): _jsonish(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonish(v) for v in value]
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
-    return value
-
-
-def _expand(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_expand(v) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        item = _expand(item)
-        parts = key.split(".")
-        target = out
-        for part in parts[:-1]:
-            nxt = target.get(part)
-            if not isinstance(nxt, dict):
-                nxt = {}
-                target[part] = nxt
-            target = nxt
-        last = parts[-1]
-        if isinstance(target.get(last), dict) and isinstance(item, dict):
-            target[last].update(item)
-        else:
-            target[last] = item
-    return out
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

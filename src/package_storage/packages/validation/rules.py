@@ -162,7 +162,7 @@ def _check_input_layout(pkg: _Package, templates: list[dict[str, Any]]) -> Itera
                 MANIFEST,
                 "input-policy-template-type-invalid",
                 f"policy template {template_name!r}: type {template_type!r} must be one of "
-                f"{', '.join(DATA_STREAM_TYPES)}",
+                f"{', '.join(SPEC_DATA_STREAM_TYPES)}",
             )
     if pkg.files_in_tree(DATA_STREAM_DIR):
         yield Problem(

@@ -169,10 +169,16 @@ def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     if keyword == "uniqueItems":
         return [("schema-unique-items", f"{where}: array items must be unique")]
     if keyword in ("oneOf", "anyOf"):
-        sub = [e for c in (error.context or []) for e in _explain(c)]
-        if sub:
-            return sub
-        return [(f"schema-{keyword.lower()}", f"{where}: must match exactly one alternative")]
+        # As the package-spec's validator reports it: when no alternative matches, the errors
+        # of the closest one (fewest errors, the first on a tie); when several match (oneOf),
+        # nothing (the spec drops that message as redundant).
+        branches: dict[int, list[jsonschema.ValidationError]] = {}
+        for sub in error.context or []:
+            branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+        if not branches:
+            return []
+        best = min(branches.items(), key=lambda kv: (len(kv[1]), kv[0]))[1]
+        return [e for sub in best for e in _explain(sub)]
     if keyword in ("minimum", "maximum", "maxProperties", "minProperties", "format"):
         return [(f"schema-{keyword.lower()}", f"{where}: {error.message}")]
     return [(f"schema-{keyword.lower()}", f"{where}: {error.message}")]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from package_storage.errors import VersionError
+from package_storage.packages.validation import kibana
 from package_storage.packages.validation.core import MANIFEST, Problem, _Package
 from package_storage.packages.versions import Constraint, Version
 
@@ -269,13 +271,25 @@ def rule_kibana_tags(ctx: Context) -> Iterator[Problem]:
             )
 
 
-def rule_security_capability(ctx: Context) -> Iterator[Problem]:
-    if not any(f.startswith("kibana/security_rule/") for f in ctx.pkg.files):
-        return
+def _condition(ctx: Context, group: str, key: str) -> Any:
+    """``conditions.<group>.<key>`` of the manifest, written nested or as a dotted key."""
     conditions = ctx.manifest.get("conditions")
-    elastic = conditions.get("elastic") if isinstance(conditions, dict) else None
-    caps = elastic.get("capabilities") if isinstance(elastic, dict) else None
-    if caps is None or "security" in caps:
+    if not isinstance(conditions, dict):
+        return None
+    if f"{group}.{key}" in conditions:
+        return conditions[f"{group}.{key}"]
+    inner = conditions.get(group)
+    return inner.get(key) if isinstance(inner, dict) else None
+
+
+def rule_security_capability(ctx: Context) -> Iterator[Problem]:
+    if not any(
+        f.startswith("kibana/security_rule/") and f.endswith(".json") and f.count("/") == 2
+        for f in ctx.pkg.files
+    ):
+        return
+    caps = _condition(ctx, "elastic", "capabilities")
+    if isinstance(caps, list) and "security" in caps:
         return
     yield Problem(
         MANIFEST,
@@ -560,54 +574,65 @@ def rule_agent_version(ctx: Context) -> Iterator[Problem]:
             )
 
 
-def _kibana_constraint(ctx: Context) -> str:
-    conditions = ctx.manifest.get("conditions")
-    kibana = conditions.get("kibana") if isinstance(conditions, dict) else None
-    text = kibana.get("version") if isinstance(kibana, dict) else None
-    return text if isinstance(text, str) else ""
+VERSION_IN_CONSTRAINT = re.compile(r"(\d+\.\d+\.\d+)")
 
 
-def _allows_below(text: str, floor: str) -> bool:
-    """True when constraint ``text`` admits some version below ``floor`` (or is unset)."""
-    if not text:
-        return True
-    try:
-        c = Constraint.parse(text)
-    except VersionError:
+def _kibana_at_least(ctx: Context, minimum: str) -> bool:
+    """True when every version named in ``conditions.kibana.version`` is at least ``minimum``
+    (the package-spec's test: an unset condition is not)."""
+    text = _condition(ctx, "kibana", "version")
+    if not isinstance(text, str) or not text:
         return False
-    low = V(floor)
-    probes = [V(f"{major}.{minor}.{patch}") for major in range(7, low.major + 1) for minor in range(0, 20) for patch in (0, 99)]
-    return any(p < low and c.check(p) for p in probes)
+    if text == f"^{minimum}":
+        return True
+    floor = V(minimum)
+    for match in VERSION_IN_CONSTRAINT.findall(text):
+        try:
+            if V(match) < floor:
+                return False
+        except VersionError:
+            return False
+    return True
 
 
 def rule_minimum_kibana(ctx: Context) -> Iterator[Problem]:
-    m = ctx.manifest
+    """Input packages from 1.0.0 need Kibana 8.8.0; runtime fields and kibana/tags.yml need
+    8.10.0 (the last is a warning, code SVR00005, before format_version 3.0.0)."""
+    where = MANIFEST
     if ctx.package_type == "input":
-        version = _s(m.get("version"))
         try:
-            v = V(version)
+            version = V(_s(ctx.manifest.get("version")))
         except VersionError:
-            return
-        if v.major >= 1 and not v.prerelease and (v.minor, v.patch) != (0, 0) or (
-            v.major >= 2 and not v.prerelease
-        ):
-            if _allows_below(_kibana_constraint(ctx), "8.8.0"):
-                yield Problem(
-                    MANIFEST,
-                    "kibana-version-too-low",
-                    "conditions.kibana.version must be ^8.8.0 or greater for non experimental "
-                    "input packages (version > 1.0.0)",
-                )
-    has_runtime = False
-    for owner, files in _field_files(ctx).items():
-        for path in files:
-            if any("runtime" in f for f in _flat_fields(ctx.doc(path))):
-                has_runtime = True
-    if has_runtime and _allows_below(_kibana_constraint(ctx), "8.10.0"):
+            version = None
+        if version is not None and version >= V("1.0.0") and not _kibana_at_least(ctx, "8.8.0"):
+            yield Problem(
+                where,
+                "kibana-version-too-low",
+                "conditions.kibana.version must be ^8.8.0 or greater for non experimental "
+                "input packages (version > 1.0.0)",
+            )
+    has_runtime = any(
+        "runtime" in f and f.get("runtime") not in (False, None)
+        for files in _field_files(ctx).values()
+        for path in files
+        for f in _flat_fields(ctx.doc(path))
+    )
+    if has_runtime and not _kibana_at_least(ctx, "8.10.0"):
         yield Problem(
-            MANIFEST,
+            where,
             "kibana-version-too-low",
             "conditions.kibana.version must be ^8.10.0 or greater to include runtime fields",
+        )
+    if (
+        ctx.package_type != "input"
+        and ctx.pkg.is_file("kibana/tags.yml")
+        and not _kibana_at_least(ctx, "8.10.0")
+    ):
+        yield Problem(
+            where,
+            "kibana-version-too-low",
+            "conditions.kibana.version must be ^8.10.0 or greater to include saved object tags "
+            "file: kibana/tags.yml (SVR00005)",
         )
 
 
@@ -625,18 +650,139 @@ def rule_routing_rules(ctx: Context) -> Iterator[Problem]:
             )
 
 
-def rule_images(ctx: Context) -> Iterator[Problem]:
+def _required_packages(ctx: Context) -> dict[str, str]:
+    requires = ctx.manifest.get("requires")
+    out: dict[str, str] = {}
+    for kind in ("input", "content"):
+        for dep in _maps(requires.get(kind) if isinstance(requires, dict) else None):
+            if isinstance(dep.get("package"), str) and isinstance(dep.get("version"), str):
+                out[dep["package"]] = dep["version"]
+    return out
+
+
+def _test_requirement(
+    ctx: Context, path: str, location: str, req: dict[str, Any], required: dict[str, str]
+) -> Iterator[Problem]:
+    name, version, source = _s(req.get("package")), _s(req.get("version")), _s(req.get("source"))
+    rule = "test-requires"
+    if name and version:
+        constraint = required.get(name)
+        if constraint is None:
+            yield Problem(
+                path,
+                rule,
+                f'{location} references package "{name}" which is not listed in manifest '
+                f"requires section",
+            )
+            return
+        try:
+            wanted = Constraint.parse(constraint)
+            got = Version.parse_lenient(version)
+        except VersionError as exc:
+            yield Problem(path, rule, f'{location} package "{name}": {exc.message}')
+            return
+        if not wanted.check(got):
+            yield Problem(
+                path,
+                rule,
+                f'{location} package "{name}" version "{version}" does not satisfy constraint '
+                f'"{constraint}"',
+            )
+    elif source:
+        if source.startswith("/"):
+            yield Problem(
+                path, rule, f'source path to required package "{source}" must be relative'
+            )
+            return
+        target = posixpath.normpath(source)
+        if not target.startswith("..") and not ctx.pkg.exists(target):
+            # a source outside the package cannot be seen from here and is not refused
+            yield Problem(
+                path, rule, f'source path to required package "{source}" does not exist'
+            )
+
+
+TEST_CONFIGS = re.compile(
+    r"data_stream/[^/]+/_dev/test/(system/test-[^/]*-config|policy/test-[^/]*|"
+    r"static/test-[^/]*-config)\.yml"
+)
+
+
+def rule_test_requires(ctx: Context) -> Iterator[Problem]:
+    required = _required_packages(ctx)
+    config = ctx.doc("_dev/test/config.yml")
+    if isinstance(config, dict):
+        for test_type in ("system", "policy", "pipeline", "static", "asset"):
+            section = config.get(test_type)
+            reqs = section.get("requires") if isinstance(section, dict) else None
+            for i, req in enumerate(reqs if isinstance(reqs, list) else []):
+                if isinstance(req, dict):
+                    yield from _test_requirement(
+                        ctx, "_dev/test/config.yml", f"{test_type}.requires[{i}]", req, required
+                    )
+    for path in ctx.pkg.files:
+        if not TEST_CONFIGS.fullmatch(path):
+            continue
+        doc = ctx.doc(path)
+        reqs = doc.get("requires") if isinstance(doc, dict) else None
+        for i, req in enumerate(reqs if isinstance(reqs, list) else []):
+            if isinstance(req, dict):
+                yield from _test_requirement(ctx, path, f"requires[{i}]", req, required)
+
+
+def _replaced_by(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    rb = value.get("replaced_by")
+    return rb if isinstance(rb, dict) else None
+
+
+def rule_replaced_by(ctx: Context) -> Iterator[Problem]:
+    """``deprecated.replaced_by`` names what replaces the deprecated thing at its own level."""
+    rule = "deprecated-replaced-by"
     m = ctx.manifest
-    for key in ("icons", "screenshots"):
-        for i, image in enumerate(_maps(m.get(key))):
-            src = _s(image.get("src"))
-            if src and not ctx.pkg.exists(posixpath.normpath(src.lstrip("/"))):
+    rb = _replaced_by(m.get("deprecated"))
+    if rb is not None and not _s(rb.get("package")):
+        yield Problem(
+            MANIFEST, rule,
+            "deprecated.replaced_by.package must be specified when deprecated.replaced_by is used",
+        )
+    for t in _maps(m.get("policy_templates")):
+        rb = _replaced_by(t.get("deprecated"))
+        if rb is not None and not _s(rb.get("policy_template")):
+            yield Problem(
+                MANIFEST, rule,
+                "policy_template deprecated.replaced_by.policy_template must be specified when "
+                "deprecated.replaced_by is used",
+            )
+        for item in _maps(t.get("inputs")):
+            rb = _replaced_by(item.get("deprecated"))
+            if rb is not None and not _s(rb.get("input")):
                 yield Problem(
-                    MANIFEST,
-                    "image-missing",
-                    f"field {key}.{i}.src: relative path is invalid, target doesn't exist or it "
-                    f"exceeds the file size limit",
+                    MANIFEST, rule,
+                    "input deprecated.replaced_by.input must be specified when "
+                    "deprecated.replaced_by is used",
                 )
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        if not isinstance(doc, dict):
+            continue
+        rb = _replaced_by(doc.get("deprecated"))
+        if rb is not None and not _s(rb.get("data_stream")):
+            yield Problem(
+                ds.manifest_path, rule,
+                "deprecated.replaced_by.data_stream must be specified when deprecated.replaced_by "
+                "is used",
+            )
+        for stream in _maps(doc.get("streams")):
+            for var in _maps(stream.get("vars")):
+                rb = _replaced_by(var.get("deprecated"))
+                if rb is not None and not _s(rb.get("variable")):
+                    yield Problem(
+                        ds.manifest_path, rule,
+                        "variable deprecated.replaced_by.variable must be specified when "
+                        "deprecated.replaced_by is used",
+                    )
 
 
 Rule = Callable[[Context], Iterator[Problem]]
@@ -657,13 +803,18 @@ RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
     (rule_input_qualifier, "3.6.0", ("integration",)),
     (rule_var_groups, "3.6.0", ()),
     (rule_agent_version, None, ()),
-    (rule_minimum_kibana, "3.0.0", ()),
+    (rule_minimum_kibana, None, ()),
     (rule_routing_rules, "2.9.0", ("integration",)),
+    (rule_test_requires, "3.6.0", ("integration",)),
+    (rule_replaced_by, "3.6.0", ()),
+    (kibana.rule_dangling, "3.0.0", ()),
+    (kibana.rule_by_reference, None, ("integration", "content")),
 )
 
-WARNING_RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
-    (rule_minimum_kibana, None, ()),
-)
+WARN_BEFORE_3 = {rule_minimum_kibana, kibana.rule_by_reference}
+"""Rules whose coded problems (a spec code such as SVR00005 in the message) are warnings before
+format_version 3.0.0, as the package-spec runs them; problems without a code stay errors."""
+CODE = re.compile(r"\((?:SVR|JSE|PSR)\d{5}\)")
 
 
 def _applies(ctx: Context, since: str | None, types: tuple[str, ...]) -> bool:
@@ -672,11 +823,14 @@ def _applies(ctx: Context, since: str | None, types: tuple[str, ...]) -> bool:
 
 def check(ctx: Context) -> tuple[list[Problem], list[Problem]]:
     """(errors, warnings) of every semantic rule that applies to the package."""
-    errors = [p for rule, since, types in RULES if _applies(ctx, since, types) for p in rule(ctx)]
-    warnings = [
-        p
-        for rule, since, types in WARNING_RULES
-        if ctx.fv < V("3.0.0") and _applies(ctx, since, types)
-        for p in rule(ctx)
-    ]
+    errors: list[Problem] = []
+    warnings: list[Problem] = []
+    for rule, since, types in RULES:
+        if not _applies(ctx, since, types):
+            continue
+        for problem in rule(ctx):
+            if rule in WARN_BEFORE_3 and ctx.fv < V("3.0.0") and CODE.search(problem.message):
+                warnings.append(problem)
+            else:
+                errors.append(problem)
     return errors, warnings

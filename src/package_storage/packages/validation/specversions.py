@@ -74,6 +74,6 @@ def format_version_problem(manifest: dict[str, Any]) -> Problem | None:
                 MANIFEST,
                 "format-version-unreleased",
                 f"package with GA version ({pv}) is using an unreleased version of the spec "
-                f"({spec})",
+                f"({spec}) (PSR00001)",
             )
     return None
