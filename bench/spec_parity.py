@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +29,25 @@ DEFAULT_FIXTURES = REPO / ".." / "shared" / "fixtures" / "package-spec"
 RULES_FILE = REPO / "tests" / "packages" / "data" / "spec_case_rules.json"
 
 
-def _problems(path: Path, warnings_as_errors: bool) -> list[tuple[str, str, str]]:
-    """(file, rule, message) of every problem `validate` reports for the package at ``path``."""
-    from package_storage.cli import build
+def _problems(path: Path, warnings_as_errors: bool, built: bool) -> list[tuple[str, str, str]]:
+    """(file, rule, message) of every error `validate` reports for the package at ``path``.
 
-    try:
-        lines = build.check_problems(path, warnings_as_errors=warnings_as_errors)  # type: ignore[attr-defined]
-    except AttributeError:  # before the --warnings-as-errors hook existed
-        text, _pkg = build.check_package(path)
-        lines = [_split(str(path), line) for line in text]
-    return lines
+    A built package (``built_packages/*``) is checked as a registry receives it: zipped."""
+    from package_storage.cli.build import inspect_package
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = _zip(path, Path(tmp)) if built else path
+        errors, _warnings, _pkg = inspect_package(target, warnings_as_errors=warnings_as_errors)
+    return [(p.path, p.rule, p.message) for p in errors]
 
 
-def _split(root: str, line: str) -> tuple[str, str, str]:
-    where, _, rest = line.partition(": ")
-    file = where[len(root) :].lstrip("/") if where.startswith(root) else ""
-    message, _, rule = rest.rpartition(" [")
-    return file, rule.rstrip("]"), message
+def _zip(folder: Path, tmp: Path) -> Path:
+    out = tmp / f"{folder.name}.zip"
+    with zipfile.ZipFile(out, "w") as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, f"{folder.name}/{file.relative_to(folder).as_posix()}")
+    return out
 
 
 def main() -> int:
@@ -65,15 +69,16 @@ def main() -> int:
     start = time.perf_counter()
     for case in cases:
         path = args.fixtures / case["path"]
+        built = case["id"].startswith("built_packages/")
         try:
             if case in valid:
-                got = _problems(path, warnings_as_errors=False)
+                got = _problems(path, False, built)
                 if not got:
                     counts["valid_ok"] += 1
                 else:
                     misses.append(f"REFUSED {case['id']}: " + " | ".join(f"{f}: {m} [{r}]" for f, r, m in got))
             if case in invalid:
-                got = _problems(path, warnings_as_errors=bool(case.get("warning_only")))
+                got = _problems(path, bool(case.get("warning_only")), built)
                 if not got:
                     misses.append(f"ACCEPTED {case['id']}: wants {case['errors']}")
                     continue

@@ -587,6 +587,7 @@ def input_package(**overrides: str | None) -> dict[str, bytes | str]:
     files = sample(**overrides)
     files["manifest.yml"] = INPUT_MANIFEST
     files["agent/input/input.yml.hbs"] = "paths: {{paths}}\n"
+    files["fields/input.yml"] = "- name: input.name\n  type: keyword\n"  # required before 3.5.0
     for path in list(files):
         if path.startswith("data_stream/"):
             del files[path]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from package_storage.cli.build import check_package
+from package_storage.cli.build import inspect_package
 from package_storage.packages.validation import schemas, specversions
-from package_storage.packages.validation.publish import _expand
+from package_storage.packages.validation.documents import _expand
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_FIXTURES = REPO / ".." / "shared" / "fixtures" / "package-spec"
@@ -24,66 +25,43 @@ CASES: list[dict[str, Any]] = (
 RULES: dict[str, list[list[str]]] = json.loads(
     (Path(__file__).parent / "data" / "spec_case_rules.json").read_text()
 )
-NOT_YET = {
-    # cases rejected, but not yet for the reason the spec's tests name (rules still to write)
-    "built_packages/bad_built_external_ecs",
-    "built_packages/bad_built_policy_template_package",
-    "built_packages/bad_built_stream_package",
-}
-NOT_REJECTED_YET = {
-    c["id"]
-    for c in CASES
-    if c["id"]
-    in {
-        "packages/bad_deployer_system_benchmark",
-        "packages/bad_deployer_system_test",
-        "packages/bad_esql_view_content",
-        "packages/bad_esql_view_integration",
-        "packages/bad_ingest_pipeline",
-        "packages/bad_input_dataset_vars",
-        "packages/bad_missing_capability_security_rules",
-        "packages/bad_pipeline_tags",
-        "packages/bad_policy_api_format",
-        "packages/bad_policy_ignore_fields",
-        "packages/bad_runtime_kibana_version",
-        "packages/bad_skip_ignored_fields",
-        "packages/bad_test_requires",
-        "packages/custom_logs",
-        "packages/deploy_custom_agent_invalid_property",
-        "packages/httpjson_input",
-        "packages/visualizations_by_reference",
-    }
-}
 
 
-def _problems(case: dict[str, Any]) -> list[tuple[str, str, str]]:
-    root = SPEC_FIXTURES / case["path"]
-    lines, _pkg = check_package(root)
-    out = []
-    for line in lines:
-        where, _, rest = line.partition(": ")
-        file = where[len(str(root)) :].lstrip("/")
-        message, _, rule = rest.rpartition(" [")
-        out.append((file, rule.rstrip("]"), message))
+def _zip(folder: Path, tmp: Path) -> Path:
+    """A built package as a registry receives it: the folder zipped under ``<name>/``."""
+    out = tmp / f"{folder.name}.zip"
+    with zipfile.ZipFile(out, "w") as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, f"{folder.name}/{file.relative_to(folder).as_posix()}")
     return out
 
 
+def _problems(case: dict[str, Any], tmp: Path, *, warnings_as_errors: bool) -> list[tuple[str, str, str]]:
+    root = SPEC_FIXTURES / case["path"]
+    if case["id"].startswith("built_packages/"):
+        root = _zip(root, tmp)
+    errors, _warnings, _pkg = inspect_package(root, warnings_as_errors=warnings_as_errors)
+    return [(p.path, p.rule, p.message) for p in errors]
+
+
 VALID = [c for c in CASES if c["expect"] == "valid" or c.get("warning_only")]
-INVALID = [c for c in CASES if c["expect"] == "invalid" and not c.get("warning_only")]
+INVALID = [c for c in CASES if c["expect"] == "invalid"]
 
 
 @pytest.mark.parametrize("case", VALID, ids=[c["id"] for c in VALID])
-def test_valid_spec_package_is_accepted(case: dict[str, Any]) -> None:
-    assert _problems(case) == []
+def test_valid_spec_package_is_accepted(case: dict[str, Any], tmp_path: Path) -> None:
+    """Valid (and warning-only) cases: no error without --warnings-as-errors."""
+    assert _problems(case, tmp_path, warnings_as_errors=False) == []
 
 
 @pytest.mark.parametrize("case", INVALID, ids=[c["id"] for c in INVALID])
 def test_invalid_spec_package_is_rejected_for_the_right_reason(
-    case: dict[str, Any], request: pytest.FixtureRequest
+    case: dict[str, Any], tmp_path: Path
 ) -> None:
-    if case["id"] in NOT_REJECTED_YET or case["id"] in NOT_YET:
-        request.applymarker(pytest.mark.xfail(strict=True, reason="rule not written yet"))
-    got = _problems(case)
+    """Each error the spec's tests require has a problem on the same file with our rule for it
+    (tests/packages/data/spec_case_rules.json); warning-only cases with warnings as errors."""
+    got = _problems(case, tmp_path, warnings_as_errors=bool(case.get("warning_only")))
     assert got, "accepted"
     wanted = RULES[case["id"]]
     for expected, rules in zip(case["errors"], wanted, strict=True):
@@ -158,9 +136,9 @@ def test_release_key_only_before_2_3_0() -> None:
 
 
 def test_input_without_type_with_dynamic_signal_types() -> None:
-    base = {"format_version": "3.6.0", "name": "a", "title": "t", "version": "1.0.0", "type": "input",
+    base = {"format_version": "3.6.0", "name": "a", "title": "t", "description": "d", "version": "1.0.0", "type": "input",
             "owner": {"github": "e", "type": "elastic"},
-            "policy_templates": [{"name": "n", "title": "t", "input": "otelcol",
+            "policy_templates": [{"name": "n", "title": "t", "description": "d", "input": "otelcol",
                                   "template_path": "i.yml.hbs", "dynamic_signal_types": True}]}
     assert _rules("input_manifest", "3.6.0", base) == []
 

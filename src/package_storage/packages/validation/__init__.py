@@ -13,6 +13,10 @@ Every problem is a :class:`Problem`: the file it is about, a stable rule code an
 """
 
 from package_storage.packages.validation.core import Problem, validate
-from package_storage.packages.validation.publish import spec_warnings, validate_for_publish
+from package_storage.packages.validation.publish import (
+    check_for_publish,
+    spec_warnings,
+    validate_for_publish,
+)
 
-__all__ = ["Problem", "spec_warnings", "validate", "validate_for_publish"]
+__all__ = ["Problem", "check_for_publish", "spec_warnings", "validate", "validate_for_publish"]

@@ -9,6 +9,7 @@ apart (:func:`spec_warnings`) and refuse only with ``warnings_as_errors``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from package_storage.packages.model import PackageTree
 from package_storage.packages.validation import files, layout, pipelines, rules, semantic
@@ -30,16 +31,16 @@ def validate_for_publish(
     tree: PackageTree, *, version_dir: str | None = None, warnings_as_errors: bool = False
 ) -> list[Problem]:
     """Every error of the package (and its spec warnings when ``warnings_as_errors``)."""
-    errors, warnings = check(tree, version_dir=version_dir)
+    errors, warnings = check_for_publish(tree, version_dir=version_dir)
     return errors + warnings if warnings_as_errors else errors
 
 
 def spec_warnings(tree: PackageTree) -> list[Problem]:
     """The package-spec's warnings: problems that refuse only with warnings as errors."""
-    return check(tree)[1]
+    return check_for_publish(tree)[1]
 
 
-def check(tree: PackageTree, *, version_dir: str | None = None) -> tuple[list[Problem], list[Problem]]:
+def check_for_publish(tree: PackageTree, *, version_dir: str | None = None) -> tuple[list[Problem], list[Problem]]:
     """(errors, warnings) of the package at ``tree``."""
     pkg = _Package(tree)
     if pkg.manifest is None:
@@ -54,7 +55,14 @@ def check(tree: PackageTree, *, version_dir: str | None = None) -> tuple[list[Pr
     package_type = str(pkg.manifest.get("type") or "")
     if package_type not in PACKAGE_TYPES:
         return problems, warnings  # reported by rules (type-invalid)
-    ctx = semantic.Context(pkg, fv, package_type, raw=lambda path: raw_document(pkg, path, fv))
+    parsed: dict[str, Any] = {}
+
+    def raw(path: str) -> Any:
+        if path not in parsed:
+            parsed[path] = raw_document(pkg, path, fv)
+        return parsed[path]
+
+    ctx = semantic.Context(pkg, fv, package_type, raw=raw)
     problems.extend(_schema(ctx, MANIFEST, f"{package_type}_manifest"))
     for ds in pkg.data_streams():
         problems.extend(_schema(ctx, ds.manifest_path, "data_stream_manifest"))
