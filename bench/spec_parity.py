@@ -76,7 +76,9 @@ def main() -> int:
                 if not got:
                     counts["valid_ok"] += 1
                 else:
-                    misses.append(f"REFUSED {case['id']}: " + " | ".join(f"{f}: {m} [{r}]" for f, r, m in got))
+                    misses.append(
+                        f"REFUSED {case['id']}: " + " | ".join(f"{f}: {m} [{r}]" for f, r, m in got)
+                    )
             if case in invalid:
                 got = _problems(path, bool(case.get("warning_only")), built)
                 if not got:
@@ -89,12 +91,15 @@ def main() -> int:
                 )
                 counts["file_match"] += files_ok
                 wanted = case_rules.get(case["id"])
-                right = wanted is not None and len(wanted) == len(expected) and all(
-                    any(
-                        (e["file"] is None or f == e["file"]) and r in rules
-                        for f, r, _m in got
+                right = (
+                    wanted is not None
+                    and len(wanted) == len(expected)
+                    and all(
+                        any(
+                            (e["file"] is None or f == e["file"]) and r in rules for f, r, _m in got
+                        )
+                        for e, rules in zip(expected, wanted, strict=True)
                     )
-                    for e, rules in zip(expected, wanted, strict=True)
                 )
                 counts["right_reason"] += right
                 if not right:

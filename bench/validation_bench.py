@@ -20,6 +20,7 @@ bench/out/validation.json. Run it with another checkout's sources to compare
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -115,10 +116,11 @@ def main() -> int:
 
     def load(paths: list[Path]) -> None:
         for p in paths:
-            try:
-                read_package(tree(p), validate=True, version_dir=None if p.suffix == ".zip" else p.name)
-            except PackageStorageError:
-                pass  # some EPR fixtures are refused on purpose; the time is what counts
+            # some EPR fixtures are refused on purpose; the time is what counts
+            with contextlib.suppress(PackageStorageError):
+                read_package(
+                    tree(p), validate=True, version_dir=None if p.suffix == ".zip" else p.name
+                )
 
     first = time.perf_counter()
     publish(spec[:1])
@@ -128,10 +130,14 @@ def main() -> int:
         big_files = sum(1 for f in big.rglob("*") if f.is_file())
         results = {
             "first_package_s (schemas compiled)": round(cold, 3),
-            f"publish_package_spec_{len(spec)}_s": round(_best(args.repeat, lambda: publish(spec)), 3),
+            f"publish_package_spec_{len(spec)}_s": round(
+                _best(args.repeat, lambda: publish(spec)), 3
+            ),
             f"publish_epr_{len(epr)}_s": round(_best(args.repeat, lambda: publish(epr)), 3),
             f"load_epr_{len(epr)}_s": round(_best(args.repeat, lambda: load(epr)), 3),
-            f"publish_big_{big_files}_files_s": round(_best(args.repeat, lambda: publish([big])), 3),
+            f"publish_big_{big_files}_files_s": round(
+                _best(args.repeat, lambda: publish([big])), 3
+            ),
         }
     print("| measurement | seconds |\n| --- | --- |")
     for key, value in results.items():

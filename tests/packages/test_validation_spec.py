@@ -37,7 +37,9 @@ def _zip(folder: Path, tmp: Path) -> Path:
     return out
 
 
-def _problems(case: dict[str, Any], tmp: Path, *, warnings_as_errors: bool) -> list[tuple[str, str, str]]:
+def _problems(
+    case: dict[str, Any], tmp: Path, *, warnings_as_errors: bool
+) -> list[tuple[str, str, str]]:
     root = SPEC_FIXTURES / case["path"]
     if case["id"].startswith("built_packages/"):
         root = _zip(root, tmp)
@@ -88,7 +90,10 @@ def test_known_format_versions_pass(fv: str) -> None:
 def test_ga_package_on_unreleased_spec_is_refused() -> None:
     problem = specversions.format_version_problem({"format_version": "3.7.0", "version": "1.0.0"})
     assert problem is not None and problem.rule == "format-version-unreleased"
-    assert specversions.format_version_problem({"format_version": "3.7.0", "version": "1.0.0-beta1"}) is None
+    assert (
+        specversions.format_version_problem({"format_version": "3.7.0", "version": "1.0.0-beta1"})
+        is None
+    )
 
 
 @given(st.text(max_size=20))
@@ -105,10 +110,12 @@ def _rules(name: str, fv: str, doc: Any) -> list[str]:
 
 
 def test_changelog_deprecation_type_since_3_6_0() -> None:
-    doc = [{"version": "1.0.0", "changes": [{"description": "d", "type": "deprecation", "link": "l"}]}]
+    doc = [
+        {"version": "1.0.0", "changes": [{"description": "d", "type": "deprecation", "link": "l"}]}
+    ]
     assert _rules("changelog", "3.6.0", doc) == []
     assert _rules("changelog", "3.5.0", doc) == [
-        'field 0.changes.0.type: 0.changes.0.type must be one of the following: '
+        "field 0.changes.0.type: 0.changes.0.type must be one of the following: "
         '"breaking-change", "bugfix", "enhancement"'
     ]
 
@@ -120,15 +127,30 @@ def test_data_stream_type_profiles_since_2_7_0_and_type_optional() -> None:
 
 
 def test_owner_type_required_since_3_0_0() -> None:
-    base = {"format_version": "1.0.0", "name": "a", "title": "t", "description": "d", "version": "1.0.0",
-            "type": "integration", "owner": {"github": "elastic/x"}}
+    base = {
+        "format_version": "1.0.0",
+        "name": "a",
+        "title": "t",
+        "description": "d",
+        "version": "1.0.0",
+        "type": "integration",
+        "owner": {"github": "elastic/x"},
+    }
     assert "field owner: type is required" in _rules("integration_manifest", "3.0.0", base)
     assert "field owner: type is required" not in _rules("integration_manifest", "2.13.0", base)
 
 
 def test_release_key_only_before_2_3_0() -> None:
-    base = {"format_version": "1.0.0", "name": "a", "title": "t", "description": "d", "version": "1.0.0",
-            "type": "integration", "owner": {"github": "elastic/x"}, "release": "ga"}
+    base = {
+        "format_version": "1.0.0",
+        "name": "a",
+        "title": "t",
+        "description": "d",
+        "version": "1.0.0",
+        "type": "integration",
+        "owner": {"github": "elastic/x"},
+        "release": "ga",
+    }
     assert "field (root): Additional property release is not allowed" in _rules(
         "integration_manifest", "2.3.0", base
     )
@@ -136,10 +158,25 @@ def test_release_key_only_before_2_3_0() -> None:
 
 
 def test_input_without_type_with_dynamic_signal_types() -> None:
-    base = {"format_version": "3.6.0", "name": "a", "title": "t", "description": "d", "version": "1.0.0", "type": "input",
-            "owner": {"github": "e", "type": "elastic"},
-            "policy_templates": [{"name": "n", "title": "t", "description": "d", "input": "otelcol",
-                                  "template_path": "i.yml.hbs", "dynamic_signal_types": True}]}
+    base = {
+        "format_version": "3.6.0",
+        "name": "a",
+        "title": "t",
+        "description": "d",
+        "version": "1.0.0",
+        "type": "input",
+        "owner": {"github": "e", "type": "elastic"},
+        "policy_templates": [
+            {
+                "name": "n",
+                "title": "t",
+                "description": "d",
+                "input": "otelcol",
+                "template_path": "i.yml.hbs",
+                "dynamic_signal_types": True,
+            }
+        ],
+    }
     assert _rules("input_manifest", "3.6.0", base) == []
 
 
@@ -152,7 +189,9 @@ def test_expanding_undotted_keys_is_identity(doc: dict[str, int]) -> None:
     assert _expand(doc) == doc
 
 
-@given(st.lists(st.text(alphabet="ab", min_size=1, max_size=2), min_size=1, max_size=3), st.integers())
+@given(
+    st.lists(st.text(alphabet="ab", min_size=1, max_size=2), min_size=1, max_size=3), st.integers()
+)
 def test_expanding_a_dotted_key_nests_it(parts: list[str], value: int) -> None:
     nested: Any = value
     for part in reversed(parts):

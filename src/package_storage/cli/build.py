@@ -84,7 +84,9 @@ def inspect_package(
     return problems, warnings, pkg
 
 
-def check_package(path: Path, *, warnings_as_errors: bool = False) -> tuple[list[str], Package | None]:
+def check_package(
+    path: Path, *, warnings_as_errors: bool = False
+) -> tuple[list[str], Package | None]:
     """Problem lines for the package at ``path`` and, when it loads, the package."""
     problems, _warnings, pkg = inspect_package(path, warnings_as_errors=warnings_as_errors)
     return [_line(str(path), p.path, p.message, p.rule) for p in problems], pkg

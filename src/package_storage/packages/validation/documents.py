@@ -39,7 +39,10 @@ def raw_document(pkg: _Package, path: str, fv: Version) -> Any:
 
 def _jsonish(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k) if not isinstance(k, bool) else str(k).lower(): _jsonish(v) for k, v in value.items()}
+        return {
+            str(k) if not isinstance(k, bool) else str(k).lower(): _jsonish(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_jsonish(v) for v in value]
     if isinstance(value, (datetime.date, datetime.datetime)):

@@ -17,26 +17,49 @@ from package_storage.packages.validation.schemas import errors as schema_errors
 from package_storage.packages.versions import Version
 
 if TYPE_CHECKING:
-    from package_storage.packages.validation.semantic import Context
+    from package_storage.packages.validation.context import Context
 
 ALL = ("integration", "input", "content")
 FILE_SCHEMAS: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
     # (path regex, schema, package types, since format_version)
     (r"_dev/test/config\.yml", "test_config", ("integration",), None),
     (r"_dev/test/config\.yml", "input_test_config", ("input",), None),
-    (r"data_stream/[^/]+/_dev/test/system/test-[a-z0-9_.-]+-config\.yml", "system_test_config", ("integration",), None),
+    (
+        r"data_stream/[^/]+/_dev/test/system/test-[a-z0-9_.-]+-config\.yml",
+        "system_test_config",
+        ("integration",),
+        None,
+    ),
     (r"_dev/test/system/test-[a-z0-9_.-]+-config\.yml", "system_test_config", ("input",), None),
-    (r"data_stream/[^/]+/_dev/test/policy/test-[a-z0-9_.-]+\.yml", "policy_test_config", ("integration",), None),
+    (
+        r"data_stream/[^/]+/_dev/test/policy/test-[a-z0-9_.-]+\.yml",
+        "policy_test_config",
+        ("integration",),
+        None,
+    ),
     (r"_dev/test/policy/test-[a-z0-9_.-]+\.yml", "policy_test_config", ("input",), None),
     (r"_dev/benchmark/system/[^/]+\.yml", "system_benchmark", ("integration", "input"), None),
-    (r"(data_stream/[^/]+/)?_dev/deploy/agent/custom-agent\.yml", "custom_agent", ("integration", "input"), None),
+    (
+        r"(data_stream/[^/]+/)?_dev/deploy/agent/custom-agent\.yml",
+        "custom_agent",
+        ("integration", "input"),
+        None,
+    ),
     (r"_dev/build/build\.yml", "build", ALL, None),
     (r"validation\.yml", "validation_file", ALL, None),
     (r"elasticsearch/esql_view/[^/]+\.yml", "esql_view", ("integration", "content"), "3.6.0"),
     (r"kibana/tags\.yml", "kibana_tags", ("integration", "content"), None),
-    (r"(data_stream/[^/]+/)?elasticsearch/ingest_pipeline/[^/]+\.(yml|json)", "pipeline", ("integration",), "3.0.0"),
+    (
+        r"(data_stream/[^/]+/)?elasticsearch/ingest_pipeline/[^/]+\.(yml|json)",
+        "pipeline",
+        ("integration",),
+        "3.0.0",
+    ),
 )
-_COMPILED = tuple((re.compile(p), s, t, None if v is None else Version.parse_strict(v)) for p, s, t, v in FILE_SCHEMAS)
+_COMPILED = tuple(
+    (re.compile(p), s, t, None if v is None else Version.parse_strict(v))
+    for p, s, t, v in FILE_SCHEMAS
+)
 
 
 def schema_for(path: str, package_type: str, fv: Version) -> str | None:

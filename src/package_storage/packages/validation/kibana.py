@@ -15,7 +15,7 @@ from package_storage.packages.validation.core import Problem
 from package_storage.packages.versions import Version
 
 if TYPE_CHECKING:
-    from package_storage.packages.validation.semantic import Context
+    from package_storage.packages.validation.context import Context
 
 DANGLING_SINCE = Version.parse_strict("3.0.0")
 BY_VALUE_TYPES = ("lens", "map", "visualization")
@@ -38,7 +38,11 @@ def _references(obj: dict[str, Any]) -> list[tuple[str, str]]:
     refs = obj.get("references")
     out = []
     for ref in refs if isinstance(refs, list) else []:
-        if isinstance(ref, dict) and isinstance(ref.get("id"), str) and isinstance(ref.get("type"), str):
+        if (
+            isinstance(ref, dict)
+            and isinstance(ref.get("id"), str)
+            and isinstance(ref.get("type"), str)
+        ):
             out.append((ref["id"], ref["type"]))
     return out
 

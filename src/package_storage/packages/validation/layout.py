@@ -23,7 +23,7 @@ from package_storage.packages.validation.core import Problem
 from package_storage.packages.versions import Version
 
 if TYPE_CHECKING:
-    from package_storage.packages.validation.semantic import Context
+    from package_storage.packages.validation.context import Context
 
 
 @dataclass(frozen=True)
@@ -66,10 +66,20 @@ DOCS = Folder(
 )
 FIELDS = Folder(items=(_file(pattern=r"^[a-z0-9][a-z0-9_-]+[a-z0-9]\.yml$", required=True),))
 AGENT_INPUT = Folder(
-    items=(_dir("input", Folder(items=(_file(pattern=r"^.+\.yml\.hbs$", required=True),)), required=True),)
+    items=(
+        _dir(
+            "input", Folder(items=(_file(pattern=r"^.+\.yml\.hbs$", required=True),)), required=True
+        ),
+    )
 )
 AGENT_STREAM = Folder(
-    items=(_dir("stream", Folder(items=(_file(pattern=r"^.+\.yml\.hbs$", required=True),)), required=True),)
+    items=(
+        _dir(
+            "stream",
+            Folder(items=(_file(pattern=r"^.+\.yml\.hbs$", required=True),)),
+            required=True,
+        ),
+    )
 )
 SAMPLE_EVENT = r"^sample_event(_[a-z0-9]+)?.json$"
 NO_ECS = (r"^.+-(ecs|ECS)\.json$",)
@@ -131,7 +141,11 @@ BENCHMARK = Folder(
                     _dir(
                         pattern=BENCHMARK_DIR,
                         folder=Folder(
-                            items=(_file("config.yml"), _file("fields.yml"), _file("template.ndjson"))
+                            items=(
+                                _file("config.yml"),
+                                _file("fields.yml"),
+                                _file("template.ndjson"),
+                            )
                         ),
                     ),
                     _file(pattern=r"^.+\.yml$"),
@@ -209,10 +223,17 @@ DATA_STREAM = Folder(
                         "elasticsearch",
                         Folder(
                             items=(
-                                _dir("ilm", Folder(items=(_file(pattern=r"^.+\.yml$"), _file(pattern=ANY_JSON)))),
+                                _dir(
+                                    "ilm",
+                                    Folder(
+                                        items=(_file(pattern=r"^.+\.yml$"), _file(pattern=ANY_JSON))
+                                    ),
+                                ),
                                 _dir(
                                     "ingest_pipeline",
-                                    Folder(items=(_file(pattern=r"^.+\.yml$"), _file(pattern=ANY_JSON))),
+                                    Folder(
+                                        items=(_file(pattern=r"^.+\.yml$"), _file(pattern=ANY_JSON))
+                                    ),
                                 ),
                             )
                         ),
@@ -232,7 +253,11 @@ TRANSFORM = Folder(
         _dir(
             pattern=r"^[a-z0-9_]+$",
             folder=Folder(
-                items=(_file("transform.yml", required=True), _file("manifest.yml"), _dir("fields", FIELDS))
+                items=(
+                    _file("transform.yml", required=True),
+                    _file("manifest.yml"),
+                    _dir("fields", FIELDS),
+                )
             ),
         ),
     )
@@ -301,7 +326,9 @@ ROOTS: dict[str, Folder] = {
                 "elasticsearch",
                 Folder(
                     items=(
-                        _dir("ml_model", Folder(items=(_file(pattern=r"^{PACKAGE_NAME}_.+\.json$"),))),
+                        _dir(
+                            "ml_model", Folder(items=(_file(pattern=r"^{PACKAGE_NAME}_.+\.json$"),))
+                        ),
                         _dir("ingest_pipeline", OPEN),
                         _dir("transform", TRANSFORM),
                         _dir("esql_view", ESQL_VIEW, since="3.6.0"),
@@ -332,7 +359,14 @@ ROOTS: dict[str, Folder] = {
                             "test",
                             Folder(
                                 items=(
-                                    _dir("system", Folder(items=(_file(pattern=r"^test-[a-z0-9_.-]+-config\.yml$"),))),
+                                    _dir(
+                                        "system",
+                                        Folder(
+                                            items=(
+                                                _file(pattern=r"^test-[a-z0-9_.-]+-config\.yml$"),
+                                            )
+                                        ),
+                                    ),
                                     _dir(
                                         "policy",
                                         Folder(
@@ -447,10 +481,14 @@ class _Walker:
                 )
                 continue
             if item.folder is None and is_dir:
-                yield Problem(child, "layout-item-kind", f"[{name}] is a folder but is expected to be a file")
+                yield Problem(
+                    child, "layout-item-kind", f"[{name}] is a folder but is expected to be a file"
+                )
                 continue
             if item.folder is not None and not is_dir:
-                yield Problem(child, "layout-item-kind", f"[{name}] is a file but is expected to be a folder")
+                yield Problem(
+                    child, "layout-item-kind", f"[{name}] is a file but is expected to be a folder"
+                )
                 continue
             if item.source_only and self.ctx.built:
                 yield Problem(

@@ -23,7 +23,7 @@ from package_storage.packages.validation.core import Problem
 from package_storage.packages.versions import Version
 
 if TYPE_CHECKING:
-    from package_storage.packages.validation.semantic import Context
+    from package_storage.packages.validation.context import Context
 
 PIPELINE = re.compile(r"(data_stream/[^/]+/)?elasticsearch/ingest_pipeline/[^/]+\.(yml|json)")
 RENAME_SINCE = Version.parse_strict("3.1.0")
@@ -57,7 +57,7 @@ def _processors(value: Any) -> list[tuple[int, str, dict[str, Any]]]:
     out = []
     for i, item in enumerate(value if isinstance(value, list) else []):
         if isinstance(item, dict) and len(item) == 1:
-            (kind, body), = item.items()
+            ((kind, body),) = item.items()
             out.append((i, str(kind), body if isinstance(body, dict) else {}))
     return out
 
@@ -67,7 +67,8 @@ def _rename_message(path: str, doc: dict[str, Any]) -> Iterator[Problem]:
     renames = [
         (i, body)
         for i, kind, body in processors
-        if kind == "rename" and body.get("field") == "message"
+        if kind == "rename"
+        and body.get("field") == "message"
         and body.get("target_field") == "event.original"
     ]
     if not renames:
@@ -78,7 +79,7 @@ def _rename_message(path: str, doc: dict[str, Any]) -> Iterator[Problem]:
             yield Problem(
                 path,
                 rule,
-                f"field processors.{i}.rename: rename \"message\" to \"event.original\" processor "
+                f'field processors.{i}.rename: rename "message" to "event.original" processor '
                 f"requires if: 'ctx.event?.original == null' (JSE00001)",
             )
     removes = [(i, body) for i, kind, body in processors if kind == "remove"]
@@ -101,17 +102,20 @@ def _rename_message(path: str, doc: dict[str, Any]) -> Iterator[Problem]:
         yield Problem(
             path,
             rule,
-            "field processors: rename \"message\" to \"event.original\" processor requires remove "
-            "\"message\" processor (JSE00001)",
+            'field processors: rename "message" to "event.original" processor requires remove '
+            '"message" processor (JSE00001)',
         )
         return
     for i, body in candidates:
-        if body.get("if") != "ctx.event?.original != null" or body.get("ignore_missing") is not True:
+        if (
+            body.get("if") != "ctx.event?.original != null"
+            or body.get("ignore_missing") is not True
+        ):
             yield Problem(
                 path,
                 rule,
-                f"field processors.{i}.remove.if: rename \"message\" to \"event.original\" "
-                f"processor requires remove \"message\" processor with if: "
+                f'field processors.{i}.remove.if: rename "message" to "event.original" '
+                f'processor requires remove "message" processor with if: '
                 f"'ctx.event?.original != null' and ignore_missing: true (JSE00001)",
             )
 
@@ -145,15 +149,21 @@ def _tag_list(path: str, node: Any, seen: set[str]) -> Iterator[Problem]:
         tag = attrs.get("tag")
         if tag is None:
             yield Problem(
-                path, "pipeline-tag-missing", f"{kind} processor at line {line} missing required tag (SVR00006)"
+                path,
+                "pipeline-tag-missing",
+                f"{kind} processor at line {line} missing required tag (SVR00006)",
             )
         elif not isinstance(tag, yaml.ScalarNode) or tag.tag != "tag:yaml.org,2002:str":
             yield Problem(
-                path, "pipeline-tag-missing", f"{kind} processor at line {line} has invalid tag value (SVR00006)"
+                path,
+                "pipeline-tag-missing",
+                f"{kind} processor at line {line} has invalid tag value (SVR00006)",
             )
         elif not tag.value:
             yield Problem(
-                path, "pipeline-tag-missing", f"{kind} processor at line {line} has empty tag value (SVR00006)"
+                path,
+                "pipeline-tag-missing",
+                f"{kind} processor at line {line} has empty tag value (SVR00006)",
             )
         elif tag.value in seen:
             yield Problem(
@@ -167,9 +177,7 @@ def _tag_list(path: str, node: Any, seen: set[str]) -> Iterator[Problem]:
 
 def _on_failure(path: str, doc: dict[str, Any]) -> Iterator[Problem]:
     handlers = _processors(doc.get("on_failure"))
-    kind = next(
-        (b for _i, k, b in handlers if k == "set" and b.get("field") == "event.kind"), None
-    )
+    kind = next((b for _i, k, b in handlers if k == "set" and b.get("field") == "event.kind"), None)
     if kind is None or kind.get("value") != "pipeline_error":
         yield Problem(
             path,

@@ -13,7 +13,7 @@ from typing import Any
 
 from package_storage.packages.model import PackageTree
 from package_storage.packages.validation import files, layout, pipelines, rules, semantic
-from package_storage.packages.validation.documents import UNREADABLE, raw_document
+from package_storage.packages.validation.context import Context
 from package_storage.packages.validation.core import (
     CHANGELOG,
     MANIFEST,
@@ -22,6 +22,7 @@ from package_storage.packages.validation.core import (
     _Package,
     _validate,
 )
+from package_storage.packages.validation.documents import UNREADABLE, raw_document
 from package_storage.packages.validation.schemas import errors as schema_errors
 from package_storage.packages.validation.specversions import format_version_problem
 from package_storage.packages.versions import Version
@@ -40,7 +41,9 @@ def spec_warnings(tree: PackageTree) -> list[Problem]:
     return check_for_publish(tree)[1]
 
 
-def check_for_publish(tree: PackageTree, *, version_dir: str | None = None) -> tuple[list[Problem], list[Problem]]:
+def check_for_publish(
+    tree: PackageTree, *, version_dir: str | None = None
+) -> tuple[list[Problem], list[Problem]]:
     """(errors, warnings) of the package at ``tree``."""
     pkg = _Package(tree)
     if pkg.manifest is None:
@@ -62,7 +65,7 @@ def check_for_publish(tree: PackageTree, *, version_dir: str | None = None) -> t
             parsed[path] = raw_document(pkg, path, fv)
         return parsed[path]
 
-    ctx = semantic.Context(pkg, fv, package_type, raw=raw)
+    ctx = Context(pkg, fv, package_type, raw=raw)
     problems.extend(_schema(ctx, MANIFEST, f"{package_type}_manifest"))
     for ds in pkg.data_streams():
         problems.extend(_schema(ctx, ds.manifest_path, "data_stream_manifest"))
@@ -81,7 +84,7 @@ SPEC_CODE = re.compile(r"\((?P<code>(?:SVR|JSE|PSR)\d{5})\)")
 """The package-spec's code of a problem, written at the end of its message: ``(SVR00006)``."""
 
 
-def _excluded_checks(ctx: semantic.Context) -> set[str]:
+def _excluded_checks(ctx: Context) -> set[str]:
     """Codes the package turns off in ``validation.yml`` (``errors.exclude_checks``)."""
     doc = ctx.doc("validation.yml")
     errors = doc.get("errors") if isinstance(doc, dict) else None
@@ -100,15 +103,16 @@ def _without(problems: list[Problem], excluded: set[str]) -> list[Problem]:
     return out
 
 
-def _schema(ctx: semantic.Context, path: str, schema: str) -> list[Problem]:
+def _schema(ctx: Context, path: str, schema: str) -> list[Problem]:
     if not ctx.pkg.is_file(path):
         return []
     doc = ctx.raw(path)
     if doc is UNREADABLE:
         return []
-    return [Problem(path, rule, message) for rule, message in schema_errors(schema, str(ctx.fv), doc)]
+    return [
+        Problem(path, rule, message) for rule, message in schema_errors(schema, str(ctx.fv), doc)
+    ]
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
-    seen: set[Problem] = set()
-    return [p for p in problems if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
+    return list(dict.fromkeys(problems))

@@ -21,7 +21,6 @@ from package_storage.packages.validation.core import (
     README,
     SPEC_DATA_STREAM_TYPES,
     Problem,
-    Version,
     _DataStream,
     _maps,
     _Package,
@@ -29,8 +28,8 @@ from package_storage.packages.validation.core import (
     _strings,
     _text,
 )
+from package_storage.packages.versions import Version
 from package_storage.packages.yamlutil import load_yaml
-
 
 
 def _check_required_fields(pkg: _Package) -> Iterator[Problem]:
@@ -281,8 +280,6 @@ def _check_changes(changes: Any, version: str, change_types: tuple[str, ...]) ->
 def _check_readme(pkg: _Package) -> Iterator[Problem]:
     if not pkg.is_file(README):
         yield Problem(README, "readme-missing", f"{README} is required")
-
-
 
 
 CHANGE_TYPES = ("breaking-change", "bugfix", "enhancement")

@@ -70,7 +70,7 @@ def _present(node: Any, fv: Version) -> bool:
     return not (until is not None and not _before(fv, until))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _raw(name: str) -> Any:
     return _load(name)
 
@@ -119,9 +119,7 @@ def errors(name: str, format_version: str, instance: Any) -> list[tuple[str, str
     out: list[tuple[str, str]] = []
     for error in validator(name, format_version).iter_errors(instance):
         out.extend(_explain(error))
-    seen: set[tuple[str, str]] = set()
-    unique = [e for e in out if not (e in seen or seen.add(e))]
-    return sorted(unique, key=lambda e: e[1])
+    return sorted(dict.fromkeys(out), key=lambda e: e[1])
 
 
 def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
@@ -129,19 +127,16 @@ def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     field = _field(error.absolute_path)
     where = f"field {field}"
     value = error.validator_value
-    instance = error.instance
+    instance: Any = error.instance
     if keyword == "required":
         missing = error.message.split("'")[1] if "'" in error.message else str(value)
         return [("schema-required", f"{where}: {missing} is required")]
     if keyword == "additionalProperties":
-        schema = error.schema
+        schema = error.schema if isinstance(error.schema, dict) else {}
         known = set(schema.get("properties", {}))
         patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
-        extra = [
-            k
-            for k in instance
-            if k not in known and not any(p.search(str(k)) for p in patterns)
-        ]
+        keys = list(instance) if isinstance(instance, dict) else []
+        extra = [k for k in keys if k not in known and not any(p.search(str(k)) for p in patterns)]
         return [
             ("schema-additional-property", f"{where}: Additional property {k} is not allowed")
             for k in extra

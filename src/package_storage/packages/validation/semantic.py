@@ -7,66 +7,30 @@ documents through ``Context.raw`` (cached), never raise, and name the file each 
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from package_storage.errors import VersionError
 from package_storage.packages.validation import kibana
-from package_storage.packages.validation.core import MANIFEST, Problem, _Package
+from package_storage.packages.validation.context import Context
+from package_storage.packages.validation.core import MANIFEST, Problem
 from package_storage.packages.versions import Constraint, Version
 
 V = Version.parse_strict
 
 
-@dataclass
-class Context:
-    """What every rule needs: the package, its format_version and type, parsed documents."""
-
-    pkg: _Package
-    fv: Version
-    package_type: str
-    raw: Callable[[str], Any]
-    _cache: dict[str, Any] = field(default_factory=dict)
-
-    def doc(self, path: str) -> Any:
-        """The parsed document at ``path`` (None when absent or unreadable)."""
-        if path not in self._cache:
-            value = self.raw(path) if self.pkg.is_file(path) else None
-            self._cache[path] = value if isinstance(value, (dict, list)) else None
-        return self._cache[path]
-
-    def json(self, path: str) -> Any:
-        if path not in self._cache:
-            data = self.pkg.read(path)
-            try:
-                self._cache[path] = json.loads(data) if data is not None else None
-            except ValueError:
-                self._cache[path] = None
-        return self._cache[path]
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        m = self.doc(MANIFEST)
-        return m if isinstance(m, dict) else {}
-
-    @property
-    def built(self) -> bool:
-        """A built package: a zip (what elastic-package build produces and a registry receives).
-
-        A folder is taken as a source package: a built folder cannot be told from a source
-        folder without ``_dev``, and refusing a valid source package is the worse mistake."""
-        return self.pkg.tree.kind == "zip"
-
-    def data_stream_dirs(self) -> list[str]:
-        return [ds.dir for ds in self.pkg.data_streams()]
-
-
 def _maps(value: Any) -> list[dict[str, Any]]:
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _s(value: Any) -> str:
@@ -88,9 +52,7 @@ def _field_files(ctx: Context) -> dict[str, list[str]]:
         elif len(parts) == 2 and parts[0] == "fields":
             out.setdefault("", []).append(f)
         elif (
-            len(parts) == 5
-            and parts[:2] == ["elasticsearch", "transform"]
-            and parts[3] == "fields"
+            len(parts) == 5 and parts[:2] == ["elasticsearch", "transform"] and parts[3] == "fields"
         ):
             out.setdefault(f"transform {parts[2]}", []).append(f)
     return out
@@ -127,9 +89,7 @@ def rule_fields(ctx: Context) -> Iterator[Problem]:
             for f in _flat_fields(ctx.doc(path)):
                 name = f["name"]
                 seen.setdefault(name, [])
-                if path not in seen[name]:
-                    seen[name].append(path)
-                elif unique:
+                if path not in seen[name] or unique:
                     seen[name].append(path)
                 found.add(name)
                 external = _s(f.get("external"))
@@ -229,14 +189,17 @@ def rule_kibana_ids(ctx: Context) -> Iterator[Problem]:
         if parts[1] == "security_rule":
             attributes = obj.get("attributes")
             rule_id = attributes.get("rule_id") if isinstance(attributes, dict) else None
-            if isinstance(object_id, str) and isinstance(rule_id, str):
-                if not object_id.startswith(rule_id):
-                    yield Problem(
-                        f,
-                        "kibana-id-mismatch",
-                        f"kibana object ID [{object_id}] should start with rule ID [{rule_id}]",
-                    )
-                    continue
+            if (
+                isinstance(object_id, str)
+                and isinstance(rule_id, str)
+                and not object_id.startswith(rule_id)
+            ):
+                yield Problem(
+                    f,
+                    "kibana-id-mismatch",
+                    f"kibana object ID [{object_id}] should start with rule ID [{rule_id}]",
+                )
+                continue
         if object_id != parts[2][: -len(".json")]:
             yield Problem(
                 f, "kibana-id-mismatch", f"kibana object file [{f}] defines non-matching ID"
@@ -317,7 +280,7 @@ def rule_ilm_policy(ctx: Context) -> Iterator[Problem]:
                 f'field ilm_policy must start with "{prefix}", found "{policy}"',
             )
             continue
-        target = f"{ds.dir}/elasticsearch/ilm/{policy[len(prefix):]}.json"
+        target = f"{ds.dir}/elasticsearch/ilm/{policy[len(prefix) :]}.json"
         if not ctx.pkg.is_file(target):
             yield Problem(
                 ds.manifest_path,
@@ -343,7 +306,7 @@ def rule_template_paths(ctx: Context) -> Iterator[Problem]:
     m = ctx.manifest
     if ctx.package_type == "input":
         for t in _maps(m.get("policy_templates")):
-            paths = t.get("template_paths") if isinstance(t.get("template_paths"), list) else []
+            paths = _list(t.get("template_paths"))
             if _s(t.get("template_path")):
                 paths = [*paths, t["template_path"]]
             for p in paths:
@@ -359,7 +322,7 @@ def rule_template_paths(ctx: Context) -> Iterator[Problem]:
         return
     for t in _maps(m.get("policy_templates")):
         for item in _maps(t.get("inputs")):
-            paths = item.get("template_paths") if isinstance(item.get("template_paths"), list) else []
+            paths = _list(item.get("template_paths"))
             if not paths and _s(item.get("template_path")):
                 paths = [item["template_path"]]
             for p in paths:
@@ -390,11 +353,9 @@ def rule_template_paths(ctx: Context) -> Iterator[Problem]:
 
 def rule_requires(ctx: Context) -> Iterator[Problem]:
     m = ctx.manifest
-    requires = m.get("requires") if isinstance(m.get("requires"), dict) else {}
+    requires = _map(m.get("requires"))
     listed = {
-        _s(d.get("package"))
-        for kind in ("input", "content")
-        for d in _maps(requires.get(kind))
+        _s(d.get("package")) for kind in ("input", "content") for d in _maps(requires.get(kind))
     }
     for i, t in enumerate(_maps(m.get("policy_templates"))):
         for j, item in enumerate(_maps(t.get("inputs"))):
@@ -446,9 +407,9 @@ def rule_categories(ctx: Context) -> Iterator[Problem]:
 def rule_deployment_modes(ctx: Context) -> Iterator[Problem]:
     for t in _maps(ctx.manifest.get("policy_templates")):
         name = _s(t.get("name"))
-        modes = t.get("deployment_modes") if isinstance(t.get("deployment_modes"), dict) else {}
-        agentless = modes.get("agentless") if isinstance(modes.get("agentless"), dict) else {}
-        default = modes.get("default") if isinstance(modes.get("default"), dict) else {}
+        modes = _map(t.get("deployment_modes"))
+        agentless = _map(modes.get("agentless"))
+        default = _map(modes.get("default"))
         agentless_on = agentless.get("enabled") is True
         default_on = default.get("enabled", True) is not False
         if agentless_on and not default_on and "release" in agentless:
@@ -472,14 +433,7 @@ def rule_deployment_modes(ctx: Context) -> Iterator[Problem]:
                 if not isinstance(mode, str):
                     continue
                 label = f"{name}/{_s(item.get('type'))}" if False else _s(item.get("type"))
-                if mode not in ("default", "agentless"):
-                    yield Problem(
-                        MANIFEST,
-                        "deployment-mode-unsupported",
-                        f'input "{label}" in policy template "{name}" specifies unsupported '
-                        f'deployment mode "{mode}"',
-                    )
-                elif mode not in enabled:
+                if mode not in ("default", "agentless") or mode not in enabled:
                     yield Problem(
                         MANIFEST,
                         "deployment-mode-unsupported",
@@ -530,12 +484,17 @@ def rule_input_qualifier(ctx: Context) -> Iterator[Problem]:
 
 def rule_var_groups(ctx: Context) -> Iterator[Problem]:
     m = ctx.manifest
-    scopes: list[tuple[list[Any], list[dict[str, Any]]]] = [(m.get("var_groups") or [], _maps(m.get("vars")))]
+    scopes: list[tuple[list[Any], list[dict[str, Any]]]] = [
+        (m.get("var_groups") or [], _maps(m.get("vars")))
+    ]
     for t in _maps(m.get("policy_templates")):
         scopes.append((t.get("var_groups") or [], _maps(m.get("vars")) + _maps(t.get("vars"))))
         for item in _maps(t.get("inputs")):
             scopes.append(
-                (item.get("var_groups") or [], _maps(m.get("vars")) + _maps(t.get("vars")) + _maps(item.get("vars")))
+                (
+                    item.get("var_groups") or [],
+                    _maps(m.get("vars")) + _maps(t.get("vars")) + _maps(item.get("vars")),
+                )
             )
     for groups, variables in scopes:
         defined = {_s(v.get("name")) for v in variables}
@@ -697,9 +656,7 @@ def _test_requirement(
         target = posixpath.normpath(source)
         if not target.startswith("..") and not ctx.pkg.exists(target):
             # a source outside the package cannot be seen from here and is not refused
-            yield Problem(
-                path, rule, f'source path to required package "{source}" does not exist'
-            )
+            yield Problem(path, rule, f'source path to required package "{source}" does not exist')
 
 
 TEST_CONFIGS = re.compile(
@@ -744,14 +701,16 @@ def rule_replaced_by(ctx: Context) -> Iterator[Problem]:
     rb = _replaced_by(m.get("deprecated"))
     if rb is not None and not _s(rb.get("package")):
         yield Problem(
-            MANIFEST, rule,
+            MANIFEST,
+            rule,
             "deprecated.replaced_by.package must be specified when deprecated.replaced_by is used",
         )
     for t in _maps(m.get("policy_templates")):
         rb = _replaced_by(t.get("deprecated"))
         if rb is not None and not _s(rb.get("policy_template")):
             yield Problem(
-                MANIFEST, rule,
+                MANIFEST,
+                rule,
                 "policy_template deprecated.replaced_by.policy_template must be specified when "
                 "deprecated.replaced_by is used",
             )
@@ -759,7 +718,8 @@ def rule_replaced_by(ctx: Context) -> Iterator[Problem]:
             rb = _replaced_by(item.get("deprecated"))
             if rb is not None and not _s(rb.get("input")):
                 yield Problem(
-                    MANIFEST, rule,
+                    MANIFEST,
+                    rule,
                     "input deprecated.replaced_by.input must be specified when "
                     "deprecated.replaced_by is used",
                 )
@@ -770,7 +730,8 @@ def rule_replaced_by(ctx: Context) -> Iterator[Problem]:
         rb = _replaced_by(doc.get("deprecated"))
         if rb is not None and not _s(rb.get("data_stream")):
             yield Problem(
-                ds.manifest_path, rule,
+                ds.manifest_path,
+                rule,
                 "deprecated.replaced_by.data_stream must be specified when deprecated.replaced_by "
                 "is used",
             )
@@ -779,7 +740,8 @@ def rule_replaced_by(ctx: Context) -> Iterator[Problem]:
                 rb = _replaced_by(var.get("deprecated"))
                 if rb is not None and not _s(rb.get("variable")):
                     yield Problem(
-                        ds.manifest_path, rule,
+                        ds.manifest_path,
+                        rule,
                         "variable deprecated.replaced_by.variable must be specified when "
                         "deprecated.replaced_by is used",
                     )
