@@ -55,7 +55,15 @@ FILE_SCHEMAS: tuple[tuple[str, str, tuple[str, ...], str | None], ...] = (
         ("integration",),
         "3.0.0",
     ),
+    (r"data_stream/[^/]+/fields/[^/]+\.yml", "fields", ("integration",), None),
+    (r"elasticsearch/transform/[^/]+/fields/[^/]+\.yml", "fields", ("integration",), None),
+    (r"fields/[^/]+\.yml", "fields", ("input",), None),
 )
+DOCUMENT_DASHES = re.compile(
+    r"(data_stream/[^/]+/elasticsearch/(ilm|ingest_pipeline)/[^/]+\.yml|"
+    r"elasticsearch/ingest_pipeline/[^/]+\.yml|_dev/benchmark/(system|rally)/[^/]+\.yml)"
+)
+"""YAML files that must start with a ``---`` line (integration packages)."""
 _COMPILED = tuple(
     (re.compile(p), s, t, None if v is None else Version.parse_strict(v))
     for p, s, t, v in FILE_SCHEMAS
@@ -72,6 +80,14 @@ def schema_for(path: str, package_type: str, fv: Version) -> str | None:
 
 def check(ctx: Context) -> Iterator[Problem]:
     for path in ctx.pkg.files:
+        if ctx.package_type == "integration" and DOCUMENT_DASHES.fullmatch(path):
+            first = (ctx.pkg.read(path) or b"").split(b"\n", 1)[0].rstrip(b"\r")
+            if first != b"---":
+                yield Problem(
+                    path,
+                    "yaml-document-dashes",
+                    "document dashes are required (start the document with '---')",
+                )
         schema = schema_for(path, ctx.package_type, ctx.fv)
         if schema is None:
             continue

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from package_storage.errors import VersionError
-from package_storage.packages.validation import kibana
+from package_storage.packages.validation import fields, kibana
 from package_storage.packages.validation.context import Context
 from package_storage.packages.validation.core import MANIFEST, Problem
 from package_storage.packages.versions import Constraint, Version
@@ -35,116 +35,6 @@ def _list(value: Any) -> list[Any]:
 
 def _s(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-# --- fields -----------------------------------------------------------------------------------
-
-
-def _field_files(ctx: Context) -> dict[str, list[str]]:
-    """Fields files per owner: "data stream <name>" / "transform <name>" / "" (input package)."""
-    out: dict[str, list[str]] = {}
-    for f in ctx.pkg.files:
-        parts = f.split("/")
-        if not f.endswith(".yml"):
-            continue
-        if len(parts) == 4 and parts[0] == "data_stream" and parts[2] == "fields":
-            out.setdefault(f"data stream {parts[1]}", []).append(f)
-        elif len(parts) == 2 and parts[0] == "fields":
-            out.setdefault("", []).append(f)
-        elif (
-            len(parts) == 5 and parts[:2] == ["elasticsearch", "transform"] and parts[3] == "fields"
-        ):
-            out.setdefault(f"transform {parts[2]}", []).append(f)
-    return out
-
-
-def _flat_fields(items: Any, prefix: str = "") -> Iterator[dict[str, Any]]:
-    for item in _maps(items):
-        name = _s(item.get("name")) or str(item.get("name", ""))
-        full = f"{prefix}{name}"
-        children = item.get("fields")
-        if isinstance(children, list) and _s(item.get("type")) in ("group", ""):
-            yield from _flat_fields(children, f"{full}.")
-            if item.get("type") in (None, "") and not children:
-                yield {**item, "name": full}
-        else:
-            yield {**item, "name": full}
-
-
-REQUIRED_FIELDS = (
-    ("data_stream.type", "constant_keyword"),
-    ("data_stream.dataset", "constant_keyword"),
-    ("data_stream.namespace", "constant_keyword"),
-    ("@timestamp", "date"),
-)
-
-
-def rule_fields(ctx: Context) -> Iterator[Problem]:
-    unique = ctx.fv >= V("2.0.0")
-    has_build = ctx.pkg.is_file("_dev/build/build.yml")
-    for owner, files in sorted(_field_files(ctx).items()):
-        seen: dict[str, list[str]] = {}
-        found: set[str] = set()
-        for path in sorted(files):
-            for f in _flat_fields(ctx.doc(path)):
-                name = f["name"]
-                seen.setdefault(name, [])
-                if path not in seen[name] or unique:
-                    seen[name].append(path)
-                found.add(name)
-                external = _s(f.get("external"))
-                if external:
-                    if ctx.built:
-                        yield Problem(
-                            path,
-                            "fields-external-unresolved",
-                            f"field {name} has external: {external} reference, which a built "
-                            f"package must resolve (and a source package needs "
-                            f"_dev/build/build.yml for)",
-                        )
-                    elif not has_build:
-                        yield Problem(
-                            path,
-                            "fields-external-without-build",
-                            f'field {name} with external key defined ("{external}") but no '
-                            f"_dev/build/build.yml found",
-                        )
-                wanted = dict(REQUIRED_FIELDS).get(name)
-                if (
-                    owner.startswith("data stream")
-                    and wanted
-                    and not external
-                    and _s(f.get("type")) != wanted
-                ):
-                    yield Problem(
-                        path,
-                        "fields-required-type",
-                        f'expected type "{wanted}" for required field "{name}", found '
-                        f'"{_s(f.get("type"))}" in "{path}"',
-                    )
-        if unique:
-            for name, where in sorted(seen.items()):
-                if len(where) > 1:
-                    kind, _, label = owner.partition(" ")
-                    if kind == "data":
-                        kind, label = "data stream", label.partition(" ")[2]
-                    what = f' for {kind} "{label}"' if owner else ""
-                    yield Problem(
-                        where[0],
-                        "fields-duplicate",
-                        f'field "{name}" is defined multiple times{what}, found in: '
-                        f"{', '.join(where)}",
-                    )
-        if owner.startswith("data stream") and ctx.package_type == "integration":
-            ds = owner.split(" ", 2)[2]
-            for name, wanted in REQUIRED_FIELDS:
-                if name not in found:
-                    yield Problem(
-                        f"data_stream/{ds}/fields",
-                        "fields-required-missing",
-                        f'expected field "{name}" with type "{wanted}" not found in '
-                        f'datastream "{ds}"',
-                    )
 
 
 # --- built packages -------------------------------------------------------------------------
@@ -571,10 +461,9 @@ def rule_minimum_kibana(ctx: Context) -> Iterator[Problem]:
                 "input packages (version > 1.0.0)",
             )
     has_runtime = any(
-        "runtime" in f and f.get("runtime") not in (False, None)
-        for files in _field_files(ctx).values()
-        for path in files
-        for f in _flat_fields(ctx.doc(path))
+        f.spec.get("runtime") not in (False, None)
+        for ff in fields.fields_files(ctx)
+        for f in fields.visit(ctx.doc(ff.path))
     )
     if has_runtime and not _kibana_at_least(ctx, "8.10.0"):
         yield Problem(
@@ -751,7 +640,7 @@ Rule = Callable[[Context], Iterator[Problem]]
 
 RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
     # (rule, since format_version, package types; () = all)
-    (rule_fields, None, ("integration", "input")),
+    (fields.check, None, ()),
     (rule_built_sources, None, ("integration",)),
     (rule_kibana_ids, None, ("integration", "content")),
     (rule_kibana_tags, None, ()),
