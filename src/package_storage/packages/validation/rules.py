@@ -228,24 +228,30 @@ def _check_changelog(pkg: _Package, change_types: tuple[str, ...]) -> Iterator[P
     manifest_version = _parse_strict(manifest_text)
     if manifest_version is None or not versions:
         return  # the manifest version problem is reported by validate()
+    texts = [text for text, _parsed in versions]
     first_entry = entries[0]
     first_text = _text(first_entry.get("version")) if isinstance(first_entry, dict) else ""
-    first = _parse_strict(first_text)
-    if first is None or first != manifest_version:
+    # the spec: the manifest version is the topmost entry, or the topmost entry is a "-next"
+    # record of changes to come and the manifest version is one of the entries
+    if first_text != manifest_text and not (
+        first_text.endswith("-next") and manifest_text in texts
+    ):
         yield Problem(
             CHANGELOG,
             "changelog-version-mismatch",
             f"the topmost changelog entry has version {first_text!r}, but the manifest "
-            f"version is {manifest_text!r}",
+            f"version is {manifest_text!r} (the manifest version has no changelog entry)",
         )
-    highest_text, highest = max(versions, key=lambda tv: tv[1])
-    if highest > manifest_version:
-        yield Problem(
-            CHANGELOG,
-            "changelog-version-not-latest",
-            f"the changelog has version {highest_text!r}, higher than the manifest version "
-            f"{manifest_text!r}",
-        )
+    first = _parse_strict(first_text)
+    if first is not None:
+        for text, parsed in versions[1:] if texts and texts[0] == first_text else versions:
+            if parsed >= first:
+                yield Problem(
+                    CHANGELOG,
+                    "changelog-version-not-latest",
+                    f"changelog entry {text!r} is greater than or equal to the first changelog "
+                    f"entry {first_text!r}",
+                )
 
 
 def _check_changes(changes: Any, version: str, change_types: tuple[str, ...]) -> Iterator[Problem]:
