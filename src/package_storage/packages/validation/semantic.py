@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from package_storage.errors import VersionError
-from package_storage.packages.validation import fields, kibana
+from package_storage.packages.validation import fields, kibana, releases, templates
 from package_storage.packages.validation.context import Context
 from package_storage.packages.validation.core import MANIFEST, Problem
 from package_storage.packages.versions import Constraint, Version
@@ -199,6 +199,13 @@ def rule_template_paths(ctx: Context) -> Iterator[Problem]:
             paths = _list(t.get("template_paths"))
             if _s(t.get("template_path")):
                 paths = [*paths, t["template_path"]]
+            if not paths:
+                yield Problem(
+                    MANIFEST,
+                    "template-path-missing",
+                    f'policy template "{_s(t.get("name"))}" references template_path "": '
+                    f"template_path or template_paths is required",
+                )
             for p in paths:
                 if isinstance(p, str) and not _find(ctx, "agent/input", p):
                     yield Problem(
@@ -636,6 +643,108 @@ def rule_replaced_by(ctx: Context) -> Iterator[Problem]:
                     )
 
 
+def rule_dynamic_signal_types(ctx: Context) -> Iterator[Problem]:
+    """Input packages: ``dynamic_signal_types`` only with the ``otelcol`` input, without a type."""
+    if ctx.package_type != "input":
+        return
+    for t in _maps(ctx.manifest.get("policy_templates")):
+        if t.get("dynamic_signal_types") is not True:
+            continue
+        name = _s(t.get("name"))
+        if t.get("input") != "otelcol":
+            yield Problem(
+                MANIFEST,
+                "dynamic-signal-types",
+                f'policy template "{name}": dynamic_signal_types is only allowed when input is '
+                f"'otelcol', got '{_s(t.get('input'))}'",
+            )
+        elif _s(t.get("type")):
+            yield Problem(
+                MANIFEST,
+                "dynamic-signal-types",
+                f'policy template "{name}": type field must not be set when dynamic_signal_types '
+                f"is true",
+            )
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 1e3, "µs": 1e3, "μs": 1e3, "ms": 1e6, "s": 1e9, "m": 60e9, "h": 3600e9}
+
+
+def parse_duration(text: str) -> float | None:
+    """Nanoseconds of a Go duration (``1h30m``, ``-5s``, ``0``), or None when it is not one."""
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-")
+    if body == "0":
+        return 0.0
+    if not body:
+        return None
+    total, pos = 0.0, 0
+    while pos < len(body):
+        match = _DURATION_PART.match(body, pos)
+        if match is None:
+            return None
+        total += float(match.group(1)) * _UNIT_NS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+def _all_vars(ctx: Context) -> Iterator[tuple[str, dict[str, Any]]]:
+    m = ctx.manifest
+    for v in _maps(m.get("vars")):
+        yield MANIFEST, v
+    for t in _maps(m.get("policy_templates")):
+        for v in _maps(t.get("vars")):
+            yield MANIFEST, v
+        for item in _maps(t.get("inputs")):
+            for v in _maps(item.get("vars")):
+                yield MANIFEST, v
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        for s in _maps(doc.get("streams") if isinstance(doc, dict) else None):
+            for v in _maps(s.get("vars")):
+                yield ds.manifest_path, v
+
+
+def rule_duration_vars(ctx: Context) -> Iterator[Problem]:
+    """Duration variables: min_duration, default and max_duration parse, in that order."""
+    for path, var in _all_vars(ctx):
+        if var.get("type") != "duration":
+            continue
+        name = _s(var.get("name"))
+        values: dict[str, float] = {}
+        for key in ("min_duration", "default", "max_duration"):
+            raw = var.get(key)
+            if raw is None:
+                continue
+            parsed = parse_duration(raw) if isinstance(raw, str) else None
+            if parsed is None:
+                yield Problem(
+                    path, "duration-var", f'variable "{name}": invalid {key} value {raw!r}'
+                )
+                continue
+            if key == "min_duration" and parsed < 0:
+                yield Problem(
+                    path, "duration-var", f'variable "{name}": negative min_duration value {raw!r}'
+                )
+            values[key] = parsed
+        low, default, high = (values.get(k) for k in ("min_duration", "default", "max_duration"))
+        if low is not None and high is not None and low > high:
+            yield Problem(
+                path,
+                "duration-var",
+                f'variable "{name}": min_duration is greater than max_duration',
+            )
+        if default is not None and low is not None and default < low:
+            yield Problem(
+                path, "duration-var", f'variable "{name}": default is less than min_duration'
+            )
+        if default is not None and high is not None and default > high:
+            yield Problem(
+                path, "duration-var", f'variable "{name}": default is greater than max_duration'
+            )
+
+
 Rule = Callable[[Context], Iterator[Problem]]
 
 RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
@@ -660,6 +769,13 @@ RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
     (rule_replaced_by, "3.6.0", ()),
     (kibana.rule_dangling, "3.0.0", ()),
     (kibana.rule_by_reference, None, ("integration", "content")),
+    (releases.rule_prerelease, None, ()),
+    (releases.rule_profiles_not_ga, None, ("integration",)),
+    (releases.rule_spec_beta_feature, None, ("content",)),
+    (releases.rule_changelog_links, None, ()),
+    (templates.check, None, ("integration", "input")),
+    (rule_dynamic_signal_types, "3.6.0", ("input",)),
+    (rule_duration_vars, "3.5.0", ()),
 )
 
 WARN_BEFORE_3 = {rule_minimum_kibana, kibana.rule_by_reference}
