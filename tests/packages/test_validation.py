@@ -617,9 +617,17 @@ def test_input_package_layout() -> None:
 
 def test_content_package_layout() -> None:
     manifest = INPUT_MANIFEST.replace("type: input", "type: content")
+    # content packages are GA in the spec from format_version 3.3.1 (before, a beta feature)
+    manifest = manifest.replace("format_version: 3.0.0", "format_version: 3.3.1")
     manifest = manifest[: manifest.index("policy_templates")]
-    files = input_package() | {"manifest.yml": manifest}
+    files = {
+        p: v
+        for p, v in (input_package() | {"manifest.yml": manifest}).items()
+        if not p.startswith(("agent/", "fields/"))  # a content root holds neither
+    }
     assert validate_for_publish(DictTree(files)) == []
+    agent = files | {"agent/input/input.yml.hbs": "x: 1\n"}
+    assert "layout-item-not-allowed" in rules(validate_for_publish(DictTree(agent)))
 
     with_templates = files | {
         "manifest.yml": INPUT_MANIFEST.replace("type: input", "type: content")
