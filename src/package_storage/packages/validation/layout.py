@@ -414,16 +414,17 @@ CONTENT_LAYOUT_SINCE = Version.parse_strict("3.3.0")
 """Before format_version 3.3.0 the spec lists no contents for content packages (nothing checked)."""
 
 
-def _children(files: list[str], folder: str) -> dict[str, bool]:
-    """Direct children of ``folder`` (``""`` = the root): name -> is a folder."""
-    prefix = f"{folder}/" if folder else ""
-    out: dict[str, bool] = {}
+def _index(files: list[str]) -> dict[str, dict[str, bool]]:
+    """Every folder (``""`` = the root) -> its direct children: name -> is a folder."""
+    index: dict[str, dict[str, bool]] = {}
     for f in files:
-        if not f.startswith(prefix):
-            continue
-        head, sep, _ = f[len(prefix) :].partition("/")
-        out[head] = out.get(head, False) or bool(sep)
-    return out
+        parts = f.split("/")
+        for depth in range(len(parts)):
+            folder = "/".join(parts[:depth])
+            children = index.setdefault(folder, {})
+            is_dir = depth < len(parts) - 1
+            children[parts[depth]] = children.get(parts[depth], False) or is_dir
+    return index
 
 
 class _Walker:
@@ -431,8 +432,7 @@ class _Walker:
         self.ctx = ctx
         self.fv = ctx.fv
         self.name = re.escape(ctx.pkg.name)
-        self.files = ctx.pkg.files
-        self.problems: list[Problem] = []
+        self.index = _index(ctx.pkg.files)
 
     def applies(self, item: Item) -> bool:
         if item.since and self.fv < Version.parse_strict(item.since):
@@ -460,7 +460,7 @@ class _Walker:
 
     def walk(self, folder: Folder, path: str, dev: bool) -> Iterator[Problem]:
         dev = dev or folder.dev
-        children = _children(self.files, path)
+        children = self.index.get(path, {})
         listed = bool(folder.items)
         for name, is_dir in sorted(children.items()):
             child = f"{path}/{name}" if path else name

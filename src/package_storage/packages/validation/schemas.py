@@ -22,6 +22,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 import yaml
 
 from package_storage.packages.versions import Version
@@ -114,8 +115,17 @@ def _quote(values: Any) -> str:
     return ", ".join(f'"{v}"' for v in values)
 
 
+@functools.lru_cache(maxsize=256)
+def fast_validator(name: str, format_version: str) -> Any:
+    """The same schema compiled by ``jsonschema_rs`` (Rust): the quick yes/no for the common
+    case, a valid document; the errors of an invalid one come from :func:`validator`."""
+    return jsonschema_rs.Draft7Validator(dict(validator(name, format_version).schema))
+
+
 def errors(name: str, format_version: str, instance: Any) -> list[tuple[str, str]]:
     """(rule, message) of every way ``instance`` breaks schema ``name``, in document order."""
+    if fast_validator(name, format_version).is_valid(instance):
+        return []
     out: list[tuple[str, str]] = []
     for error in validator(name, format_version).iter_errors(instance):
         out.extend(_explain(error))
