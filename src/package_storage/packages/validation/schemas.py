@@ -119,7 +119,9 @@ def _quote(values: Any) -> str:
 def fast_validator(name: str, format_version: str) -> Any:
     """The same schema compiled by ``jsonschema_rs`` (Rust): the quick yes/no for the common
     case, a valid document; the errors of an invalid one come from :func:`validator`."""
-    return jsonschema_rs.Draft7Validator(dict(validator(name, format_version).schema))
+    schema = validator(name, format_version).schema
+    assert isinstance(schema, dict)
+    return jsonschema_rs.Draft7Validator(schema)
 
 
 def errors(name: str, format_version: str, instance: Any) -> list[tuple[str, str]]:
