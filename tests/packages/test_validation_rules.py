@@ -430,3 +430,12 @@ def test_duration_parser_adds_parts(parts: list[tuple[int, str]]) -> None:
 def test_duration_parser_never_raises(text: str) -> None:
     result: Any = parse_duration(text)
     assert result is None or isinstance(result, float)
+
+
+def test_var_sections_are_defined_in_their_scope() -> None:
+    var = "vars:\n  - name: host\n    type: text\n    title: Host\n    section: connection\n"
+    text = manifest_with("type: integration\n", "type: integration\n" + var)
+    assert "sections" in rules_of(base(**{"manifest.yml": text}))
+    defined = "sections:\n  - name: connection\n    title: Connection\n"
+    ok = manifest_with("type: integration\n", "type: integration\n" + defined + var)
+    assert problems(base(**{"manifest.yml": ok})) == []

@@ -745,6 +745,40 @@ def rule_duration_vars(ctx: Context) -> Iterator[Problem]:
             )
 
 
+def _sections_scope(path: str, scope: str, sections: Any, variables: Any) -> Iterator[Problem]:
+    names: set[str] = set()
+    for section in _maps(sections):
+        name = _s(section.get("name"))
+        if name in names:
+            yield Problem(path, "sections", f'duplicate section name "{name}" in {scope}')
+        names.add(name)
+    for var in _maps(variables):
+        section = _s(var.get("section"))
+        if section and section not in names:
+            yield Problem(
+                path,
+                "sections",
+                f'var "{_s(var.get("name"))}" references undefined section "{section}" in {scope}',
+            )
+
+
+def rule_sections(ctx: Context) -> Iterator[Problem]:
+    """Section names are unique in their scope, and a variable's ``section`` is one of them."""
+    m = ctx.manifest
+    yield from _sections_scope(MANIFEST, "package root", m.get("sections"), m.get("vars"))
+    for t in _maps(m.get("policy_templates")):
+        yield from _sections_scope(MANIFEST, "policy template", t.get("sections"), t.get("vars"))
+        for item in _maps(t.get("inputs")):
+            yield from _sections_scope(MANIFEST, "input", item.get("sections"), item.get("vars"))
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        for i, stream in enumerate(_maps(doc.get("streams") if isinstance(doc, dict) else None)):
+            label = _s(stream.get("title")) or _s(stream.get("input")) or f"stream[{i}]"
+            yield from _sections_scope(
+                ds.manifest_path, f'stream "{label}"', stream.get("sections"), stream.get("vars")
+            )
+
+
 Rule = Callable[[Context], Iterator[Problem]]
 
 RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
@@ -776,6 +810,7 @@ RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
     (templates.check, None, ("integration", "input")),
     (rule_dynamic_signal_types, "3.6.0", ("input",)),
     (rule_duration_vars, "3.5.0", ()),
+    (rule_sections, None, ()),
 )
 
 WARN_BEFORE_3 = {rule_minimum_kibana, kibana.rule_by_reference}
