@@ -106,3 +106,17 @@ class StorageError(PackageStorageError):
     """The catalog or blob store failed or is inconsistent."""
 
     code = "storage_error"
+
+
+# --- transfer --------------------------------------------------------------------------------
+
+
+class BundleError(PackageStorageError):
+    """An export bundle that does not verify (checksums, bundle.json, signatures): refused
+    whole. ``rule`` is the stable rule code shown in brackets at the end of the message."""
+
+    code = "bundle_refused"
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(f"{message} [{rule}]")
+        self.rule = rule

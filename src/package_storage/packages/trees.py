@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from package_storage.errors import NotFoundError, PackageError
 from package_storage.packages.model import SourceKind, TreeEntry
+from package_storage.packages.zipentry import EntryReader
 
 __all__ = ["FolderTree", "ZipTree", "clean_relative_path"]
 
@@ -332,6 +333,25 @@ class ZipTree:
         try:
             with open(self._path, "rb") as fh:
                 return self._read_member(fh, info)
+        except OSError as exc:
+            raise PackageError(
+                f"cannot read zip archive: {exc.strerror}", path=self._location
+            ) from None
+
+    def open_entry(self, path: str) -> EntryReader | None:
+        """A streaming, bounded-memory reader of the file at ``path`` (None: no such file)."""
+        rel = clean_relative_path(path)
+        info = self._members.get(rel) if rel is not None else None
+        if info is None:
+            return None
+        return EntryReader(self._open_archive, info, f"{self._location}: {info.filename}")
+
+    def _open_archive(self) -> BinaryIO:
+        if self._data is not None:
+            return io.BytesIO(self._data)  # shares the buffer, no copy
+        assert self._path is not None
+        try:
+            return open(self._path, "rb")
         except OSError as exc:
             raise PackageError(
                 f"cannot read zip archive: {exc.strerror}", path=self._location

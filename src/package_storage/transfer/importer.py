@@ -96,6 +96,7 @@ from package_storage.store.service import (
 from package_storage.store.stages import StageGraph
 from package_storage.store.storage.base import ArtifactRecord, Catalog, JSONObject
 from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.transfer.bundle import check_bundle
 from package_storage.transfer.gitsource import (
     GitPackage,
     GitReader,
@@ -153,6 +154,7 @@ class ImportSource:
     signature_path: str | None = None  # the .sig beside a zip
     git: GitPackage | None = None
     branch: str | None = None
+    sha256: str | None = None  # a zip of a verified bundle: the digest it was verified with
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -165,16 +167,23 @@ def _zip_hint(filename: str) -> tuple[str, str]:
     return name, version
 
 
-def scan_folder(source: Path, stage: str) -> list[ImportSource]:
+def scan_folder(
+    source: Path, stage: str, *, keyring: StoreKeyring | None = None
+) -> list[ImportSource]:
     """The package versions of a folder (see the module docstring), sorted by name, version.
 
     A version folder without ``manifest.yml`` is listed too (its import is then rejected with
     that reason) so that nothing in the source is silently ignored. Hidden entries (``.git``)
     are. NotFoundError when ``source`` is not a folder or holds no package at all.
+
+    An export bundle is verified first (:func:`~package_storage.transfer.bundle.check_bundle`,
+    signatures too when ``keyring`` has trusted keys): BundleError refuses the whole bundle;
+    its zips are imported only with the digests they were verified with.
     """
     source = Path(source)
     if not source.is_dir():
         raise NotFoundError(f"{source} is not a folder: give a package-storage folder or bundle")
+    bundle = check_bundle(source, keyring)
     root = source
     if (source / "packages").is_dir() and not (source / "manifest.yml").is_file():
         root = source / "packages"
@@ -227,6 +236,8 @@ def scan_folder(source: Path, stage: str) -> list[ImportSource]:
             f"no packages in {source}: expected <name>/<version>/manifest.yml folders"
             " or <name>-<version>.zip files"
         )
+    if bundle is not None:
+        found = [dataclasses.replace(s, sha256=bundle.digest_of(s.location)) for s in found]
     return found
 
 
@@ -565,6 +576,8 @@ def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig
         if not signature.strip():
             raise PackageError("signature file is empty", path=source.signature_path)
     digest = hashlib.sha256(data).hexdigest()
+    if source.sha256 is not None and digest != source.sha256:
+        raise PackageError("changed since its bundle was verified", path=source.location)
     if (
         known is not None
         and known.digest == digest
@@ -962,7 +975,10 @@ def import_sources(
                 )
             else:
                 seen[key] = src.location
-                batch.append(dataclasses.replace(item, detail=_detail(src, outcome, report.run)))
+                detail = _detail(src, outcome, report.run)
+                if opts.validation == "none":
+                    detail["validation"] = "none"  # recorded: imported without package rules
+                batch.append(dataclasses.replace(item, detail=detail))
                 if len(batch) >= opts.batch_size:
                     flush()
         if progress is not None:
