@@ -439,3 +439,36 @@ def test_var_sections_are_defined_in_their_scope() -> None:
     defined = "sections:\n  - name: connection\n    title: Connection\n"
     ok = manifest_with("type: integration\n", "type: integration\n" + defined + var)
     assert problems(base(**{"manifest.yml": ok})) == []
+
+
+def test_var_group_options_refer_to_defined_optional_vars() -> None:
+    groups = (
+        "vars:\n  - name: key\n    type: text\n    title: Key\n"
+        "var_groups:\n  - name: credentials\n    title: C\n    selector_title: S\n"
+        "    options:\n      - name: direct\n        title: D\n        vars: [key]\n"
+    )
+    text = manifest_with("type: integration\n", "type: integration\n" + groups)
+    assert problems(base(**{"manifest.yml": text})) == []
+    missing = text.replace("vars: [key]", "vars: [key, secret]")
+    assert "var-group-unknown-var" in rules_of(base(**{"manifest.yml": missing}))
+    required = text.replace("    title: Key\n", "    title: Key\n    required: true\n")
+    assert "var-group-required-var" in rules_of(base(**{"manifest.yml": required}))
+
+
+def test_package_categories_include_data_stream_parents() -> None:
+    ds = str(base()[f"{DS}/manifest.yml"]) + "categories: [security]\n"
+    assert "categories-mismatch" in rules_of(base(**{f"{DS}/manifest.yml": ds}))
+    text = manifest_with("type: integration\n", "type: integration\ncategories: [security]\n")
+    assert problems(base(**{f"{DS}/manifest.yml": ds, "manifest.yml": text})) == []
+
+
+def test_agentless_release_only_with_another_mode() -> None:
+    modes = (
+        "    deployment_modes:\n      default:\n        enabled: false\n"
+        "      agentless:\n        enabled: true\n        release: beta\n"
+        "        organization: o\n        division: d\n        team: t\n"
+    )
+    text = manifest_with("    data_streams: [log]\n", "    data_streams: [log]\n" + modes)
+    assert "agentless-release" in rules_of(base(**{"manifest.yml": text}))
+    both = text.replace("        enabled: false\n", "        enabled: true\n", 1)
+    assert "agentless-release" not in rules_of(base(**{"manifest.yml": both}))

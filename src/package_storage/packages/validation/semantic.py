@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from package_storage.errors import VersionError
+from package_storage.packages.categories import CATEGORIES
 from package_storage.packages.validation import fields, kibana, releases, templates
 from package_storage.packages.validation.context import Context
 from package_storage.packages.validation.core import MANIFEST, Problem
@@ -287,9 +288,11 @@ def rule_categories(ctx: Context) -> Iterator[Problem]:
         for ds_name in streams:
             path = f"data_stream/{ds_name}/manifest.yml"
             doc = ctx.doc(path)
-            if not isinstance(doc, dict) or "categories" not in doc:
+            if not isinstance(doc, dict):
                 continue
-            have = [c for c in doc.get("categories") or [] if isinstance(c, str)]
+            have = [c for c in _list(doc.get("categories")) if isinstance(c, str)]
+            if not have:
+                continue
             missing = [c for c in wanted if c not in have]
             if missing:
                 yield Problem(
@@ -301,51 +304,79 @@ def rule_categories(ctx: Context) -> Iterator[Problem]:
                 )
 
 
+def rule_package_categories(ctx: Context) -> Iterator[Problem]:
+    """The package's categories include the (parent) category of each data stream category.
+
+    A category our table does not know is not refused (the spec asks the live registry; ours may
+    be older)."""
+    package = [c for c in _list(ctx.manifest.get("categories")) if isinstance(c, str)]
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        cats = [
+            c
+            for c in _list(doc.get("categories") if isinstance(doc, dict) else None)
+            if isinstance(c, str)
+        ]
+        missing: list[str] = []
+        for cat in cats:
+            known = CATEGORIES.get(cat)
+            if known is None:
+                continue
+            parent = known.parent_id or cat
+            if parent not in package and parent not in missing:
+                missing.append(parent)
+        if missing:
+            yield Problem(
+                MANIFEST,
+                "categories-mismatch",
+                f"package manifest categories [{' '.join(package)}] are missing parent categories "
+                f'[{" ".join(sorted(missing))}] from data stream "{ds.name}" (defined in '
+                f'"{ds.manifest_path}")',
+            )
+
+
 def rule_deployment_modes(ctx: Context) -> Iterator[Problem]:
-    for t in _maps(ctx.manifest.get("policy_templates")):
-        name = _s(t.get("name"))
-        modes = _map(t.get("deployment_modes"))
-        agentless = _map(modes.get("agentless"))
+    templates = _maps(ctx.manifest.get("policy_templates"))
+    if len(templates) == 1:
+        modes = _map(templates[0].get("deployment_modes"))
         default = _map(modes.get("default"))
-        agentless_on = agentless.get("enabled") is True
-        default_on = default.get("enabled", True) is not False
-        if agentless_on and not default_on and "release" in agentless:
+        if default.get("enabled") is False and _s(_map(modes.get("agentless")).get("release")):
             yield Problem(
                 MANIFEST,
                 "agentless-release",
-                f'policy template "{name}" sets agentless.release but agentless is the only '
-                f"deployment mode; use the package version to indicate maturity instead",
+                f'policy template "{_s(templates[0].get("name"))}" sets agentless.release but '
+                f"agentless is the only deployment mode; use the package version to indicate "
+                f"maturity instead",
             )
-        enabled = {"default"} if default_on else set()
-        if agentless_on:
-            enabled.add("agentless")
+    for t in templates:
+        name = _s(t.get("name"))
+        modes = _map(t.get("deployment_modes"))
+        enabled = []
+        if _map(modes.get("default")).get("enabled") is not False:
+            enabled.append("default")
+        if _map(modes.get("agentless")).get("enabled") is True:
+            enabled.append("agentless")
         inputs = _maps(t.get("inputs"))
-        supported: set[str] = set()
+        for mode in enabled:
+            if not any(
+                not isinstance(i.get("deployment_modes"), list) or mode in i["deployment_modes"]
+                for i in inputs
+            ):
+                yield Problem(
+                    MANIFEST,
+                    "deployment-mode-without-input",
+                    f'policy template "{name}" enables deployment mode "{mode}" but no input '
+                    f"supports this mode",
+                )
         for item in inputs:
             item_modes = item.get("deployment_modes")
-            if not isinstance(item_modes, list):
-                supported |= {"default", "agentless"}
-                continue
-            for mode in item_modes:
-                if not isinstance(mode, str):
-                    continue
-                label = f"{name}/{_s(item.get('type'))}" if False else _s(item.get("type"))
-                if mode not in ("default", "agentless") or mode not in enabled:
+            for mode in item_modes if isinstance(item_modes, list) else []:
+                if mode not in enabled:
                     yield Problem(
                         MANIFEST,
                         "deployment-mode-unsupported",
-                        f'input "{label}" in policy template "{name}" specifies unsupported '
-                        f'deployment mode "{mode}"',
-                    )
-                supported.add(mode)
-        if inputs:
-            for mode in sorted(enabled):
-                if mode not in supported:
-                    yield Problem(
-                        MANIFEST,
-                        "deployment-mode-without-input",
-                        f'policy template "{name}" enables deployment mode "{mode}" but no input '
-                        f"supports this mode",
+                        f'input "{_s(item.get("type"))}" in policy template "{name}" specifies '
+                        f'unsupported deployment mode "{mode}"',
                     )
 
 
@@ -364,57 +395,91 @@ def rule_inputs_deprecated(ctx: Context) -> Iterator[Problem]:
 
 def rule_input_qualifier(ctx: Context) -> Iterator[Problem]:
     for t in _maps(ctx.manifest.get("policy_templates")):
+        inputs = _maps(t.get("inputs"))
         counts: dict[str, int] = {}
-        for item in _maps(t.get("inputs")):
+        for item in inputs:
             counts[_s(item.get("type"))] = counts.get(_s(item.get("type")), 0) + 1
-        for item in _maps(t.get("inputs")):
+        reported: set[str] = set()
+        for item in inputs:
             kind = _s(item.get("type"))
-            if kind and counts[kind] > 1 and not _s(item.get("name")):
+            if counts[kind] > 1 and not _s(item.get("name")) and kind not in reported:
+                reported.add(kind)
                 yield Problem(
                     MANIFEST,
                     "input-name-required",
                     f'policy template "{_s(t.get("name"))}": input with type "{kind}" must have '
                     f"a name when multiple inputs of the same type are present (SVR00010)",
                 )
-                break
+
+
+def _var_groups(
+    path: str, where: str, groups: Any, variables: list[dict[str, Any]]
+) -> Iterator[Problem]:
+    defined = {_s(v.get("name")): v for v in variables}
+    seen_groups: set[str] = set()
+    for group in _maps(groups):
+        gname = _s(group.get("name"))
+        if gname in seen_groups:
+            yield Problem(path, "var-group-duplicate", f'{where}duplicate var_group name "{gname}"')
+        seen_groups.add(gname)
+        seen: set[str] = set()
+        for option in _maps(group.get("options")):
+            oname = _s(option.get("name"))
+            if oname in seen:
+                yield Problem(
+                    path,
+                    "var-group-duplicate-option",
+                    f'{where}duplicate option name "{oname}" in var_group "{gname}"',
+                )
+            seen.add(oname)
+            for var in _list(option.get("vars")):
+                if not isinstance(var, str):
+                    continue
+                if var not in defined:
+                    yield Problem(
+                        path,
+                        "var-group-unknown-var",
+                        f'{where}var "{var}" referenced in var_group "{gname}" option "{oname}" '
+                        f"is not defined",
+                    )
+                elif defined[var].get("required") is True:
+                    kind = "required" if group.get("required") is True else "non-required"
+                    why = (
+                        "requirement is inferred from var_group"
+                        if kind == "required"
+                        else "var_group is optional"
+                    )
+                    yield Problem(
+                        path,
+                        "var-group-required-var",
+                        f'{where}var "{var}" in {kind} var_group "{gname}" should not have '
+                        f"required: true ({why})",
+                    )
 
 
 def rule_var_groups(ctx: Context) -> Iterator[Problem]:
+    """The package's var groups (against every variable of the manifest) and each stream's
+    (against the package's and the stream's variables)."""
     m = ctx.manifest
-    scopes: list[tuple[list[Any], list[dict[str, Any]]]] = [
-        (m.get("var_groups") or [], _maps(m.get("vars")))
-    ]
+    root_vars = _maps(m.get("vars"))
+    every = list(root_vars)
     for t in _maps(m.get("policy_templates")):
-        scopes.append((t.get("var_groups") or [], _maps(m.get("vars")) + _maps(t.get("vars"))))
+        every += _maps(t.get("vars"))
         for item in _maps(t.get("inputs")):
-            scopes.append(
-                (
-                    item.get("var_groups") or [],
-                    _maps(m.get("vars")) + _maps(t.get("vars")) + _maps(item.get("vars")),
-                )
+            every += _maps(item.get("vars"))
+    yield from _var_groups(MANIFEST, "", m.get("var_groups"), every)
+    for ds in ctx.pkg.data_streams():
+        doc = ctx.doc(ds.manifest_path)
+        for i, stream in enumerate(_maps(doc.get("streams") if isinstance(doc, dict) else None)):
+            if not _list(stream.get("var_groups")):
+                continue
+            label = _s(stream.get("title")) or _s(stream.get("input")) or f"stream[{i}]"
+            yield from _var_groups(
+                ds.manifest_path,
+                f"stream {label}: ",
+                stream.get("var_groups"),
+                root_vars + _maps(stream.get("vars")),
             )
-    for groups, variables in scopes:
-        defined = {_s(v.get("name")) for v in variables}
-        for group in _maps(groups):
-            gname = _s(group.get("name"))
-            seen: set[str] = set()
-            for option in _maps(group.get("options")):
-                oname = _s(option.get("name"))
-                if oname in seen:
-                    yield Problem(
-                        MANIFEST,
-                        "var-group-duplicate-option",
-                        f'duplicate option name "{oname}" in var_group "{gname}"',
-                    )
-                seen.add(oname)
-                for var in option.get("vars") or []:
-                    if isinstance(var, str) and var not in defined:
-                        yield Problem(
-                            MANIFEST,
-                            "var-group-unknown-var",
-                            f'var "{var}" referenced in var_group "{gname}" option "{oname}" is '
-                            f"not defined",
-                        )
 
 
 def rule_agent_version(ctx: Context) -> Iterator[Problem]:
@@ -753,12 +818,12 @@ def _sections_scope(path: str, scope: str, sections: Any, variables: Any) -> Ite
             yield Problem(path, "sections", f'duplicate section name "{name}" in {scope}')
         names.add(name)
     for var in _maps(variables):
-        section = _s(var.get("section"))
-        if section and section not in names:
+        wanted = _s(var.get("section"))
+        if wanted and wanted not in names:
             yield Problem(
                 path,
                 "sections",
-                f'var "{_s(var.get("name"))}" references undefined section "{section}" in {scope}',
+                f'var "{_s(var.get("name"))}" references undefined section "{wanted}" in {scope}',
             )
 
 
@@ -792,6 +857,7 @@ RULES: tuple[tuple[Rule, str | None, tuple[str, ...]], ...] = (
     (rule_template_paths, None, ("integration", "input")),
     (rule_requires, "3.6.0", ("integration",)),
     (rule_categories, None, ("integration",)),
+    (rule_package_categories, None, ("integration",)),
     (rule_deployment_modes, None, ("integration",)),
     (rule_inputs_deprecated, "3.6.0", ("integration",)),
     (rule_input_qualifier, "3.6.0", ("integration",)),
