@@ -49,14 +49,17 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from package_storage.errors import (
+    AuthenticationError,
     InvalidInputError,
     NotFoundError,
     PackageError,
     PolicyError,
+    SignatureError,
     StorageError,
     ValidationError,
 )
@@ -66,7 +69,12 @@ from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.trees import FolderTree, ZipTree
 from package_storage.packages.validation import Problem, validate, validate_for_publish
 from package_storage.packages.versions import sort_key_for
-from package_storage.store.keyring import StoreKeyring, check_imported_signature, sign_artifact
+from package_storage.store.keyring import (
+    StoreKeyring,
+    check_imported_signature,
+    sign_artifact,
+    verify_artifact,
+)
 from package_storage.store.stages import StageGraph
 from package_storage.store.storage.base import (
     ArtifactRecord,
@@ -80,7 +88,18 @@ from package_storage.store.storage.base import (
     RevisionEntry,
     StageEntry,
     Tag,
+    TokenRecord,
     Transaction,
+    format_time,
+)
+from package_storage.store.tokens import (
+    WILDCARD,
+    check_token_name,
+    check_usable,
+    new_secret,
+    parse_scopes,
+    secret_matches,
+    split_secret,
 )
 
 CRASH_ENV = "PACKAGE_STORAGE_CRASH_AT"
@@ -176,6 +195,20 @@ class FsckReport:
     @property
     def ok(self) -> bool:
         return not (self.missing or self.corrupt or self.catalog_problems)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """The signature of one stage's copy: ``ok``, ``failed`` (does not verify), ``missing``
+    (not signed) or ``bad`` (the .sig does not parse)."""
+
+    stage: str
+    state: Literal["ok", "failed", "missing", "bad"]
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
 
 
 class PublishValidationError(ValidationError):
@@ -949,6 +982,115 @@ class StoreService:
             checked=len(referenced),
         )
 
+    # --- tokens (management API) and signatures --------------------------------------------
+
+    def create_token(
+        self, name: str, scopes: Sequence[str], *, lifetime: timedelta | None = None
+    ) -> tuple[TokenRecord, str]:
+        """A new token and its secret (shown once; only its hash is stored). Every stage or
+        distribution a scope names must exist; ConflictError when an unrevoked token has
+        ``name``. Recorded as a ``token_create`` event."""
+        check_token_name(name)
+        parsed = parse_scopes(scopes)
+        fresh = new_secret()
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            for scope in parsed:
+                if scope.target not in (None, WILDCARD) and scope.target not in graph:
+                    raise InvalidInputError(
+                        f"scope {scope}: there is no stage or distribution {scope.target}"
+                        f" (stages: {', '.join(graph.names)})"
+                    )
+            record = tx.add_token(
+                TokenRecord(
+                    id=fresh.token_id,
+                    name=name,
+                    secret_hash=fresh.secret_hash,
+                    scopes=tuple(str(scope) for scope in parsed),
+                    created=tx.time,
+                    created_by=self.actor,
+                    expires=tx.time + lifetime if lifetime is not None else None,
+                )
+            )
+            tx.record_event(
+                "token_create",
+                actor=self.actor,
+                detail={
+                    "token": name,
+                    "scopes": list(record.scopes),
+                    "expires": format_time(record.expires) if record.expires else None,
+                },
+            )
+        return record, fresh.text
+
+    def tokens(self) -> list[TokenRecord]:
+        """Every token (never a secret), revoked ones included."""
+        return self.catalog.tokens()
+
+    def revoke_token(self, name: str) -> tuple[TokenRecord, bool]:
+        """Revoke the token ``name`` (effective on its next request): (record, changed).
+        Revoking a revoked token changes nothing; NotFoundError when no token has the name."""
+        with self.catalog.transaction() as tx:
+            held = [t for t in tx.tokens() if t.name == name]
+            live = [t for t in held if t.revoked is None]
+            if not live:
+                if held:
+                    return held[-1], False
+                raise NotFoundError(f"there is no token {name}")
+            record = tx.revoke_token(live[0].id, actor=self.actor)
+            tx.record_event("token_revoke", actor=self.actor, detail={"token": name})
+        return record, True
+
+    def authenticate(self, presented: str, *, now: datetime | None = None) -> TokenRecord:
+        """The token whose secret is ``presented``; AuthenticationError when it is unknown,
+        expired or revoked (checked on every call: a revocation takes effect at once)."""
+        token_id, secret = split_secret(presented)
+        record = self.catalog.token(token_id)
+        if record is None:
+            secret_matches(secret, "0" * 64)  # the same work as for a known id
+            raise AuthenticationError("unknown token")
+        if not secret_matches(secret, record.secret_hash):
+            raise AuthenticationError("unknown token")
+        check_usable(record.name, record.expires, record.revoked, now or datetime.now(UTC))
+        return record
+
+    def verify(self, name: str, version: str, *, stage: str | None = None) -> list[SignatureCheck]:
+        """Check the stored signature of every copy of ``name version`` (or the one in
+        ``stage``) against the store's keys. NotFoundError when there is no copy;
+        SignatureError when the store has no key to verify with."""
+        keyring = self.keyring
+        if keyring is None or not keyring.verification_keys():
+            raise SignatureError(
+                "no keys to verify with: generate or import a signing key, or trust a public key "
+                "(package-storage keys import FILE --trusted)"
+            )
+        if stage is not None:
+            self.catalog.stages().stage(stage)  # NotFoundError naming the known stages
+            entry = self.catalog.get_entry(stage, name, version)
+            entries = [entry] if entry is not None else []
+        else:
+            entries = self.catalog.find_entries(name, version)
+        if not entries:
+            where = f" in stage {stage}" if stage else ""
+            raise NotFoundError(f"{name} {version} is not in the store{where}")
+        checks: list[SignatureCheck] = []
+        for entry in entries:
+            artifact = self.catalog.get_artifact(entry.artifact)
+            if artifact is None or artifact.signature_digest is None:
+                checks.append(SignatureCheck(entry.stage, "missing", "the artifact is not signed"))
+                continue
+            data = self.blobs.get(artifact.digest)
+            signature = self.blobs.get(artifact.signature_digest)
+            try:
+                result = verify_artifact(keyring, data, signature)
+            except SignatureError as exc:
+                checks.append(SignatureCheck(entry.stage, "bad", exc.message))
+                continue
+            checks.append(
+                SignatureCheck(entry.stage, "ok" if result.ok else "failed", result.reason)
+            )
+        return checks
+
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -1127,6 +1269,10 @@ def event_title(event: Event) -> str:
     if action == "rollback":
         tag = f" ({d['tag']})" if d.get("tag") else ""
         return f"{prefix}Rollback to revision {d.get('revision')}{tag}"
+    if action in ("token_create", "token_revoke"):
+        verb = "Create" if action == "token_create" else "Revoke"
+        scopes = f" ({', '.join(d['scopes'])})" if d.get("scopes") else ""
+        return f"{verb} token {d.get('token')}{scopes}"
     words = action.replace("_", " ").capitalize()
     return f"{prefix}{words} {pkg}".rstrip()
 
@@ -1143,6 +1289,7 @@ __all__: Sequence[str] = (
     "PackageLocation",
     "PreparedPackage",
     "PublishValidationError",
+    "SignatureCheck",
     "StageDiff",
     "StoreService",
     "ValidationLevel",

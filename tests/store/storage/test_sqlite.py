@@ -65,15 +65,16 @@ def test_migrations_run_in_order(db: Path, monkeypatch: pytest.MonkeyPatch) -> N
     def step(version: int) -> schema.Migration:
         return schema.Migration(version, f"step {version}", lambda conn: applied.append(version))
 
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step(2), step(3)))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+    n = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step(n + 1), step(n + 2)))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", n + 2)
     cat = SQLiteCatalog(db)
     cat.close()
-    assert applied == [2, 3]
+    assert applied == [n + 1, n + 2]
     SQLiteCatalog(db).close()
-    assert applied == [2, 3]  # not applied twice
+    assert applied == [n + 1, n + 2]  # not applied twice
     raw = sqlite3.connect(db)
-    assert raw.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert raw.execute("SELECT version FROM schema_version").fetchone() == (n + 2,)
     raw.close()
 
 
