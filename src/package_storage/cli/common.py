@@ -74,7 +74,7 @@ class StoreURL(str):
     """``--store http(s)://host:port``: the management listener of a remote store."""
 
 
-class StoreLocation(click.ParamType):
+class StoreLocation(click.ParamType):  # type: ignore[type-arg]
     """A store directory (a :class:`Path`) or the URL of a management listener
     (:class:`StoreURL`)."""
 

@@ -36,6 +36,12 @@ from typing import Any, NoReturn
 import click
 
 from package_storage import EPR_COMPAT_VERSION
+from package_storage.cli.serve_manage import (
+    ManageOptions,
+    manage_listener,
+    manage_options,
+    parse_manage_options,
+)
 from package_storage.errors import ConfigError, PackageStorageError
 from package_storage.logs import FATAL, SERVICE_NAME, get_logger, setup_logging
 from package_storage.packages.model import Package
@@ -373,9 +379,11 @@ def run_store(
     default_distribution: str = DEFAULT_DISTRIBUTION,
     poll_interval: float = 0.5,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+    manage: ManageOptions | None = None,
 ) -> int:
-    """Serve the store at ``store_dir`` until stopped (logging must be set up). Startup
-    problems end with one fatal log line (:class:`StartupError`)."""
+    """Serve the store at ``store_dir`` until stopped (logging must be set up), with the
+    management API on its own listener when ``manage`` is given. Startup problems end with
+    one fatal log line (:class:`StartupError`)."""
     from package_storage.registry.http.server import run_server
     from package_storage.serving.store_registry import StoreRegistry
 
@@ -438,6 +446,14 @@ def run_store(
 
             registry.add_listener(count)
         app = create_store_app(settings, registry, metrics=metrics[0] if metrics else None)
+        extra: list[Any] = []
+        close_manage: Callable[[], None] = lambda: None  # noqa: E731
+        if manage is not None:
+            try:
+                listener, close_manage = manage_listener(manage, settings, store_dir)
+            except PackageStorageError as exc:
+                _fatal(exc.message)
+            extra.append(listener)
         registry.start()
         log.info("Package registry started")
         try:
@@ -446,11 +462,13 @@ def run_store(
                 settings,
                 metrics_app=metrics[1] if metrics else None,
                 on_listening=on_listening,
+                extra=extra,
             )
         except ConfigError as exc:
             _fatal(exc.message)
         finally:
             registry.stop()
+            close_manage()
         log.info("Package registry stopped")
         return 0
     finally:
@@ -483,9 +501,11 @@ def serve_store(
     log_type: str = "dev",
     settings: Settings | None = None,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+    manage: ManageOptions | None = None,
 ) -> int:
     """Serve the store at ``store_dir`` on ``address`` until SIGTERM/SIGINT; returns the exit
-    status (0 after a clean stop, 1 after a startup error, which is logged).
+    status (0 after a clean stop, 1 after a startup error, which is logged). ``manage`` adds
+    the management listener.
 
     ``settings`` (default: the serve defaults) gives TLS, metrics and cache times; ``address``
     replaces its address. Logging is set up with ``log_level``/``log_type``.
@@ -500,6 +520,7 @@ def serve_store(
             default_distribution=default_distribution,
             poll_interval=poll_interval,
             on_listening=on_listening,
+            manage=manage,
         )
     except StartupError as exc:
         return exc.code
@@ -526,13 +547,27 @@ def serve_store(
         f"[env {DEFAULT_DISTRIBUTION_ENV}; default {DEFAULT_DISTRIBUTION}]"
     ),
 )
-def serve(store_dir: str | None, default_distribution: str, **flags: str | None) -> None:
+@manage_options
+def serve(
+    store_dir: str | None,
+    default_distribution: str,
+    manage_address: str | None,
+    max_upload_size: str,
+    manage_tls_cert: str | None,
+    manage_tls_key: str | None,
+    **flags: str | None,
+) -> None:
     """Serve the packages of the config file's package_paths (or of a store) over the EPR API."""
     command_line = {flag.name: flags.get(flag.attr) for flag in FLAGS}
+    manage = parse_manage_options(
+        store_dir, manage_address, max_upload_size, manage_tls_cert, manage_tls_key
+    )
     try:
         settings = load_settings(command_line, os.environ, store=store_dir or None)
         if store_dir:
-            code = run_store(settings, store_dir, default_distribution=default_distribution)
+            code = run_store(
+                settings, store_dir, default_distribution=default_distribution, manage=manage
+            )
         else:
             code = run(settings)
     except StartupError as exc:

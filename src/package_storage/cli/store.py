@@ -22,7 +22,7 @@ from package_storage.cli.common import (
     entry_json,
     event_json,
     fail,
-    open_store,
+    open_operations,
     plural,
     print_json,
     print_table,
@@ -78,8 +78,8 @@ def change_line(result: ChangeResult, fallback: str) -> str:
 def init(store_dir: Path) -> None:
     """Create the store (idempotent: an existing store is left as it is)."""
     existed = store_exists(store_dir)
-    with open_store(store_dir, create=True) as store:
-        stages = ", ".join(store.catalog.stages().names)
+    with open_operations(store_dir, create=True) as store:
+        stages = ", ".join(store.service.stages().names)
     verb = "store exists" if existed else "created store"
     click.echo(f"{verb} at {store_dir} (stages: {stages})")
 
@@ -106,7 +106,7 @@ def publish(
     Each package is its own transaction. The command stops at the first refused package
     (exit 1); the packages published before it stay published.
     """
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         published = unchanged = 0
         for path in paths:
             try:
@@ -151,7 +151,7 @@ def promote(
     store_dir: Path,
 ) -> None:
     """Move NAME VERSION one stage up the promotion path, in one atomic step."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.promote(
             name, version, to=to, source=source, force=force, reason=reason
         )
@@ -168,7 +168,7 @@ def promote(
 @store_option
 def remove(name: str, version: str, stage: str, force: bool, reason: str, store_dir: Path) -> None:
     """Remove NAME VERSION from a stage."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.remove(name, version, stage=stage, force=force, reason=reason)
     click.echo(change_line(result, f"removed {name} {version} from {stage}"))
 
@@ -204,7 +204,7 @@ def list_command(
         raise click.UsageError("use either --stage or --distribution, not both")
     if revision is not None and distribution is None:
         raise click.UsageError("--revision needs --distribution")
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         entries: Sequence[StageEntry | RevisionEntry] = store.service.list_entries(
             stage=stage, distribution=distribution, revision=revision
         )
@@ -259,7 +259,7 @@ def _listed_json(entry: StageEntry | RevisionEntry) -> dict[str, object]:
 @store_option
 def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None:
     """Where each version of NAME lives, its artifact digests and its events."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         locations = store.service.show(name, version)
         events = store.service.history(EventFilter(name=name, version=version))
     if not locations:
@@ -332,7 +332,7 @@ def _events_table(title: str, events: Sequence[Event]) -> None:
 @store_option
 def diff(stage_a: str, stage_b: str, as_json: bool, store_dir: Path) -> None:
     """Versions only in STAGE_A, only in STAGE_B, and in both with different artifacts."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.diff(stage_a, stage_b)
     different = [
         {"name": a.name, "version": a.version, "artifact_a": a.artifact, "artifact_b": b.artifact}
@@ -384,7 +384,7 @@ def history(
 ) -> None:
     """The audit history: who changed what, when and why (newest first)."""
     query = EventFilter(stage=stage, name=name, limit=limit or None, newest_first=True)
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         events = store.service.history(query)
     if as_json:
         print_json([event_json(ev, event_title(ev)) for ev in events])
@@ -404,7 +404,7 @@ def history(
 @store_option
 def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
     """The revisions of DISTRIBUTION, oldest first; `*` marks the current one."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         revs = store.service.revisions(distribution)
     if as_json:
         print_json(
@@ -441,9 +441,9 @@ def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
 @store_option
 def tag(distribution: str, tag: str, revision: int | None, store_dir: Path) -> None:
     """Name a revision of DISTRIBUTION permanently (tags never move)."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         made = store.service.tag(distribution, tag, revision=revision)
-        digest = store.catalog.revision(made.distribution, made.revision).digest
+        digest = store.service.resolve_revision(made.distribution, made.revision).digest
     click.echo(
         f"tagged {made.distribution}@{made.tag} = revision {made.revision}"
         f" (digest {short(digest)}…)"
@@ -456,7 +456,7 @@ def tag(distribution: str, tag: str, revision: int | None, store_dir: Path) -> N
 @store_option
 def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
     """Every tag: which revision of which distribution it names."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         found = store.service.tags(distribution)
     if as_json:
         print_json(
@@ -491,9 +491,9 @@ def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
 @store_option
 def rollback(distribution: str, revision_or_tag: str, store_dir: Path) -> None:
     """Point DISTRIBUTION back at an earlier revision (a number or a tag)."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.rollback(distribution, revision_or_tag)
-        after = store.catalog.current_revision(distribution)
+        after = store.service.current_revision(distribution)
     click.echo(change_line(result, f"rolled {distribution} back to {revision_or_tag}"))
     if result.changed and after is not None:
         click.echo(
@@ -510,7 +510,7 @@ def rollback(distribution: str, revision_or_tag: str, store_dir: Path) -> None:
 @store_option
 def fsck(repair: bool, as_json: bool, store_dir: Path) -> None:
     """Check the store: catalog consistency and blobs (exit 1 when inconsistent)."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         report = store.service.fsck(repair=repair)
     if as_json:
         print_json(

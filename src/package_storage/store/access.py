@@ -90,6 +90,8 @@ class StoreOperations(Protocol):
 
     def resolve_revision(self, distribution: str, revision_or_tag: str | int) -> Revision: ...
 
+    def current_revision(self, distribution: str) -> Revision | None: ...
+
     def tags(self, distribution: str | None = None) -> list[Tag]: ...
 
     def verify(
@@ -169,9 +171,7 @@ class GuardedService:
         reason: str = "",
     ) -> ChangeResult:
         self.require(Scope("promote", to))
-        return self.service.promote(
-            name, version, to=to, source=source, force=force, reason=reason
-        )
+        return self.service.promote(name, version, to=to, source=source, force=force, reason=reason)
 
     def remove(
         self, name: str, version: str, *, stage: str, force: bool = False, reason: str = ""
@@ -222,6 +222,10 @@ class GuardedService:
     def resolve_revision(self, distribution: str, revision_or_tag: str | int) -> Revision:
         self.require(_READ)
         return self.service.resolve_revision(distribution, revision_or_tag)
+
+    def current_revision(self, distribution: str) -> Revision | None:
+        self.require(_READ)
+        return self.service.current_revision(distribution)
 
     def tags(self, distribution: str | None = None) -> list[Tag]:
         self.require(_READ)

@@ -1023,6 +1023,11 @@ class StoreService:
             )
         return record, fresh.text
 
+    def current_revision(self, distribution: str) -> Revision | None:
+        """The revision ``distribution`` serves now (None before its first)."""
+        self.catalog.stages().stage(distribution)
+        return self.catalog.current_revision(distribution)
+
     def tokens(self) -> list[TokenRecord]:
         """Every token (never a secret), revoked ones included."""
         return self.catalog.tokens()
