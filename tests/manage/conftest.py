@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from live_manage import LiveServer, start_server
 from test_service import make_package, make_zip
 
+from live_manage import LiveServer, start_server
 from package_storage.manage.app import create_app
 from package_storage.store.directory import Store
 
@@ -54,9 +54,7 @@ def make_token(store: Store) -> MakeToken:
     def make(*scopes: str, name: str | None = None, **kwargs: Any) -> str:
         nonlocal count
         count += 1
-        _, secret = store.service("setup").create_token(
-            name or f"t{count}", list(scopes), **kwargs
-        )
+        _, secret = store.service("setup").create_token(name or f"t{count}", list(scopes), **kwargs)
         return secret
 
     return make

@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import MakeToken, auth, live_client
 from live_manage import LiveServer
-
 from package_storage.store.directory import Store
 
 V = "/api/v1"
@@ -189,10 +189,12 @@ def test_stage_workflow_over_json(app_client: Any, admin: dict[str, str]) -> Non
     assert r.status_code == 200 and r.json()["message"] == (
         "promoted hello_nginx 1.1.0 from staging to production"
     )
-    assert [x["distribution"] for x in r.json()["revisions"]] == ["production", "staging", "snapshot"]
-    r = app_client.post(
-        f"{V}/distributions/production/tags", headers=admin, json={"tag": "8.12.0"}
-    )
+    assert [x["distribution"] for x in r.json()["revisions"]] == [
+        "production",
+        "staging",
+        "snapshot",
+    ]
+    r = app_client.post(f"{V}/distributions/production/tags", headers=admin, json={"tag": "8.12.0"})
     assert r.status_code == 200 and r.json()["tag"] == "8.12.0"
     again = app_client.post(
         f"{V}/distributions/production/tags", headers=admin, json={"tag": "8.12.0"}

@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+
 from conftest import MakeToken, auth, live_client
 from live_manage import LiveServer
-
 from package_storage.store.directory import Store
 
 Call = tuple[str, str, dict[str, Any], str]  # method, path, request kwargs, needed scope

@@ -29,6 +29,7 @@ from package_storage.cli.common import (
     open_operations,
     print_json,
     print_table,
+    require_local,
     store_exists,
     store_option,
 )
@@ -47,6 +48,7 @@ DEFAULT_ALGORITHM_CHOICE = "ed25519"
 
 
 def _keyring(store_dir: Path) -> StoreKeyring:
+    require_local(store_dir, "keys")
     if not store_exists(store_dir):
         fail(
             f"no package store at {store_dir}: run `package-storage init --store {store_dir}` first"

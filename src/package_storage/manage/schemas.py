@@ -9,7 +9,7 @@ OpenAPI document's schemas.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,9 @@ from package_storage.store.storage.base import (
     TokenRecord,
     format_time,
 )
+
+MAX_ID = (1 << 63) - 1
+"""The largest id, revision or sequence number (a SQL BIGINT)."""
 
 
 def _time(value: datetime | None) -> str | None:
@@ -382,11 +385,15 @@ class RemoveIn(Model):
 
 class TagIn(Model):
     tag: str
-    revision: int | None = Field(default=None, ge=1, description="Default: the current one.")
+    revision: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="Default: the current one."
+    )
 
 
 class RollbackIn(Model):
-    revision: int | str = Field(description="A revision number or a tag.")
+    revision: Annotated[int, Field(ge=0, le=MAX_ID)] | str = Field(
+        description="A revision number or a tag."
+    )
 
 
 # --- stages, fsck, signatures ----------------------------------------------------------------

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from package_storage.errors import InvalidInputError
 from package_storage.manage.deps import Guarded
 from package_storage.manage.schemas import (
+    MAX_ID,
     ChangeOut,
     EventOut,
     RevisionOut,
@@ -105,7 +106,9 @@ def history(
     actor: str | None = None,
     since: Annotated[str | None, Query(description="RFC 3339: time >= since")] = None,
     until: Annotated[str | None, Query(description="RFC 3339: time < until")] = None,
-    after: Annotated[int | None, Query(ge=0, description="Only events with id > after")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="Only events with id > after")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
     newest_first: bool = False,
 ) -> HistoryOut:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from package_storage.errors import InvalidInputError
 from package_storage.manage.deps import Guarded, api_of
-from package_storage.manage.schemas import EventOut, EventsPage
+from package_storage.manage.schemas import MAX_ID, EventOut, EventsPage
 from package_storage.store.access import GuardedService
 from package_storage.store.storage.base import EventFilter
 
@@ -38,7 +38,7 @@ KEEPALIVE_SECONDS = 15.0
 def events(
     service: Guarded,
     after: Annotated[
-        int, Query(ge=0, description="The last event id seen (0: from the start).")
+        int, Query(ge=0, le=MAX_ID, description="The last event id seen (0: from the start).")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE,
 ) -> EventsPage:
@@ -68,7 +68,7 @@ def _start(after: int | None, last_event_id: str | None) -> int:
 async def stream(
     request: Request,
     service: Guarded,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
     timeout: Annotated[float | None, Query(gt=0, le=86400, description="Seconds")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:

@@ -57,6 +57,7 @@ from package_storage.store.storage.base import (
 )
 
 _MOD = 1 << 256
+_MAX_INT = 1 << 63
 
 # Above this many changed name+versions since the previous revision, a new revision's digest is
 # recomputed from scratch (a bulk import) instead of incrementally.
@@ -261,9 +262,11 @@ class _Reader:
 
     def _revision_row(self, distribution: str, number: int) -> Row[Any]:
         r = s.revisions
-        row = self._conn.execute(
-            select(r).where(r.c.distribution == distribution, r.c.number == number)
-        ).first()
+        row = None
+        if 0 <= number < _MAX_INT:  # larger numbers exist nowhere (and overflow SQL integers)
+            row = self._conn.execute(
+                select(r).where(r.c.distribution == distribution, r.c.number == number)
+            ).first()
         if row is None:
             raise NotFoundError(f"distribution {distribution} has no revision {number}")
         return row
