@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from live_manage import LiveServer, start_server
 
+from live_manage import LiveServer, start_server
 from package_storage.cli.main import main
 from package_storage.store.directory import Store
 
@@ -163,7 +163,7 @@ def test_refusals_are_the_same_remotely(
 def test_tokens_with_admin_and_the_scopes_of_a_ci_token(
     server: tuple[LiveServer, Path, str], tmp_path: Path
 ) -> None:
-    live, root, token = server
+    live, _root, token = server
     url = live.manage_url
     r = cli(
         "tokens",
