@@ -672,9 +672,16 @@ class StoreService:
             src = source if source is not None else _promotion_source(tx, graph, to, name, version)
             graph.check_promote(src, to)
             entry = tx.get_entry(src, name, version)
+            held = tx.get_entry(to, name, version)
+            if entry is None and held is not None:  # promoted before (a CI re-run)
+                return ChangeResult(
+                    False,
+                    None,
+                    (),
+                    f"{name} {version} is already in {to} (sha256 {held.artifact}): nothing to do",
+                )
             if entry is None:
                 raise NotFoundError(_not_in_stage(tx, src, name, version))
-            held = tx.get_entry(to, name, version)
             same = held is not None and held.artifact == entry.artifact
             forced = False
             if held is not None and not same:
