@@ -26,5 +26,5 @@ def test_promoting_again_is_unchanged_and_records_nothing(tmp_path: Path) -> Non
         assert (store.catalog.events(), store.catalog.change_counter()) == before
         assert svc.promote("hello_nginx", "1.0.0", to="production").changed
         assert not svc.promote("hello_nginx", "1.0.0", to="production").changed
-        with pytest.raises(NotFoundError, match="9.9.9 is not in stage staging"):
+        with pytest.raises(NotFoundError, match=r"9\.9\.9 is not in stage staging"):
             svc.promote("hello_nginx", "9.9.9", to="production")  # in no stage: still refused
