@@ -72,6 +72,38 @@ class ValidationError(PackageError):
         self.rule = rule
 
 
+class UnsafePackageError(PackageStorageError):
+    """A package refused by the archive-safety gate or a size limit (``docs/safety.md``).
+
+    ``rule`` is the stable rule code (``zip-unsafe-path``, ``limit-file-size``, ...), ``entry``
+    the file inside the package it is about ("" for the whole package). The message is one
+    line: ``<input>: entry '<entry>' <what> [<rule>]``. Not a :class:`PackageError` on purpose:
+    code that collects a package's problems (validation) must not swallow it; it stops the
+    whole operation.
+    """
+
+    code = "unsafe_package"
+
+    def __init__(self, message: str, *, path: str = "", entry: str = "", rule: str) -> None:
+        text = f"entry {entry!r} {message}" if entry else message
+        detail = f"{text} [{rule}]"
+        super().__init__(f"{path}: {detail}" if path else detail)
+        self.path = path
+        self.detail = detail
+        self.entry = entry
+        self.rule = rule
+        self.what = message
+
+    def within(self, location: str) -> UnsafePackageError:
+        """This refusal named after the package at ``location`` when it names only a file of
+        it (``data_stream/x/fields/f.yml``: the YAML reader does not know the package)."""
+        if not self.path or self.path.startswith(location):
+            return self
+        return UnsafePackageError(
+            self.what, path=location, entry=self.entry or self.path, rule=self.rule
+        )
+
+
 class SignatureError(PackageStorageError):
     """A missing or bad signature."""
 
@@ -131,3 +163,17 @@ class TooLargeError(InvalidInputError):
     """An upload or request body above the configured size limit."""
 
     code = "too_large"
+
+
+# --- transfer --------------------------------------------------------------------------------
+
+
+class BundleError(PackageStorageError):
+    """An export bundle that does not verify (checksums, bundle.json, signatures): refused
+    whole. ``rule`` is the stable rule code shown in brackets at the end of the message."""
+
+    code = "bundle_refused"
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(f"{message} [{rule}]")
+        self.rule = rule

@@ -217,5 +217,5 @@ def test_validate_bad_zip_and_missing_path(tmp_path: Path) -> None:
     assert code == 1
     lines = out.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(f"{bad}: ") and lines[0].endswith("[package]")
+    assert lines[0].startswith(f"{bad}: ") and lines[0].endswith("[zip-invalid]")
     assert lines[1].startswith(f"{tmp_path / 'missing'}: ")

@@ -96,13 +96,22 @@ def test_stage_workflow_through_the_remote_cli(
         ("promote", "hello_nginx", "2.1.0", "--to", "production"),
     ):
         assert cli(*step, "--store", url, token=token).exit_code == 0, step
-    r = cli("rollback", "production", "8.12.0", "--store", url, token=token)
+    for dry in (("--dry-run",), ("--dry-run", "--json")):
+        same_locally_and_remotely(root, url, token, "rollback", "production", "8.12.0", *dry)
+    r = cli(
+        "rollback", "production", "8.12.0", "--reason", "bad release", "--store", url, token=token
+    )
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[0].startswith("rolled production back to revision 1 (tag 8.12.0)")
-    assert r.stdout.splitlines()[1].startswith("production now serves revision 1 (digest ")
+    assert any(
+        line.startswith("production now serves revision 1 (digest ")
+        for line in r.stdout.splitlines()
+    ), r.stdout
 
     with Store.open(root) as store:
         assert [e.version for e in store.catalog.entries("production")] == ["2.0.0"]
+        rollback = [e for e in store.catalog.events() if e.action == "rollback"][-1]
+        assert rollback.reason == "bad release" and rollback.actor == "release-bot"
         actors = {e.actor for e in store.catalog.events() if e.action != "token_create"}
         assert actors == {"release-bot"}
 
@@ -198,11 +207,10 @@ def test_tokens_with_admin_and_the_scopes_of_a_ci_token(
 def test_init_missing_token_and_local_only_commands(
     server: tuple[LiveServer, Path, str], tmp_path: Path
 ) -> None:
-    live, _root, token = server
+    live, root, token = server
     url = live.manage_url
-    r = cli("init", "--store", url, token=token)
-    assert r.exit_code == 0
-    assert r.stdout == f"store exists at {url} (stages: production, staging, snapshot)\n"
+    r = same_locally_and_remotely(root, url, token, "init")
+    assert r.exit_code == 0 and r.stdout.startswith(f"store exists at {url} (stages: ")
     r = cli("list", "--store", url)
     assert r.exit_code == 1
     assert (

@@ -180,6 +180,28 @@ def test_dry_run_ok(tmp_path: Path) -> None:
     assert "46 packages loaded (2 zip, 44 folder)" in result.stdout
 
 
+def test_config_flag_beats_the_store_in_the_environment(tmp_path: Path) -> None:
+    """Explicit beats implicit: ``--config`` with PACKAGE_STORAGE_STORE exported serves the
+    config file; ``--store`` and ``--config`` both on the command line are refused in one line."""
+    cfg = _config(tmp_path, SETUP_A)
+    store = tmp_path / "store"
+    assert run_cli(["init", "--store", str(store)]).returncode == 0
+    env = {"EPR_REQUIRE_PACKAGE_SIGNATURES": "false", "PACKAGE_STORAGE_STORE": str(store)}
+    result = run_cli(["serve", "--config", str(cfg), "-dry-run", "-log-type", "dev"], env=env)
+    assert result.returncode == 0, result.stderr
+    assert "46 packages loaded (2 zip, 44 folder)" in result.stdout
+    assert "PACKAGE_STORAGE_STORE" in result.stdout + result.stderr  # says what it ignored
+    both = run_cli(["serve", "--store", str(store), "--config", str(cfg), "-dry-run"], env=env)
+    assert both.returncode == 2
+    assert both.stderr.strip().count("\n") == 0
+    assert both.stderr.startswith("error: --store and --config both given")
+    # the store from the environment alone is served, and named
+    alone = run_cli(["serve", "-dry-run", "-log-type", "dev"], env=env, cwd=tmp_path)
+    assert alone.returncode == 0, alone.stderr
+    assert "dry run: store" in alone.stdout
+    assert f"serving store {store} (from PACKAGE_STORAGE_STORE)" in alone.stdout + alone.stderr
+
+
 def test_dry_run_signatures_required_by_default(tmp_path: Path) -> None:
     cfg = _config(tmp_path, SETUP_A)
     result = run_cli(["serve", "-config", str(cfg), "-dry-run", "-log-type", "dev"])

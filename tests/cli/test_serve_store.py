@@ -120,6 +120,19 @@ def test_a_live_server_sees_store_changes(
         print(f"change visible over HTTP after {seen * 1000:.0f} ms")
         assert names(server.get("/production@1/search?all=true")) == ["hello_nginx-1.0.0"]
         assert "hello_nginx-1.1.0" in names(server.get("/snapshot/search?all=true"))
+
+        # a yanked version leaves /search but stays downloadable by its version
+        from package_storage.store.service import StoreService
+
+        StoreService(catalog, blobs, actor="test").yank(
+            "hello_nginx", "1.1.0", stage="production", reason="bad release"
+        )
+        changed = time.monotonic()
+        while names(server.get("/search?all=true")) != ["hello_nginx-1.0.0"]:
+            assert time.monotonic() - changed < 10, "the yank was not picked up"
+            time.sleep(0.02)
+        assert server.get("/package/hello_nginx/1.1.0/").json()["yanked"] is True
+        assert server.get("/epr/hello_nginx/hello_nginx-1.1.0.zip").status_code == 200
     finally:
         out = stop(server)
     assert "Package registry stopped" in out
@@ -140,7 +153,25 @@ def test_default_distribution_from_the_environment(
     )
     try:
         assert names(server.get("/search")) == ["acme_input-1.0.0"]
-        assert server.get("/production/search").status_code == 404  # no revision yet
+        empty = server.get("/production/search")  # no revision yet: served empty
+        assert (empty.status_code, empty.content) == (200, b"[]")
+    finally:
+        out = stop(server)
+    assert f"store {root} (from PACKAGE_STORAGE_STORE)" in out
+
+
+def test_a_fresh_store_is_served_empty_over_http(
+    store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path
+) -> None:
+    root, _catalog, _blobs = store
+    server = start(["--store", str(root)], cwd=tmp_path)
+    try:
+        for prefix in ("", "/production", "/snapshot"):
+            search = server.get(f"{prefix}/search?kibana.version=8.12.0")
+            assert (search.status_code, search.content) == (200, b"[]")
+            categories = server.get(f"{prefix}/categories")
+            assert (categories.status_code, categories.content) == (200, b"[]\n")
+        assert server.get("/nope/search").status_code == 404
     finally:
         stop(server)
 

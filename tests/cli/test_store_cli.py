@@ -126,8 +126,18 @@ def test_store_option_matches_the_store_module() -> None:
 
 def test_store_from_the_environment(tmp_path: Path) -> None:
     directory = tmp_path / "env-store"
-    ok(["init"], None, env={"PACKAGE_STORAGE_STORE": str(directory)})
+    env = {"PACKAGE_STORAGE_STORE": str(directory)}
+    result = run(["init"], None, env=env)
+    assert result.exit_code == 0
     assert (directory / "catalog.db").is_file()
+    # the command says which store it acts on (stderr: stdout stays machine-readable)
+    assert result.stderr.strip() == f"store: {directory} (from PACKAGE_STORAGE_STORE)"
+    listed = run(["list", "--json"], None, env=env)
+    assert json.loads(listed.stdout) == []
+    assert f"store: {directory} (from PACKAGE_STORAGE_STORE)" in listed.stderr
+    # an explicit --store is not announced
+    explicit = run(["list", "--json"], directory, env=env)
+    assert explicit.stderr == ""
 
 
 def test_nonexistent_store_exits_1_with_a_hint_to_run_init(tmp_path: Path) -> None:
@@ -270,7 +280,7 @@ def test_promote_through_the_stages(published: Path) -> None:
     assert [(e["name"], e["version"], e["stage"]) for e in served] == [
         ("hello_nginx", "1.0.0", "production")
     ]
-    assert set(served[0]) == {"name", "version", "stage", "artifact"}
+    assert set(served[0]) == {"name", "version", "stage", "artifact", "yanked"}
     snapshot = json_of(["list", "--distribution", "snapshot"], published)
     assert {(e["name"], e["version"]) for e in snapshot} == {
         ("acme_input", "1.0.0"),
@@ -327,7 +337,15 @@ def test_list_json_shape(published: Path) -> None:
         ("hello_nginx", "1.1.0"),
     ]
     for entry in entries:
-        assert list(entry) == ["name", "version", "stage", "artifact", "added_at", "added_by"]
+        assert list(entry) == [
+            "name",
+            "version",
+            "stage",
+            "artifact",
+            "added_at",
+            "added_by",
+            "yanked",
+        ]
         assert re.fullmatch(r"[0-9a-f]{64}", entry["artifact"])
         assert entry["added_by"] == "tester"
         assert entry["added_at"].endswith("Z")
@@ -443,9 +461,26 @@ def test_revisions_tag_and_rollback(published: Path) -> None:
     ok(["promote", "acme_input", "1.0.0", "--to", "production"], published)
     after = json_of(["revisions", "production"], published)
     assert after[-1]["revision"] > first_tagged and after[-1]["current"]
-    lines = ok(["rollback", "production", "8.12.0"], published).splitlines()
+    dry = ok(["rollback", "production", "8.12.0", "--dry-run"], published).splitlines()
+    assert dry == [
+        f"dry run: rolling production back to revision {first_tagged} (tag 8.12.0) would move"
+        " 1 version (nothing changed)",
+        "  acme_input 1.0.0: take out, return to staging",
+    ]
+    planned = json_of(["rollback", "production", "8.12.0", "--dry-run"], published)
+    assert planned["moves"][0]["action"] == "return"
+    assert planned["moves"][0]["returned_to"] == "staging"
+    lines = ok(
+        ["rollback", "production", "8.12.0", "--reason", "acme breaks 8.12"], published
+    ).splitlines()
     assert lines[0].startswith(f"rolled production back to revision {first_tagged}")
-    assert lines[1].startswith(f"production now serves revision {first_tagged} (digest ")
+    assert lines[1] == "  out: acme_input 1.0.0 (returned to staging)"
+    assert lines[2].startswith(f"production now serves revision {first_tagged} (digest ")
+    shown = json_of(["show", "acme_input", "1.0.0"], published)
+    assert [s["stage"] for s in shown["versions"][0]["stages"]] == ["staging"]
+    titles = [e["title"] for e in shown["versions"][0]["events"]]
+    assert "[production] Rollback takes out acme_input-1.0.0: returned to staging" in titles
+    assert {e["reason"] for e in shown["versions"][0]["events"][-2:]} == {"acme breaks 8.12"}
     again = ok(["rollback", "production", "8.12.0"], published)
     assert again.startswith("unchanged: ")
     old = json_of(
@@ -459,8 +494,10 @@ def test_revisions_tag_and_rollback(published: Path) -> None:
     served = json_of(["list", "--distribution", "production"], published)
     assert [(e["name"], e["version"]) for e in served] == [("hello_nginx", "1.0.0")]
     # and forward again by number
-    ok(["rollback", "production", str(after[-1]["revision"])], published)
+    forward = ok(["rollback", "production", str(after[-1]["revision"])], published)
+    assert "  back: acme_input 1.0.0 (taken back from staging)" in forward.splitlines()
     assert len(json_of(["list", "--distribution", "production"], published)) == 2
+    assert json_of(["list", "--stage", "staging"], published) == []
     human = ok(["revisions", "production"], published)
     assert "8.12.0" in human and "*" in human
 
@@ -642,3 +679,32 @@ def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert f"http://127.0.0.1:{port}/production@demo/search" in out
     assert f"http://127.0.0.1:{manage_port}/api/v1/openapi.json" in out
+
+
+# --- yank ----------------------------------------------------------------------------------------
+
+
+def test_yank_and_unyank(published: Path) -> None:
+    ok(["promote", "hello_nginx", "1.0.0", "--to", "staging"], published)
+    ok(["promote", "hello_nginx", "1.0.0", "--to", "production"], published)
+    line = refused(
+        ["yank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", " "], published
+    )
+    assert "needs a reason" in line
+    out = ok(
+        ["yank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", "bad"], published
+    )
+    assert out.startswith("yanked hello_nginx 1.0.0 in production: hidden from search")
+    again = ok(
+        ["yank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", "x"], published
+    )
+    assert again.startswith("unchanged: ")
+    listed = json_of(["list", "--stage", "production"], published)
+    assert [(e["version"], e["yanked"]) for e in listed] == [("1.0.0", True)]
+    assert "yanked" in ok(["list", "--distribution", "production"], published)
+    shown = json_of(["show", "hello_nginx", "1.0.0"], published)
+    assert shown["versions"][0]["stages"][0]["yanked"] is True
+    titles = [e["title"] for e in json_of(["history"], published)]
+    assert titles[0] == "[production] Yank hello_nginx-1.0.0"
+    ok(["unyank", "hello_nginx", "1.0.0", "--stage", "production", "--reason", "ok"], published)
+    assert json_of(["list", "--stage", "production"], published)[0]["yanked"] is False

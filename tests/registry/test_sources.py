@@ -220,7 +220,7 @@ def test_version_dir_must_match_manifest(tmp_path: Path) -> None:
 def test_invalid_zip_skipped_with_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     (tmp_path / "deep").mkdir()
-    shutil.copy(LOCAL / "nodirentries-1.0.0.zip", tmp_path / "deep" / "x.zip")
+    shutil.copy(LOCAL / "nodirentries-1.0.0.zip", tmp_path / "deep" / "nodirentries-1.0.0.zip")
     with caplog.at_level(logging.WARNING, logger="package_storage"):
         zips, folders = load_sources([str(tmp_path)], workers=1)
     assert keys(zips) == [("nodirentries", "1.0.0")]

@@ -126,14 +126,26 @@ def test_parse_prefix() -> None:
             parse_prefix(bad)
 
 
-def test_an_empty_store_serves_nothing(store: Store) -> None:
+def test_an_empty_store_serves_empty_distributions(store: Store, tmp_path: Path) -> None:
+    """A fresh store (and a stage nothing reached yet) answers /search and /categories with
+    200 and the reference's empty bodies, un-prefixed and prefixed; unknown names stay 404."""
     registry = StoreRegistry(store.catalog, store.blobs)
-    assert registry.resolve(None) is None
-    assert registry.resolve("production") is None
     app = create_app(registry, OPTIONS)
-    assert get(app, "/search").status_code == 404
-    assert get(app, "/production/search").status_code == 404
+    for prefix in ("", "/production", "/staging", "/snapshot"):
+        search = get(app, f"{prefix}/search")
+        assert (search.status_code, search.content) == (200, b"[]"), prefix
+        categories = get(app, f"{prefix}/categories")
+        assert (categories.status_code, categories.content) == (200, b"[]\n"), prefix
+        assert get(app, f"{prefix}/package/hello_nginx/1.1.0/").status_code == 404
+    assert get(app, "/nope/search").status_code == 404
+    assert get(app, "/production@7/search").status_code == 404
     assert get(app, "/health").status_code == 200
+    # snapshot gets a revision; production (nothing promoted there yet) stays served empty
+    store.publish("snapshot", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0"))
+    registry.refresh()
+    assert versions(app, "/snapshot") == ["1.1.0"]
+    assert get(app, "/production/search").content == b"[]"
+    assert get(app, "/search").content == b"[]"
 
 
 def test_distributions_see_their_stages_and_the_more_stable_copy_wins(
@@ -468,3 +480,26 @@ def test_a_signature_added_later_is_served_after_the_next_poll(tmp_path: Path) -
     r = get(app, "/snapshot/epr/hello_nginx/hello_nginx-1.0.0.zip.sig")
     assert (r.status_code, r.content) == (200, sig)
     real.close()
+
+
+def test_every_route_head_is_a_reserved_stage_name() -> None:
+    """A stage named like a route of the read API could never be served under its name: the
+    stage graph refuses every such name."""
+    from package_storage.registry.http.app import ROUTE_HEADS
+    from package_storage.store.stages import RESERVED_STAGE_NAMES
+
+    assert {h for h in ROUTE_HEADS if h} <= RESERVED_STAGE_NAMES
+
+
+def test_a_frozen_stage_is_still_served(store: Store, tmp_path: Path) -> None:
+    store.publish("snapshot", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0"))
+    with store.catalog.transaction() as tx:
+        graph = tx.stages().with_legacy_stage("experimental")
+        tx.set_stages(graph)
+    store.publish(
+        "experimental", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    with store.catalog.transaction() as tx:
+        tx.set_stages(tx.stages().with_frozen("experimental", True))
+    app = create_app(StoreRegistry(store.catalog, store.blobs), OPTIONS)
+    assert versions(app, "/experimental") == ["1.0.0"]

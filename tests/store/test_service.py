@@ -22,8 +22,8 @@ from package_storage.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
-    PackageError,
     PolicyError,
+    UnsafePackageError,
 )
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.signing import generate_key, sign_detached
@@ -315,7 +315,7 @@ def test_version_mismatch_with_folder_name_is_refused(
     wrong = folder.parent / "1.0.1"
     folder.rename(wrong)
     before = state(store)
-    with pytest.raises(PublishValidationError):
+    with pytest.raises(UnsafePackageError, match=r"\[identity-version\]"):
         svc.publish(wrong)
     assert state(store) == before
 
@@ -343,11 +343,10 @@ def test_broken_zip_is_refused_naming_it_and_changes_nothing(
     path = tmp_path / "zips" / "broken-1.1.0.zip"
     path.write_bytes(broken)
     before = state(store)
-    with pytest.raises(PackageError) as info:
+    with pytest.raises(UnsafePackageError) as info:  # the archive-safety gate
         svc.publish(path)
-    assert not isinstance(info.value, PublishValidationError)
     assert str(path) in str(info.value)
-    assert "zip" in str(info.value)
+    assert "[zip-" in str(info.value)
     assert state(store) == before
 
 
@@ -601,36 +600,112 @@ def test_rollback_production_to_tag_and_build_on_it(
     staging_before = len(svc.revisions("staging"))
     assert len(svc.revisions("production")) == 2
 
-    result = svc.rollback("production", "8.12.0")
+    result = svc.rollback("production", "8.12.0", reason="1.1.0 breaks Kibana 8.12")
     assert result.changed and result.event is not None
     assert event_title(result.event) == "[production] Rollback to revision 1 (8.12.0)"
+    assert result.event.reason == "1.1.0 breaks Kibana 8.12"
+    digest = result.event.detail["removed"][0]["digest"]
     assert result.event.detail["removed"] == [
-        {
-            "name": "hello_nginx",
-            "version": "1.1.0",
-            "digest": result.event.detail["removed"][0]["digest"],
-        }
+        {"name": "hello_nginx", "version": "1.1.0", "digest": digest, "returned_to": "staging"}
     ]
     assert result.event.detail["restored"] == []
     assert result.event.detail["previous_revision"] == 2
+    assert "1 returned to the stage they were promoted from" in result.message
     # The pointer moves back, no new production revision; staging and snapshot get new ones.
     assert len(svc.revisions("production")) == 2
     current = store.catalog.current_revision("production")
     assert current is not None and current.number == 1
     assert served(store, "production") == good
     assert len(svc.revisions("staging")) == staging_before + 1
-    assert served(store, "staging") == good
+    # Nothing is lost: 1.1.0 went back to staging, where it came from.
+    assert served(store, "staging") == {**good, ("hello_nginx", "1.1.0"): (digest, "staging")}
     assert [e.version for e in store.catalog.entries("production")] == ["1.0.0"]
+    assert [e.version for e in store.catalog.entries("staging")] == ["1.1.0"]
     # Tags never move, even through a rollback.
     assert store.catalog.tag("production", "8.12.0").revision == 1
+    # show and the package's events say so, with the reason
+    (loc,) = svc.show("hello_nginx", "1.1.0")
+    assert [e.stage for e in loc.entries] == ["staging"]
+    titles = [event_title(e) for e in loc.events]
+    assert titles[-2:] == [
+        "[staging] Return hello_nginx-1.1.0 from production (the rollback of production)",
+        "[production] Rollback takes out hello_nginx-1.1.0: returned to staging",
+    ]
+    assert {e.reason for e in loc.events[-2:]} == {"1.1.0 breaks Kibana 8.12"}
 
     # The next change builds on the rolled-back state: 1.1.0 does not come back.
     to_production(svc, pkg("1.2.0"), "hello_nginx", "1.2.0")
     rev = store.catalog.current_revision("production")
     assert rev is not None and rev.number == 3
     assert sorted(v for _, v in served(store, "production")) == ["1.0.0", "1.2.0"]
+    # ... and it can be promoted again once fixed
+    svc.promote("hello_nginx", "1.1.0", to="production")
+    assert sorted(v for _, v in served(store, "production")) == ["1.0.0", "1.1.0", "1.2.0"]
     assert store.catalog.check(deep=True) == []
     assert svc.fsck().ok
+
+
+def _reachable(store: Store) -> set[tuple[str, str, str]]:
+    """(name, version, artifact) served by some distribution's current revision."""
+    found: set[tuple[str, str, str]] = set()
+    for dist in store.catalog.stages().names:
+        rev = store.catalog.current_revision(dist)
+        if rev is not None:
+            found |= {
+                (e.name, e.version, e.artifact)
+                for e in store.catalog.revision_entries(dist, rev.number)
+            }
+    return found
+
+
+def test_rollback_loses_nothing_reachable_and_dry_run_changes_nothing(
+    store: Store, svc: StoreService, pkg: MakePackage
+) -> None:
+    to_production(svc, pkg("1.0.0"), "hello_nginx", "1.0.0")
+    svc.tag("production", "8.12.0")
+    to_production(svc, pkg("1.1.0"), "hello_nginx", "1.1.0")
+    svc.publish(pkg("1.2.0"))
+    svc.promote("hello_nginx", "1.2.0", to="staging")
+    svc.promote("hello_nginx", "1.2.0", to="production")
+    svc.publish(pkg("1.2.0", extra="a snapshot rebuild"))  # snapshot holds other bytes now
+    svc.publish(pkg("1.3.0"))
+    before_state = state(store)
+    before = _reachable(store)
+    latest = svc.revisions("production")[-1].number
+
+    plan = svc.rollback_plan("production", "8.12.0")
+    assert state(store) == before_state  # a dry run changes nothing
+    assert [(m.action, m.version, m.stage) for m in plan.moves] == [
+        ("return", "1.1.0", "staging"),
+        ("return", "1.2.0", "staging"),
+    ]
+    svc.rollback("production", "8.12.0")
+    after = _reachable(store)
+    assert before <= after, before - after
+    # rolling staging back too would send 1.2.0 to snapshot, which holds other bytes:
+    # refused (it would be lost) until that copy is gone
+    first_staging = svc.revisions("staging")[0].number
+    middle = state(store)
+    with pytest.raises(PolicyError, match=r"would lose hello_nginx 1\.2\.0: snapshot"):
+        svc.rollback("staging", first_staging)
+    assert state(store) == middle
+    svc.remove("hello_nginx", "1.2.0", stage="snapshot")
+    before = _reachable(store)
+    svc.rollback("staging", first_staging)
+    assert before <= _reachable(store)
+    assert sorted(e.version for e in store.catalog.entries("snapshot")) == [
+        "1.1.0",
+        "1.2.0",
+        "1.3.0",
+    ]
+    # forward again: the versions are taken back from where the rollback put them
+    svc.rollback("production", latest)
+    assert sorted(e.version for e in store.catalog.entries("production")) == [
+        "1.0.0",
+        "1.1.0",
+        "1.2.0",
+    ]
+    assert store.catalog.check(deep=True) == []
 
 
 def test_rollback_restores_removed_and_overwritten_versions(
@@ -904,3 +979,84 @@ def test_operation_cost_does_not_grow_with_store_size(
     assert small_statements == large_statements
     # 1,170 more rows per stage: a scan over them would cost thousands of steps more.
     assert large_steps - small_steps < 300
+
+
+# --- yank ------------------------------------------------------------------------------------
+
+
+def test_yank_hides_a_release_from_search_but_keeps_it_downloadable(
+    store: Store, svc: StoreService, pkg: MakePackage
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from package_storage.registry.http.app import AppOptions, create_app
+    from package_storage.serving.store_registry import StoreRegistry
+
+    to_production(svc, pkg("1.0.0"), "hello_nginx", "1.0.0")
+    to_production(svc, pkg("1.1.0"), "hello_nginx", "1.1.0")
+    before = len(svc.revisions("production"))
+    with pytest.raises(PolicyError, match="needs a reason"):
+        svc.yank("hello_nginx", "1.1.0", stage="production", reason="")
+    with pytest.raises(NotFoundError, match="not in stage production"):
+        svc.yank("hello_nginx", "9.9.9", stage="production", reason="bad")
+    result = svc.yank("hello_nginx", "1.1.0", stage="production", reason="breaks ingest")
+    assert result.changed and result.event is not None
+    assert event_title(result.event) == "[production] Yank hello_nginx-1.1.0"
+    assert result.event.reason == "breaks ingest"
+    assert len(svc.revisions("production")) == before + 1  # servers see the change
+    assert not svc.yank("hello_nginx", "1.1.0", stage="production", reason="again").changed
+    # marked in list and show; nothing removed
+    listed = {e.version: e.yanked for e in svc.list_entries(distribution="production")}
+    assert listed == {"1.0.0": False, "1.1.0": True}
+    (loc,) = svc.show("hello_nginx", "1.1.0")
+    assert [(e.stage, e.yanked) for e in loc.entries] == [("production", True)]
+    assert loc.events[-1].action == "yank"
+    # served: not in /search or /categories (latest is 1.0.0), still there by exact version
+    registry = StoreRegistry(store.catalog, store.blobs)
+    app = create_app(
+        registry,
+        AppOptions(
+            cache_time_index=1.0,
+            cache_time_search=1.0,
+            cache_time_categories=1.0,
+            cache_time_catch_all=1.0,
+        ),
+    )
+
+    def get(target: str) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                return await client.get(target)
+
+        return asyncio.run(go())
+
+    latest = get("/search?package=hello_nginx").json()
+    assert [e["version"] for e in latest] == ["1.0.0"]
+    every = get("/search?package=hello_nginx&all=true").json()
+    assert [e["version"] for e in every] == ["1.0.0"]
+    assert get("/snapshot/search?package=hello_nginx").json()[0]["version"] == "1.0.0"
+    doc = get("/package/hello_nginx/1.1.0/")
+    assert doc.status_code == 200 and doc.json()["yanked"] is True
+    assert "yanked" not in get("/package/hello_nginx/1.0.0/").json()
+    zipped = get("/epr/hello_nginx/hello_nginx-1.1.0.zip")
+    assert zipped.status_code == 200 and zipped.content == store.blobs.get(loc.entries[0].artifact)
+    # the revision before the yank still lists it
+    old = get(f"/production@{before}/search?package=hello_nginx&all=true").json()
+    assert [e["version"] for e in old] == ["1.0.0", "1.1.0"]
+    # unyank lists it again
+    svc.yank("hello_nginx", "1.1.0", stage="production", reason="fixed upstream", yanked=False)
+    registry.refresh()
+    assert [e["version"] for e in get("/search?package=hello_nginx").json()] == ["1.1.0"]
+    assert [e.action for e in svc.show("hello_nginx", "1.1.0")[0].events][-2:] == [
+        "yank",
+        "unyank",
+    ]
+    # a frozen stage refuses
+    with store.catalog.transaction() as tx:
+        tx.set_stages(tx.stages().with_frozen_stage("production-7.9"))
+    with pytest.raises(PolicyError, match="frozen"):
+        svc.yank("hello_nginx", "1.1.0", stage="production-7.9", reason="x")
+    assert store.catalog.check(deep=True) == []

@@ -308,3 +308,52 @@ def test_promotion_path_terminates_and_rises(g: StageGraph) -> None:
 def test_stage_names_that_are_routes_are_refused(name: str) -> None:
     with pytest.raises(ConfigError, match=f"stage name '{name}' is reserved: /{name} is a route"):
         StageGraph.default().with_frozen_stage(name)
+
+
+# --- stage configuration files -----------------------------------------------------------------
+
+
+def test_stage_file_config_derives_ranks_and_reads_rule_words() -> None:
+    from package_storage.store.stages import stages_from_file_config
+
+    data = {
+        "stages": [
+            {"name": "production", "overwrite": "never", "remove": False},
+            {"name": "snapshot", "sees": ["staging", "production"], "promotes_to": "staging"},
+            {
+                "name": "staging",
+                "sees": ["production"],
+                "promotes_to": "production",
+                "overwrite": "force",
+                "remove": True,
+            },
+        ]
+    }
+    graph = stages_from_file_config(data, path="s.yml")
+    assert graph.names == ("production", "staging", "snapshot")
+    assert [graph.stage(n).rank for n in graph.names] == [2, 1, 0]
+    assert graph.stage("staging").policy == StagePolicy("force", "always")
+    assert graph.stage("production").policy == StagePolicy("never", "never")
+    assert graph.publish_stages() == ("snapshot",)
+    explicit = stages_from_file_config(
+        {"stages": [{"name": "a", "rank": 5, "publish": False}]}, path="s.yml"
+    )
+    assert explicit.stage("a").rank == 5 and explicit.publish_stages() == ()
+
+
+@given(st.one_of(st.text(max_size=10), st.booleans(), st.integers(), st.none()))
+def test_parse_rule_maps_or_refuses(value: object) -> None:
+    from package_storage.store.stages import RULE_WORDS, RULES, parse_rule
+
+    accepted = (
+        value is True or value is False or (isinstance(value, str) and value in ("yes", *RULES))
+    )
+
+    try:
+        rule = parse_rule(value, "overwrite")
+    except ConfigError as exc:
+        assert "overwrite=" in str(exc)
+        assert not accepted
+    else:
+        assert accepted and rule in RULES
+        assert value is True or value is False or value in (rule, RULE_WORDS[rule])

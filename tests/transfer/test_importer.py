@@ -583,3 +583,24 @@ def test_git_missing_branches_and_other_content_in_two_branches(
         plan_git_import(repo, [("snapshot", "nope")], graph)
     with pytest.raises(NotFoundError, match="does not exist"):
         plan_git_import(tmp_path / "missing", [("snapshot", "snapshot")], graph)
+
+
+def test_validation_none_imports_what_the_rules_refuse_and_records_it(
+    store: Store, tmp_path: Path
+) -> None:
+    from git_history import package_files
+
+    root = tmp_path / "src"
+    for rel, data in package_files("exp-1", "1.0.0").items():  # a `-` in the name: refused today
+        (root / "exp-1" / "1.0.0" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "exp-1" / "1.0.0" / rel).write_bytes(data)
+    refused = run(store, importer.scan_folder(root, "snapshot"), options=REPORT)
+    assert len(refused.rejected) == 1
+    report = run(
+        store,
+        importer.scan_folder(root, "snapshot"),
+        options=ImportOptions(workers=0, validation="none"),
+    )
+    assert [v.version for v in report.imported] == ["1.0.0"]
+    (event,) = store.catalog.events(EventFilter(action="import"))
+    assert event.detail["validation"] == "none"

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import click
 
-from package_storage.errors import PackageError, PackageStorageError, ValidationError
+from package_storage.errors import (
+    PackageError,
+    PackageStorageError,
+    UnsafePackageError,
+    ValidationError,
+)
+from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.manifest import read_package
 from package_storage.packages.model import Package, PackageTree
@@ -50,8 +56,10 @@ def _line(path: str, file: str, message: str, rule: str) -> str:
 def _open_tree(path: Path) -> tuple[PackageTree, str | None]:
     """The tree at ``path`` and the version-directory name handed to validation."""
     if path.is_dir():
+        safety.check_folder(path)  # the archive-safety gate, before any file is opened
         return FolderTree(path), path.name
-    if path.is_file():
+    if os.path.lexists(path):
+        safety.check_zip_file(path)
         return ZipTree.open(path), None
     raise PackageError("does not exist: give a package folder or zip", path=str(path))
 
@@ -61,9 +69,11 @@ def check_package(path: Path) -> tuple[list[str], Package | None]:
     shown = str(path)
     try:
         tree, version_dir = _open_tree(path)
+        problems: list[Problem] = validate_for_publish(tree, version_dir=version_dir)
+    except UnsafePackageError as exc:
+        return [str(exc.within(shown))], None
     except PackageError as exc:
         return [_line(shown, "", exc.detail, "package")], None
-    problems: list[Problem] = validate_for_publish(tree, version_dir=version_dir)
     lines = [_line(shown, p.path, p.message, p.rule) for p in problems]
     pkg: Package | None = None
     try:
@@ -121,6 +131,7 @@ def build(paths: tuple[Path, ...], out_dir: Path) -> None:
         try:
             if not path.is_dir():
                 raise PackageError("is not a package folder", path=str(path))
+            safety.check_folder(path)  # the archive-safety gate, before any file is opened
             tree = FolderTree(path)
             pkg = read_package(tree, validate=True, version_dir=path.name)
             version = str(pkg.version)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from package_storage.cli.common import StoreCommand, open_store, print_json, store_option
 from package_storage.transfer.export import ExportReport, export_bundle
+
+if TYPE_CHECKING:
+    from package_storage.packages.signing import PublicKey
 
 _PHASES = {"scan": "Reading Kibana conditions", "copy": "Copying artifacts"}
 
@@ -44,6 +48,13 @@ class _ProgressBar:
             task = self._progress.add_task(_PHASES.get(phase, phase), total=total)
             self._tasks[phase] = task
         self._progress.update(task, completed=done, total=total)
+
+
+def _public_key(store_dir: Path) -> PublicKey | None:
+    """The store's public signing key, carried by the bundle (None: no signing key)."""
+    from package_storage.store.keyring import StoreKeyring
+
+    return StoreKeyring(store_dir).signing_public_key()
 
 
 def report_json(report: ExportReport) -> dict[str, object]:
@@ -151,6 +162,7 @@ def export(
             force=force,
             link=link,
             progress=_ProgressBar(progress),
+            public_key=_public_key(store.directory),
         )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)

@@ -148,6 +148,22 @@ def store_exists(store_dir: Path) -> bool:
     return Store.is_store(store_dir)
 
 
+def store_from_environment() -> bool:
+    """True when the running command's ``--store`` came from ``PACKAGE_STORAGE_STORE``."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or "store_dir" not in ctx.params:
+        return False
+    source = ctx.get_parameter_source("store_dir")
+    return source is click.core.ParameterSource.ENVIRONMENT
+
+
+def note_store_origin(store_dir: Path) -> None:
+    """Explicit beats implicit: when ``--store`` came from the environment, say on stderr
+    which store the command acts on (stdout, e.g. ``--json``, stays as it is)."""
+    if store_from_environment():
+        click.echo(f"store: {store_dir} (from {STORE_ENV})", err=True)
+
+
 @dataclass
 class OpenStore:
     """An opened store: its catalog, blob store and the service acting for the CLI's actor."""
@@ -178,6 +194,7 @@ def open_store(store_dir: Path, *, create: bool = False) -> Iterator[OpenStore]:
     from package_storage.store.directory import Store
 
     require_local(store_dir, _command_name())
+    note_store_origin(store_dir)
     with Store.open(store_dir, create=create) as store:
         yield OpenStore(store, store.service())
 
@@ -204,6 +221,7 @@ def open_operations(store_dir: Path, *, create: bool = False) -> Iterator[OpenOp
     if isinstance(store_dir, StoreURL):
         from package_storage.manage.client import RemoteStore
 
+        note_store_origin(store_dir)
         with RemoteStore(str(store_dir), _token(store_dir)) as remote:
             yield OpenOperations(remote, str(store_dir), remote=True)
         return
@@ -259,6 +277,7 @@ def entry_json(entry: StageEntry) -> JSONObject:
         "artifact": entry.artifact,
         "added_at": format_time(entry.added_at),
         "added_by": entry.added_by,
+        "yanked": entry.yanked,
     }
 
 

@@ -51,6 +51,7 @@ from package_storage.cli.common import (
 if TYPE_CHECKING:
     from package_storage.store.keyring import StoreKeyring
     from package_storage.store.service import StoreService
+    from package_storage.transfer.history import HistoryReport
     from package_storage.transfer.importer import (
         Duplicate,
         ImportOptions,
@@ -118,11 +119,12 @@ _SHARED_OPTIONS = (
     ),
     click.option(
         "--validation",
-        type=click.Choice(["load", "publish"]),
+        type=click.Choice(["none", "load", "publish"]),
         default="load",
         show_default=True,
         help="Rules to apply: those the registry applies when it loads a package (load),"
-        " or the stricter publish-time rules (publish).",
+        " the stricter publish-time rules (publish), or none (historic content as it was:"
+        " only the archive checks; recorded in every import event).",
     ),
     click.option(
         "--workers",
@@ -174,7 +176,11 @@ def _import_options(func: Callable[..., None]) -> Any:
 
         options = ImportOptions(
             on_invalid="report" if on_invalid == "report" else "stop",
-            validation="publish" if validation == "publish" else "load",
+            validation="publish"
+            if validation == "publish"
+            else "none"
+            if validation == "none"
+            else "load",
             workers=workers,
             batch_size=batch_size,
             force=force,
@@ -382,10 +388,9 @@ def import_command(
 
     with open_store(store_dir) as store:
         store.service.catalog.stages().stage(stage)
-        sources = scan_folder(source, stage)
-        report = _run(
-            store.service, _keyring(store.directory), sources, options, f"Importing into {stage}"
-        )
+        keyring = _keyring(store.directory)
+        sources = scan_folder(source, stage, keyring=keyring)
+        report = _run(store.service, keyring, sources, options, f"Importing into {stage}")
     _finish(report, str(source), as_json)
 
 
@@ -410,7 +415,8 @@ def _branch_pairs(values: Sequence[str]) -> list[tuple[str, str]]:
     multiple=True,
     metavar="STAGE=BRANCH",
     help="Read STAGE from BRANCH (repeatable; default: every stage from the branch of the same"
-    " name, e.g. production=production).",
+    " name, e.g. production=production, plus the legacy branches production-7.9 and"
+    " experimental when the repository has them).",
 )
 @click.option(
     "--subdir",
@@ -418,11 +424,18 @@ def _branch_pairs(values: Sequence[str]) -> list[tuple[str, str]]:
     show_default=True,
     help="Folder of each branch that holds <name>/<version>/.",
 )
+@click.option(
+    "--history",
+    is_flag=True,
+    help="Every first-parent commit of each branch becomes a revision (commit time, author"
+    " and subject as its event; DIST@<commit> names it).",
+)
 @_import_options
 def import_git(
     repo: Path,
     branches: Sequence[str],
     subdir: str,
+    history: bool,
     options: ImportOptions,
     as_json: bool,
     store_dir: Path,
@@ -430,15 +443,24 @@ def import_git(
     """Import a package-storage git repository: one branch per stage, in one run.
 
     The packages/ of the branches production, staging and snapshot (or --branch
-    STAGE=BRANCH) are read with git, without a checkout. A version found in two branches (a
-    promotion left half done) is imported into the more stable stage only; the summary lists
-    those. Running it again skips what is already there with identical content.
+    STAGE=BRANCH) are read with git, without a checkout. The legacy branches production-7.9
+    and experimental become frozen stages of their own; every git tag on a stage branch
+    becomes a tag of that distribution naming the state of the tagged commit. With
+    --history every first-parent commit becomes a revision. Running it again skips what is
+    already there.
     """
+    from package_storage.transfer.history import git_branches, needs_history_import
     from package_storage.transfer.importer import default_branches, plan_git_import
 
     pairs = _branch_pairs(branches)
     with open_store(store_dir) as store:
         graph = store.service.catalog.stages()
+        chosen = pairs or git_branches(repo, graph)
+        if history or needs_history_import(repo, chosen, graph):
+            _import_states(
+                store.service, store.directory, repo, chosen, history, subdir, options, as_json
+            )
+            return
         plan = plan_git_import(repo, pairs or default_branches(graph), graph, subdir=subdir)
         for stage, branch in plan.missing:
             click.echo(
@@ -457,6 +479,157 @@ def import_git(
         for stage, branch, commit in plan.branches:
             click.echo(f"branch {branch} ({commit[:12]}) -> stage {stage}")
     _finish(report, str(repo), as_json)
+
+
+def _import_states(
+    service: StoreService,
+    store_dir: Path,
+    repo: Path,
+    pairs: Sequence[tuple[str, str]],
+    history: bool,
+    subdir: str,
+    options: ImportOptions,
+    as_json: bool,
+) -> None:
+    """The whole-repository import (history, tags, legacy stages): see transfer/history.py."""
+    from package_storage.transfer.history import import_git_history
+
+    stderr = Console(file=sys.stderr)
+    try:
+        with _progress(stderr) as progress:
+            report = import_git_history(
+                service,
+                repo,
+                pairs,
+                history=history,
+                options=options,
+                keyring=_keyring(store_dir),
+                subdir=subdir,
+                progress=_ProgressBar(
+                    progress, "Importing " + ("history" if history else "states")
+                ),
+            )
+    except KeyboardInterrupt:
+        fail(
+            "interrupted: the batches recorded so far stay recorded;"
+            " run the same command again to resume",
+            code=130,
+        )
+    for stage, branch in report.missing:
+        click.echo(
+            f"warning: {repo} has no branch {branch}: nothing imported into {stage}", err=True
+        )
+    if as_json:
+        print_json(history_json(report))
+    else:
+        for line in history_lines(report):
+            click.echo(line)
+    if report.stopped:
+        click.echo(
+            f"error: {plural(len(report.rejected), 'version')} refused: nothing recorded"
+            " (--validation none imports historic content as it was; --on-invalid report"
+            " leaves the refused versions out)",
+            err=True,
+        )
+        raise SystemExit(1)
+
+
+def history_lines(report: HistoryReport) -> list[str]:
+    """The human summary of a whole-repository import."""
+    mode = "history" if report.history else "tips and tagged commits"
+    lines = [
+        f"import-git {report.repo} ({mode}, validation {report.validation}):"
+        f" {report.steps} commits recorded in {report.batches} "
+        + ("batch" if report.batches == 1 else "batches")
+        + f", {report.built} of {report.trees} version trees built,"
+        f" {len(report.rejected)} rejected in {report.seconds:.2f} s"
+        f" ({plural(report.workers, 'worker')})"
+    ]
+    for b in report.branches:
+        lines.append(
+            f"  branch {b.branch} ({b.tip[:12]}) -> stage {b.stage}: {b.commits} commits,"
+            f" {b.recorded} recorded" + (f", {b.already} recorded before" if b.already else "")
+        )
+    for stage in report.added_stages:
+        lines.append(f"  new stage {stage} (legacy branch: sees no other stage)")
+    for stage in report.frozen:
+        lines.append(f"  froze {stage}: served as imported, never changed")
+    for stage in report.left_frozen:
+        lines.append(f"  {stage} is frozen (imported before): not read again")
+    if report.rejected:
+        lines.append(f"rejected ({len(report.rejected)}):")
+        for r in report.rejected:
+            lines.append(f"  {r.location}: {_indented(r.reason, '    ')}")
+    for t in report.tags:
+        if t.status == "refused":
+            lines.append(f"  tag {t.tag}: not imported: {t.reason}")
+        else:
+            what = "tagged" if t.status == "created" else "tag exists:"
+            lines.append(
+                f"  {what} {t.distribution}@{t.tag} = revision {t.revision}"
+                f" (commit {t.commit[:12]}, {plural(t.count, 'version')})"
+            )
+    if report.revisions:
+        revs = ", ".join(f"{d} {n}" for d, n in sorted(report.revisions.items()))
+        lines.append(f"newest revisions: {revs}")
+    else:
+        lines.append("nothing changed: no new revision")
+    return lines
+
+
+def history_json(report: HistoryReport) -> dict[str, Any]:
+    return {
+        "source": report.repo,
+        "history": report.history,
+        "validation": report.validation,
+        "branches": [
+            {
+                "stage": b.stage,
+                "branch": b.branch,
+                "tip": b.tip,
+                "commits": b.commits,
+                "selected": b.selected,
+                "recorded": b.recorded,
+                "already_recorded": b.already,
+            }
+            for b in report.branches
+        ],
+        "missing": [{"stage": s, "branch": b} for s, b in report.missing],
+        "trees": report.trees,
+        "built": report.built,
+        "rejected": [
+            {
+                "stage": r.stage,
+                "name": r.name,
+                "version": r.version,
+                "location": r.location,
+                "code": r.code,
+                "reason": r.reason,
+            }
+            for r in report.rejected
+        ],
+        "steps": report.steps,
+        "batches": report.batches,
+        "tags": [
+            {
+                "distribution": t.distribution,
+                "tag": t.tag,
+                "commit": t.commit,
+                "revision": t.revision,
+                "status": t.status,
+                "reason": t.reason,
+                "versions": t.count,
+            }
+            for t in report.tags
+        ],
+        "added_stages": report.added_stages,
+        "frozen": report.frozen,
+        "left_frozen": report.left_frozen,
+        "revisions": report.revisions,
+        "stopped": report.stopped,
+        "seconds": round(report.seconds, 3),
+        "workers": report.workers,
+    }
 
 
 COMMANDS = (import_command, import_git)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from package_storage import __version__
@@ -17,8 +19,27 @@ from package_storage.cli.tokens import tokens
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="package-storage")
-def main() -> None:
+@click.option(
+    "--limit",
+    "limit_values",
+    multiple=True,
+    metavar="FIELD=VALUE",
+    help="Change one package size limit for this run (e.g. --limit file_bytes=536870912;"
+    " repeatable; same as PACKAGE_STORAGE_MAX_<FIELD>; fields and defaults: docs/safety.md).",
+)
+def main(limit_values: tuple[str, ...]) -> None:
     """Store, stage and serve Elastic integration packages."""
+    if limit_values:
+        from package_storage.errors import ConfigError
+        from package_storage.packages import limits
+
+        try:
+            assignments = [limits.parse_assignment(v) for v in limit_values]
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc), param_hint="--limit") from None
+        for var, value in assignments:  # the environment: worker processes see them too
+            os.environ[var] = str(value)
+        limits.set_active(None)
 
 
 main.add_command(serve)

@@ -422,7 +422,7 @@ def run_store(
                 f"{name}: revision {built.revision.number}, {built.index.package_count} packages"
             )
         if default_distribution not in current:
-            log.info(f"{default_distribution} has no revision yet: / serves 404 until it has")
+            log.info(f"{default_distribution} has no revision yet: / serves it empty until it has")
         if settings.dry_run:
             click.echo(
                 f"dry run: store {store_dir}: "
@@ -559,11 +559,14 @@ def serve(
 ) -> None:
     """Serve the packages of the config file's package_paths (or of a store) over the EPR API."""
     command_line = {flag.name: flags.get(flag.attr) for flag in FLAGS}
+    store_dir, store_note = _choose_mode(store_dir, command_line.get("config") is not None)
     manage = parse_manage_options(
         store_dir, manage_address, max_upload_size, manage_tls_cert, manage_tls_key
     )
     try:
         settings = load_settings(command_line, os.environ, store=store_dir or None)
+        if store_note:
+            log.info(store_note)
         if store_dir:
             code = run_store(
                 settings, store_dir, default_distribution=default_distribution, manage=manage
@@ -573,3 +576,29 @@ def serve(
     except StartupError as exc:
         sys.exit(exc.code)
     sys.exit(code)
+
+
+def _choose_mode(store_dir: str | None, config_flag: bool) -> tuple[str | None, str]:
+    """Explicit beats implicit: ``(store to serve or None, note to log)``.
+
+    ``--config FILE`` on the command line with ``PACKAGE_STORAGE_STORE`` exported serves the
+    config file (the flag wins over the environment); ``--store`` and ``--config`` both on the
+    command line are refused with one line (exit 2). A store taken from the environment is
+    named in the log.
+    """
+    if not store_dir:
+        return None, ""
+    source = click.get_current_context().get_parameter_source("store_dir")
+    from_env = source is click.core.ParameterSource.ENVIRONMENT
+    if config_flag and not from_env:
+        click.echo(
+            "error: --store and --config both given: serve either a store (--store DIR) or"
+            " the package_paths of a config file (--config FILE), not both",
+            err=True,
+        )
+        sys.exit(2)
+    if config_flag:
+        return None, f"serving the --config file: {STORE_ENV}={store_dir} is ignored"
+    if from_env:
+        return store_dir, f"serving store {store_dir} (from {STORE_ENV})"
+    return store_dir, ""

@@ -23,6 +23,7 @@ from package_storage.cli.common import (
     event_json,
     fail,
     open_operations,
+    open_store,
     plural,
     print_json,
     print_table,
@@ -31,11 +32,12 @@ from package_storage.cli.common import (
     store_option,
     when,
 )
+from package_storage.cli.stages import stages
 from package_storage.errors import NotFoundError, PackageStorageError
 from package_storage.store.storage.base import Event, EventFilter, RevisionEntry, StageEntry
 
 if TYPE_CHECKING:
-    from package_storage.store.service import ChangeResult
+    from package_storage.store.service import ChangeResult, RollbackPlan
 
 
 def event_title(event: Event) -> str:
@@ -74,12 +76,32 @@ def change_line(result: ChangeResult, fallback: str) -> str:
 
 
 @click.command("init", cls=StoreCommand)
+@click.option(
+    "--stages",
+    "stages_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="Stage configuration (YAML; default: snapshot -> staging -> production).",
+)
 @store_option
-def init(store_dir: Path) -> None:
-    """Create the store (idempotent: an existing store is left as it is)."""
+def init(stages_file: Path | None, store_dir: Path) -> None:
+    """Create the store (idempotent: an existing store is left as it is).
+
+    With --stages FILE the store gets the stages of FILE (a store that already holds packages
+    keeps its stages: change them with `package-storage stages`).
+    """
+    from package_storage.cli.stages import read_stages_file
+
+    graph = read_stages_file(stages_file) if stages_file is not None else None
     existed = store_exists(store_dir)
+    if graph is not None:
+        with open_store(store_dir, create=True) as local:  # a directory only
+            local.service.configure_stages(
+                graph, reason=f"initial stage configuration from {stages_file}"
+            )
     with open_operations(store_dir, create=True) as store:
-        stages = ", ".join(store.service.stages().names)
+        stages = ", ".join(reversed(store.service.stages().names))
     verb = "store exists" if existed else "created store"
     click.echo(f"{verb} at {store_dir} (stages: {stages})")
 
@@ -173,6 +195,32 @@ def remove(name: str, version: str, stage: str, force: bool, reason: str, store_
     click.echo(change_line(result, f"removed {name} {version} from {stage}"))
 
 
+@click.command("yank", cls=StoreCommand)
+@click.argument("name")
+@click.argument("version")
+@click.option("--stage", required=True, metavar="STAGE", help="Stage holding the version.")
+@click.option("--reason", required=True, help="Why (recorded; required).")
+@store_option
+def yank(name: str, version: str, stage: str, reason: str, store_dir: Path) -> None:
+    """Yank a bad release: hidden from search and categories, still downloadable by version."""
+    with open_store(store_dir) as store:
+        result = store.service.yank(name, version, stage=stage, reason=reason)
+    click.echo(change_line(result, f"yanked {name} {version} in {stage}"))
+
+
+@click.command("unyank", cls=StoreCommand)
+@click.argument("name")
+@click.argument("version")
+@click.option("--stage", required=True, metavar="STAGE", help="Stage holding the version.")
+@click.option("--reason", required=True, help="Why (recorded; required).")
+@store_option
+def unyank(name: str, version: str, stage: str, reason: str, store_dir: Path) -> None:
+    """Undo a yank: the version is listed in search and categories again."""
+    with open_store(store_dir) as store:
+        result = store.service.yank(name, version, stage=stage, reason=reason, yanked=False)
+    click.echo(change_line(result, f"unyanked {name} {version} in {stage}"))
+
+
 # --- list / show / diff / history -------------------------------------------------------------
 
 
@@ -222,9 +270,9 @@ def list_command(
     if distribution is not None:
         print_table(
             title,
-            ("name", "version", "from stage", "artifact"),
+            ("name", "version", "from stage", "artifact", "yanked"),
             [
-                (e.name, e.version, e.stage, short(e.artifact))
+                (e.name, e.version, e.stage, short(e.artifact), _yanked(e.yanked))
                 for e in entries
                 if isinstance(e, RevisionEntry)
             ],
@@ -232,13 +280,25 @@ def list_command(
         return
     print_table(
         title,
-        ("name", "version", "stage", "artifact", "added", "by"),
+        ("name", "version", "stage", "artifact", "added", "by", "yanked"),
         [
-            (e.name, e.version, e.stage, short(e.artifact), when(e.added_at), e.added_by)
+            (
+                e.name,
+                e.version,
+                e.stage,
+                short(e.artifact),
+                when(e.added_at),
+                e.added_by,
+                _yanked(e.yanked),
+            )
             for e in entries
             if isinstance(e, StageEntry)
         ],
     )
+
+
+def _yanked(value: bool) -> str:
+    return "yanked" if value else ""
 
 
 def _listed_json(entry: StageEntry | RevisionEntry) -> dict[str, object]:
@@ -249,6 +309,7 @@ def _listed_json(entry: StageEntry | RevisionEntry) -> dict[str, object]:
         "version": entry.version,
         "stage": entry.stage,
         "artifact": entry.artifact,
+        "yanked": entry.yanked,
     }
 
 
@@ -283,6 +344,7 @@ def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None
                                 "artifact": e.artifact,
                                 "added_at": when(e.added_at),
                                 "added_by": e.added_by,
+                                "yanked": e.yanked,
                             }
                             for e in loc.entries
                         ],
@@ -298,7 +360,7 @@ def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None
         return
     print_table(
         f"{name}: {plural(len(locations), 'version')}",
-        ("version", "stage", "artifact", "size", "signed", "added", "by"),
+        ("version", "stage", "artifact", "size", "signed", "added", "by", "yanked"),
         [
             (
                 loc.version,
@@ -308,6 +370,7 @@ def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None
                 "yes" if loc.signed else "no",
                 when(e.added_at),
                 e.added_by,
+                _yanked(e.yanked),
             )
             for loc in locations
             for e in loc.entries
@@ -488,17 +551,92 @@ def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
 @click.command("rollback", cls=StoreCommand)
 @click.argument("distribution")
 @click.argument("revision_or_tag")
+@click.option("--reason", default="", help="Why (recorded in the rollback's events).")
+@click.option(
+    "--dry-run", is_flag=True, help="List what would move (and where to), change nothing."
+)
+@json_option
 @store_option
-def rollback(distribution: str, revision_or_tag: str, store_dir: Path) -> None:
-    """Point DISTRIBUTION back at an earlier revision (a number or a tag)."""
+def rollback(
+    distribution: str,
+    revision_or_tag: str,
+    reason: str,
+    dry_run: bool,
+    as_json: bool,
+    store_dir: Path,
+) -> None:
+    """Point DISTRIBUTION back at an earlier revision (a number, a tag or a commit id).
+
+    Versions added since are taken out of the distribution's stage; one that arrived by
+    promotion goes back to the stage it was promoted from (nothing is lost). Versions removed
+    or overwritten since are put back.
+    """
     with open_operations(store_dir) as store:
-        result = store.service.rollback(distribution, revision_or_tag)
+        if dry_run:
+            plan = store.service.rollback_plan(distribution, revision_or_tag)
+            _print_rollback_plan(plan, as_json)
+            return
+        result = store.service.rollback(distribution, revision_or_tag, reason=reason)
         after = store.service.current_revision(distribution)
+    if as_json:
+        print_json(
+            {
+                "changed": result.changed,
+                "message": result.message,
+                "event": event_json(result.event, event_title(result.event))
+                if result.event is not None
+                else None,
+                "revision": after.number if after is not None else None,
+            }
+        )
+        return
     click.echo(change_line(result, f"rolled {distribution} back to {revision_or_tag}"))
+    if result.event is not None:
+        for item in result.event.detail.get("removed", []):
+            where = (
+                f"returned to {item['returned_to']}"
+                if item.get("returned_to")
+                else f"{item['kept_in']} keeps its copy"
+                if item.get("kept_in")
+                else "removed"
+            )
+            click.echo(f"  out: {item['name']} {item['version']} ({where})")
+        for item in result.event.detail.get("restored", []):
+            src = f" (taken back from {item['taken_from']})" if item.get("taken_from") else ""
+            click.echo(f"  back: {item['name']} {item['version']}{src}")
     if result.changed and after is not None:
         click.echo(
             f"{distribution} now serves revision {after.number} (digest {short(after.digest)}…)"
         )
+
+
+def _print_rollback_plan(plan: RollbackPlan, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "distribution": plan.distribution,
+                "revision": plan.revision,
+                "tag": plan.tag,
+                "current_revision": plan.previous,
+                "moves": [{"action": m.action, **m.as_json()} for m in plan.moves],
+            }
+        )
+        return
+    what = f"revision {plan.revision}" + (f" (tag {plan.tag})" if plan.tag else "")
+    click.echo(
+        f"dry run: rolling {plan.distribution} back to {what} would move"
+        f" {plural(len(plan.moves), 'version')} (nothing changed)"
+    )
+    words = {
+        "remove": "take out",
+        "return": "take out, return to",
+        "restore": "put back",
+        "take_back": "put back, taking it from",
+    }
+    for m in plan.moves:
+        where = f" {m.stage}" if m.stage and m.action in ("return", "take_back") else ""
+        kept = f" ({m.stage} keeps its copy)" if m.action == "remove" and m.stage else ""
+        click.echo(f"  {m.name} {m.version}: {words[m.action]}{where}{kept}")
 
 
 # --- fsck ----------------------------------------------------------------------------------
@@ -543,9 +681,12 @@ def fsck(repair: bool, as_json: bool, store_dir: Path) -> None:
 
 COMMANDS: tuple[click.Command, ...] = (
     init,
+    stages,
     publish,
     promote,
     remove,
+    yank,
+    unyank,
     list_command,
     show,
     diff,

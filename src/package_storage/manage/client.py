@@ -37,6 +37,7 @@ from package_storage.manage.schemas import (
     NewTokenOut,
     RevisionOut,
     RevokedOut,
+    RollbackPlanOut,
     ShowOut,
     TagOut,
     TokensOut,
@@ -49,6 +50,7 @@ from package_storage.store.service import (
     ChangeResult,
     FsckReport,
     PackageLocation,
+    RollbackPlan,
     SignatureCheck,
     StageDiff,
     validated_package,
@@ -189,10 +191,17 @@ class RemoteStore:
         path = f"/distributions/{_seg(distribution)}/tags"
         return TagOut.model_validate(self._call("POST", path, json=body)).record()
 
-    def rollback(self, distribution: str, revision_or_tag: str | int) -> ChangeResult:
+    def rollback(
+        self, distribution: str, revision_or_tag: str | int, *, reason: str = ""
+    ) -> ChangeResult:
         path = f"/distributions/{_seg(distribution)}/rollback"
-        body = self._call("POST", path, json={"revision": revision_or_tag})
+        body = self._call("POST", path, json={"revision": revision_or_tag, "reason": reason})
         return ChangeOut.model_validate(body).record()
+
+    def rollback_plan(self, distribution: str, revision_or_tag: str | int) -> RollbackPlan:
+        path = f"/distributions/{_seg(distribution)}/rollback-plan"
+        body = self._call("GET", path, params={"revision": str(revision_or_tag)})
+        return RollbackPlanOut.model_validate(body).record()
 
     # --- reads -----------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from package_storage.store.service import (
     ChangeResult,
     FsckReport,
     PackageLocation,
+    RollbackMove,
+    RollbackPlan,
     SignatureCheck,
     StageDiff,
     event_title,
@@ -128,6 +130,7 @@ class RevisionOut(Model):
     seq: int
     stages: list[str]
     count: int
+    commit: str | None = Field(default=None, description="The git commit it was imported from.")
 
     @classmethod
     def of(cls, rev: Revision) -> RevisionOut:
@@ -142,6 +145,7 @@ class RevisionOut(Model):
             seq=rev.seq,
             stages=list(rev.stages),
             count=rev.count,
+            commit=rev.commit,
         )
 
     def record(self) -> Revision:
@@ -156,6 +160,7 @@ class RevisionOut(Model):
             count=self.count,
             current=self.current,
             tags=tuple(self.tags),
+            commit=self.commit,
         )
 
 
@@ -199,6 +204,7 @@ class EntryOut(Model):
     artifact: str
     added_at: str | None = None
     added_by: str | None = None
+    yanked: bool = Field(default=False, description="Hidden from search, still downloadable.")
 
     @classmethod
     def of(cls, entry: StageEntry | RevisionEntry) -> EntryOut:
@@ -210,9 +216,14 @@ class EntryOut(Model):
                 artifact=entry.artifact,
                 added_at=format_time(entry.added_at),
                 added_by=entry.added_by,
+                yanked=entry.yanked,
             )
         return cls(
-            name=entry.name, version=entry.version, stage=entry.stage, artifact=entry.artifact
+            name=entry.name,
+            version=entry.version,
+            stage=entry.stage,
+            artifact=entry.artifact,
+            yanked=entry.yanked,
         )
 
     def stage_entry(self) -> StageEntry:
@@ -223,10 +234,11 @@ class EntryOut(Model):
             artifact=self.artifact,
             added_at=_parse_required(self.added_at or "1970-01-01T00:00:00Z"),
             added_by=self.added_by or "",
+            yanked=self.yanked,
         )
 
     def revision_entry(self) -> RevisionEntry:
-        return RevisionEntry(self.name, self.version, self.artifact, self.stage)
+        return RevisionEntry(self.name, self.version, self.artifact, self.stage, self.yanked)
 
 
 class EntriesOut(Model):
@@ -392,14 +404,69 @@ class TagIn(Model):
 
 class RollbackIn(Model):
     revision: Annotated[int, Field(ge=0, le=MAX_ID)] | str = Field(
-        description="A revision number or a tag."
+        description="A revision number, a tag or a commit id."
     )
+    reason: str = Field(default="", description="Recorded in the rollback's events.")
+
+
+class RollbackMoveOut(Model):
+    action: Literal["remove", "return", "restore", "take_back"]
+    name: str
+    version: str
+    digest: str
+    stage: str | None
+    replaced: str | None
+
+    @classmethod
+    def of(cls, m: RollbackMove) -> RollbackMoveOut:
+        return cls(
+            action=m.action,
+            name=m.name,
+            version=m.version,
+            digest=m.digest,
+            stage=m.stage,
+            replaced=m.replaced,
+        )
+
+    def record(self) -> RollbackMove:
+        return RollbackMove(
+            self.action, self.name, self.version, self.digest, self.stage, self.replaced
+        )
+
+
+class RollbackPlanOut(Model):
+    distribution: str
+    revision: int
+    tag: str | None
+    previous: int | None = Field(description="The revision served now.")
+    moves: list[RollbackMoveOut]
+
+    @classmethod
+    def of(cls, p: RollbackPlan) -> RollbackPlanOut:
+        return cls(
+            distribution=p.distribution,
+            revision=p.revision,
+            tag=p.tag,
+            previous=p.previous,
+            moves=[RollbackMoveOut.of(m) for m in p.moves],
+        )
+
+    def record(self) -> RollbackPlan:
+        return RollbackPlan(
+            self.distribution,
+            self.revision,
+            self.tag,
+            self.previous,
+            tuple(m.record() for m in self.moves),
+        )
 
 
 # --- stages, fsck, signatures ----------------------------------------------------------------
 
 
 class StageOut(Model):
+    model_config = ConfigDict(extra="allow")  # a stage's configuration may grow keys
+
     name: str
     rank: int
     overwrite: str

@@ -3,7 +3,9 @@
 Both implement :class:`package_storage.packages.model.PackageTree`. Paths handed to ``stat``/``read``
 are package-relative POSIX paths; anything that could leave the package (``..`` components,
 absolute paths, backslashes, NUL bytes, symlinks resolving outside the package root) is simply
-"not found".
+"not found". Refusing unsafe packages is the archive-safety gate's job (``safety.py``), which
+every way in runs before it builds a tree; a folder read here never blocks on a FIFO and never
+reads a file above the ``file_bytes`` limit.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from package_storage.errors import NotFoundError, PackageError
+from package_storage.errors import NotFoundError, PackageError, UnsafePackageError
+from package_storage.packages import limits
 from package_storage.packages.model import SourceKind, TreeEntry
+from package_storage.packages.zipentry import EntryReader
 
 __all__ = ["FolderTree", "ZipTree", "clean_relative_path"]
 
@@ -153,8 +157,29 @@ class FolderTree:
         if resolved is None:
             raise NotFoundError(f"{self._root}: no file {path!r} in package")
         try:
-            with open(resolved[1], "rb") as fh:
-                return fh.read()
+            # O_NONBLOCK: a FIFO put in place after the gate's walk must not block the read
+            fd = os.open(resolved[1], os.O_RDONLY | os.O_NONBLOCK)
+            with open(fd, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                if not stat_mod.S_ISREG(st.st_mode):
+                    raise NotFoundError(f"{self._root}: {path!r} is not a regular file")
+                limit = limits.active().file_bytes
+                if st.st_size > limit:
+                    raise UnsafePackageError(
+                        f"is {st.st_size} bytes, more than the limit of {limit}",
+                        path=str(self._root),
+                        entry=path,
+                        rule="limit-file-size",
+                    )
+                data = fh.read(st.st_size + 1)  # bounded: never more than stat said + 1
+                if len(data) > limit:
+                    raise UnsafePackageError(
+                        "grew past the size limit while being read",
+                        path=str(self._root),
+                        entry=path,
+                        rule="limit-file-size",
+                    )
+                return data
         except (IsADirectoryError, FileNotFoundError, NotADirectoryError):
             raise NotFoundError(f"{self._root}: no file {path!r} in package") from None
         except OSError as exc:
@@ -332,6 +357,25 @@ class ZipTree:
         try:
             with open(self._path, "rb") as fh:
                 return self._read_member(fh, info)
+        except OSError as exc:
+            raise PackageError(
+                f"cannot read zip archive: {exc.strerror}", path=self._location
+            ) from None
+
+    def open_entry(self, path: str) -> EntryReader | None:
+        """A streaming, bounded-memory reader of the file at ``path`` (None: no such file)."""
+        rel = clean_relative_path(path)
+        info = self._members.get(rel) if rel is not None else None
+        if info is None:
+            return None
+        return EntryReader(self._open_archive, info, f"{self._location}: {info.filename}")
+
+    def _open_archive(self) -> BinaryIO:
+        if self._data is not None:
+            return io.BytesIO(self._data)  # shares the buffer, no copy
+        assert self._path is not None
+        try:
+            return open(self._path, "rb")
         except OSError as exc:
             raise PackageError(
                 f"cannot read zip archive: {exc.strerror}", path=self._location

@@ -1,4 +1,4 @@
-"""YAML reading for package files: YAML 1.1 semantics, size limits, dotted keys as paths.
+"""YAML reading for package files: YAML 1.1 semantics, size/depth/alias limits, dotted keys as paths.
 
 Pure: takes bytes, returns plain Python values.
 """
@@ -9,32 +9,57 @@ from typing import Any
 
 import yaml
 
-from package_storage.errors import PackageError
+from package_storage.errors import PackageError, UnsafePackageError
+from package_storage.packages.limits import Limits, active
 
 try:  # the C loader is ~10x faster; fall back to the pure-Python one where libyaml is missing
     from yaml import CSafeLoader as _Loader
 except ImportError:  # pragma: no cover - depends on the PyYAML build
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-MAX_YAML_BYTES = 4 * 1024 * 1024
-"""Largest YAML file accepted (a manifest is a few KB; this stops YAML bombs and mistakes)."""
+MAX_YAML_BYTES = Limits().yaml_bytes
+"""Default largest YAML file accepted (the limit in force is :func:`limits.active`'s)."""
 
-MAX_YAML_NODES = 200_000
-"""Largest number of values a document may expand to (alias bombs expand exponentially)."""
+MAX_YAML_NODES = Limits().yaml_nodes
+"""Default most values a document may expand to (alias bombs expand exponentially)."""
 
 
-def load_yaml(data: bytes, *, path: str) -> Any:
-    """Parse one YAML document; ``path`` names the file in error messages."""
-    if len(data) > MAX_YAML_BYTES:
-        raise PackageError(
-            f"YAML file is {len(data)} bytes, more than the limit of {MAX_YAML_BYTES}", path=path
+def load_yaml(data: bytes, *, path: str, limits: Limits | None = None) -> Any:
+    """Parse one YAML document; ``path`` names the file in error messages.
+
+    Bounded before anything is built: the file size (``manifest_bytes`` for a
+    ``manifest.yml``, ``yaml_bytes`` otherwise), then, on the composed node graph, the nesting
+    depth (``yaml_depth``) and the number of values with aliases expanded (``yaml_nodes``).
+    Refusals are :class:`UnsafePackageError` with a ``limit-yaml-*`` rule code.
+    """
+    lim = limits or active()
+    is_manifest = path.rpartition("/")[2] == "manifest.yml"
+    max_bytes = lim.manifest_bytes if is_manifest else lim.yaml_bytes
+    if len(data) > max_bytes:
+        rule = "limit-manifest-size" if is_manifest else "limit-yaml-size"
+        raise UnsafePackageError(
+            f"YAML file is {len(data)} bytes, more than the limit of {max_bytes}",
+            path=path,
+            rule=rule,
         )
+    loader = _Loader(data)
     try:
-        value = yaml.load(data, Loader=_Loader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_shape(node, path, lim)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise PackageError(f"invalid YAML: {_one_line(str(exc))}", path=path) from None
-    _check_size(value, path)
-    return value
+        text = _one_line(str(exc))
+        if "maximum nesting depth" in text:
+            raise UnsafePackageError(
+                f"YAML nests deeper than {lim.yaml_depth} levels",
+                path=path,
+                rule="limit-yaml-depth",
+            ) from None
+        raise PackageError(f"invalid YAML: {text}", path=path) from None
+    finally:
+        loader.dispose()
 
 
 def expand_dotted(value: Any) -> Any:
@@ -74,20 +99,41 @@ def _merge_into(target: dict[Any, Any], key: Any, item: Any) -> None:
         target[key] = item
 
 
-def _check_size(value: Any, path: str) -> None:
-    seen = 0
-    stack = [value]
+def _check_shape(root: yaml.Node, path: str, lim: Limits) -> None:
+    """Depth and expanded size of the node graph, walked without recursion; an alias is a
+    node met again, so the walk counts what construction would expand (and stops early)."""
+    seen: set[int] = set()
+    aliases = False
+    count = 0
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
     while stack:
-        item = stack.pop()
-        seen += 1
-        if seen > MAX_YAML_NODES:
-            raise PackageError(
-                f"YAML document expands to more than {MAX_YAML_NODES} values", path=path
+        node, depth = stack.pop()
+        count += 1
+        if count > lim.yaml_nodes:
+            what = "expands through aliases" if aliases else "holds"
+            raise UnsafePackageError(
+                f"YAML document {what} more than {lim.yaml_nodes} values",
+                path=path,
+                rule="limit-yaml-aliases" if aliases else "limit-yaml-nodes",
             )
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        if isinstance(node, yaml.ScalarNode):
+            continue
+        if id(node) in seen:
+            aliases = True
+        else:
+            seen.add(id(node))
+        if depth > lim.yaml_depth:
+            raise UnsafePackageError(
+                f"YAML nests deeper than {lim.yaml_depth} levels",
+                path=path,
+                rule="limit-yaml-depth",
+            )
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
 
 
 def _one_line(text: str) -> str:

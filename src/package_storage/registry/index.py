@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Collection, Hashable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -186,15 +186,26 @@ class RegistryIndex:
         document_cache_bytes: int = DEFAULT_DOCUMENT_CACHE_BYTES,
         files: PackageFiles | None = None,
         previous: RegistryIndex | None = None,
+        unlisted: Collection[Package] = (),
     ) -> None:
         self._sources: tuple[tuple[Package, ...], ...] = tuple(tuple(s) for s in sources)
+        # ``unlisted`` (a store's yanked versions): served by exact version and downloadable,
+        # left out of /search and /categories (and so of the latest-version choice).
+        hidden = set(unlisted)
+        self._listed = (
+            tuple(tuple(p for p in s if p not in hidden) for s in self._sources)
+            if hidden
+            else self._sources
+        )
         by_name: list[dict[str, tuple[Package, ...]]] = []
         by_key: dict[tuple[str, str], Package] = {}
         for source in self._sources:
+            for pkg in source:
+                by_key.setdefault(pkg.key, pkg)
+        for source in self._listed:
             groups: dict[str, list[Package]] = {}
             for pkg in source:
                 groups.setdefault(pkg.name, []).append(pkg)
-                by_key.setdefault(pkg.key, pkg)
             by_name.append({name: tuple(pkgs) for name, pkgs in groups.items()})
         self._by_name: tuple[dict[str, tuple[Package, ...]], ...] = tuple(by_name)
         self._by_key = by_key
@@ -278,7 +289,7 @@ class RegistryIndex:
 
     def categories(self, query: _search.Query) -> list[JSONObject]:
         """The /categories objects for a parsed query (uncached)."""
-        return _search.categories(self._sources, query)
+        return _search.categories(self._listed, query)
 
     def document_body(self, pkg: Package) -> bytes:
         """The full package document of ``pkg`` rendered (spec §6), cached."""
@@ -321,7 +332,7 @@ class RegistryIndex:
         and the version selection work per name, so the answer is the same)."""
         if query.endpoint == "search" and query.package:
             return [groups.get(query.package, ()) for groups in self._by_name]
-        return self._sources
+        return self._listed
 
     def _fragment_of(self, pkg: Package) -> bytes:
         fragment = self._fragments.get(pkg)

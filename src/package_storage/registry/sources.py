@@ -24,8 +24,8 @@ from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
-from package_storage.errors import PackageError, PackageStorageError
-from package_storage.packages import manifest, trees
+from package_storage.errors import PackageError, PackageStorageError, UnsafePackageError
+from package_storage.packages import manifest, safety, trees
 from package_storage.packages.model import Package, SourceKind
 from package_storage.packages.versions import Version
 
@@ -60,6 +60,7 @@ class LoadTask:
 class LoadFailure:
     location: str
     message: str
+    rule: str = ""  # the archive-safety rule code when the gate refused the package
 
 
 # --- discovery ---------------------------------------------------------------------------------
@@ -164,8 +165,16 @@ def _open_tree(task: LoadTask) -> trees.FolderTree | trees.ZipTree:
 
 
 def read_task(task: LoadTask, validate: bool) -> Package:
-    """Read one package (raises ``PackageError`` naming the location)."""
-    tree = _open_tree(task)
+    """Read one package (raises ``PackageError`` naming the location) after the
+    archive-safety gate (``packages/safety.py``) and before its identity check."""
+    where = Path(task.location)
+    tree = _open_tree_safely(task)
+    if isinstance(tree, trees.ZipTree):
+        safety.check_tree_identity(
+            tree, task.location, zip_file=task.location, root_dir=tree.root_dir
+        )
+    else:
+        safety.check_tree_identity(tree, task.location, folder=where.name, parent=where.parent.name)
     return manifest.read_package(
         tree,
         validate=validate,
@@ -174,15 +183,28 @@ def read_task(task: LoadTask, validate: bool) -> Package:
     )
 
 
+def _open_tree_safely(task: LoadTask) -> trees.FolderTree | trees.ZipTree:
+    """The archive-safety gate (``packages/safety.py``), then the tree."""
+    if task.kind == "zip":
+        safety.check_zip_file(Path(task.location), task.location)
+    else:
+        # links leaving the package are absent for the folder tree (as for the reference)
+        safety.check_folder(Path(task.location), task.location, links="ignore")
+    return _open_tree(task)
+
+
 def _read_safely(task: LoadTask, validate: bool) -> Package | LoadFailure:
     try:
         return read_task(task, validate)
+    except UnsafePackageError as exc:
+        message = exc.detail if exc.path == task.location else exc.message
+        return LoadFailure(task.location, message, exc.rule)
     except PackageError as exc:
         message = exc.detail if exc.path == task.location else exc.message
         return LoadFailure(task.location, message)
     except PackageStorageError as exc:
         return LoadFailure(task.location, exc.message)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, zipfile.BadZipFile, RecursionError) as exc:
         return LoadFailure(task.location, f"{type(exc).__name__}: {exc}")
 
 
@@ -280,6 +302,29 @@ def _format_failures(failures: Sequence[LoadFailure], unsigned: Sequence[Package
     return "\n".join(lines)
 
 
+def _skip_unsafe(
+    pairs: list[tuple[LoadTask, Package | LoadFailure]],
+) -> list[tuple[LoadTask, Package | LoadFailure]]:
+    """Drop the packages the archive-safety gate refused, each with a warning naming its path
+    and rule (validation off: the other packages are served)."""
+    kept: list[tuple[LoadTask, Package | LoadFailure]] = []
+    for task, result in pairs:
+        if isinstance(result, LoadFailure) and result.rule:
+            log.warning(
+                f"skipping unsafe package {result.location}: {result.message}",
+                extra={
+                    "fields": {
+                        "file.path": result.location,
+                        "error.message": result.message,
+                        "error.code": result.rule,
+                    }
+                },
+            )
+            continue
+        kept.append((task, result))
+    return kept
+
+
 def load_sources(
     paths: Sequence[str],
     *,
@@ -300,19 +345,17 @@ def load_sources(
     results = read_all(
         [*zip_tasks, *folder_tasks], validate=validate, workers=workers, executor=executor
     )
-    failures = [r for r in results if isinstance(r, LoadFailure)]
-    loaded = [r for r in results if not isinstance(r, LoadFailure)]
+    pairs = list(zip([*zip_tasks, *folder_tasks], results, strict=True))
+    if not validate:  # hostile packages are skipped with a warning (refused when validating)
+        pairs = _skip_unsafe(pairs)
+    failures = [r for _, r in pairs if isinstance(r, LoadFailure)]
+    loaded = [r for _, r in pairs if not isinstance(r, LoadFailure)]
     unsigned: list[Package] = []
     if require_signatures:
-        tasks = [*zip_tasks, *folder_tasks]
-        unsigned = [
-            r
-            for r, t in zip(results, tasks, strict=True)
-            if not isinstance(r, LoadFailure) and t.signature is None
-        ]
+        unsigned = [r for t, r in pairs if not isinstance(r, LoadFailure) and t.signature is None]
     if failures or unsigned:
         raise PackageError(_format_failures(failures, unsigned))
-    n_zip = len(zip_tasks)  # no failures past this point: results align with the tasks
+    n_zip = sum(1 for t, _ in pairs if t.kind == "zip")  # no failures: zips come first
     return [
         manifest.propagate_deprecations(_dedupe(loaded[:n_zip])),
         manifest.propagate_deprecations(_dedupe(loaded[n_zip:])),

@@ -4,9 +4,15 @@ a blob store.
 Prefixes (design §2): ``None`` (un-prefixed paths) is the current revision of the default
 distribution; ``snapshot`` the current revision of ``snapshot``; ``production@8.12.0`` the
 revision tagged ``8.12.0``; ``production@7`` revision 7 (tags are never all digits, so the two
-cannot be confused). Anything else resolves to None (404 from the app). Distributions named like
+cannot be confused); ``production@5df4ae7`` the revision a history import made from that git
+commit (7-40 hex digits, after tags). A stage without any revision yet is served as an empty
+distribution (200 and ``[]``). Anything else resolves to None (404 from the app). Distributions named like
 a route head of the reference (``search``, ``package``, ``epr``, ...) are never asked for: the
 app routes those segments itself.
+
+Yanked versions (``package-storage yank``) stay in the revision: served by their exact version
+(package document marked ``"yanked": true``, zip and signature downloadable) but left out of
+``/search`` and ``/categories``, so a client choosing the latest version never picks one.
 
 Index of a revision: one package source per stage in the revision's ``stages`` order (most
 stable first, so on a clash the index's "earlier source wins" serves the more stable copy),
@@ -36,7 +42,9 @@ the change) makes that cached parse stale, and the next build reads the artifact
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -60,6 +68,7 @@ DEFAULT_REVISION_CACHE = 8
 DEFAULT_PACKAGE_CACHE = 4096
 WARM_QUERIES = 32
 _MISSING_CACHE = 1024
+_COMMIT_RE = re.compile(r"[0-9a-f]{7,40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,12 @@ SwapListener = Callable[[str, BuiltRevision], None]
 """Called after a distribution's current index was swapped: ``(distribution, built)``."""
 
 
+def with_yanked(pkg: Package) -> Package:
+    """``pkg`` whose package document says ``"yanked": true`` (a new object: parsed packages
+    are shared between revisions, and the version may be unyanked later)."""
+    return dataclasses.replace(pkg, document={**pkg.document, "yanked": True})
+
+
 def parse_prefix(prefix: str) -> tuple[str, str | None]:
     """``dist`` -> (dist, None); ``dist@ref`` -> (dist, ref). Raises ValueError when malformed."""
     distribution, at, ref = prefix.partition("@")
@@ -159,6 +174,10 @@ class StoreRegistry:
         # Artifacts that received their signature after they were first published: a cached
         # parse without signature_path is stale for them (found through the events).
         self._signed_late: set[str] = set()
+        # Stages of the store: a stage without a revision yet is served as an empty
+        # distribution (200 and ``[]``), not as an unknown one (404); re-read at each poll.
+        self._stage_names: frozenset[str] = frozenset()
+        self._empty = RegistryIndex([])
         newest = self.catalog.events(EventFilter(newest_first=True, limit=1))
         self._event_cursor = newest[0].id if newest else 0
         # One refresh at a time (the poll thread and direct callers). Tag/revision builds and
@@ -173,17 +192,23 @@ class StoreRegistry:
 
     def resolve(self, prefix: str | None) -> RegistryIndex | None:
         if prefix is None:
-            built = self._current.get(self.default_distribution)
-            return None if built is None else built.index
+            return self._current_index(self.default_distribution)
         try:
             distribution, ref = parse_prefix(prefix)
         except ValueError:
             return None
         if ref is None:
-            built = self._current.get(distribution)
-            return None if built is None else built.index
+            return self._current_index(distribution)
         found = self.revision_index(distribution, ref)
         return None if found is None else found.index
+
+    def _current_index(self, distribution: str) -> RegistryIndex | None:
+        """The current index of ``distribution``; an empty index for a stage that has no
+        revision yet (a fresh store, a stage nothing was promoted to); None when unknown."""
+        built = self._current.get(distribution)
+        if built is not None:
+            return built.index
+        return self._empty if distribution in self._stage_names else None
 
     # --- public helpers ------------------------------------------------------------------------
 
@@ -244,6 +269,7 @@ class StoreRegistry:
         changed: list[tuple[str, BuiltRevision]] = []
         with self._build_lock:
             self._note_late_signatures()
+            self._stage_names = frozenset(self.catalog.stages().names)
             currents = self.catalog.distributions()
             complete = True
             order = sorted(currents, key=lambda d: d != self.default_distribution)
@@ -349,12 +375,24 @@ class StoreRegistry:
             if text in self._missing:
                 return None
         try:
-            tag = self.catalog.tag(distribution, ref)
+            number = self.catalog.tag(distribution, ref).revision
         except NotFoundError:
-            self._remember_missing(text)
+            number = self._commit_revision(distribution, ref)
+            if number is None:
+                self._remember_missing(text)
+                return None
+        self._tags[key] = number  # tags never move; a commit's revision never changes
+        return number
+
+    def _commit_revision(self, distribution: str, ref: str) -> int | None:
+        """The (newest) revision made from git commit ``ref`` (7-40 hex digits, a prefix of
+        the id); None when there is none or the prefix is ambiguous."""
+        if not _COMMIT_RE.fullmatch(ref):
             return None
-        self._tags[key] = tag.revision  # tags never move
-        return tag.revision
+        found = self.catalog.revisions_by_commit(distribution, ref)
+        if len({r.commit for r in found}) != 1:
+            return None
+        return found[-1].number
 
     def _remember_missing(self, text: str) -> None:
         with self._lookup_lock:
@@ -435,7 +473,7 @@ class StoreRegistry:
         start = time.perf_counter()
         entries = self.catalog.revision_entries(revision.distribution, revision.number)
         tables = self._tables(previous)
-        by_stage: dict[str, list[LoadedArtifact]] = {stage: [] for stage in revision.stages}
+        by_stage: dict[str, list[tuple[LoadedArtifact, bool]]] = {s: [] for s in revision.stages}
         loaded: dict[str, LoadedArtifact] = {}
         parsed = 0
         for entry in entries:
@@ -444,18 +482,25 @@ class StoreRegistry:
                 item, fresh = self._load(entry.artifact, tables)
                 parsed += fresh
                 loaded[entry.artifact] = item
-            by_stage.setdefault(entry.stage, []).append(item)
+            by_stage.setdefault(entry.stage, []).append((item, entry.yanked))
         sources: list[list[Package]] = []
         owners: dict[Package, LoadedArtifact] = {}
+        yanked: list[Package] = []
         for items in by_stage.values():
-            packages = propagate_deprecations([item.package for item in items])
-            for item, pkg in zip(items, packages, strict=True):
+            packages = propagate_deprecations([item.package for item, _ in items])
+            source: list[Package] = []
+            for (item, is_yanked), pkg in zip(items, packages, strict=True):
+                if is_yanked:
+                    pkg = with_yanked(pkg)
+                    yanked.append(pkg)
                 owners[pkg] = item
-            sources.append(packages)
+                source.append(pkg)
+            sources.append(source)
         index = RegistryIndex(
             sources,
             files=StoreFiles(self.blobs, owners),
             previous=previous.index if previous is not None else None,
+            unlisted=yanked,
         )
         if warm and previous is not None:
             index.warm_from(previous.index, limit=WARM_QUERIES)

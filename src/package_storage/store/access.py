@@ -27,6 +27,7 @@ from package_storage.store.service import (
     ChangeResult,
     FsckReport,
     PackageLocation,
+    RollbackPlan,
     SignatureCheck,
     StageDiff,
     StoreService,
@@ -68,7 +69,11 @@ class StoreOperations(Protocol):
 
     def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag: ...
 
-    def rollback(self, distribution: str, revision_or_tag: str | int) -> ChangeResult: ...
+    def rollback(
+        self, distribution: str, revision_or_tag: str | int, *, reason: str = ""
+    ) -> ChangeResult: ...
+
+    def rollback_plan(self, distribution: str, revision_or_tag: str | int) -> RollbackPlan: ...
 
     def stages(self) -> StageGraph: ...
 
@@ -183,9 +188,15 @@ class GuardedService:
         self.require(Scope("tag", distribution))
         return self.service.tag(distribution, tag, revision=revision)
 
-    def rollback(self, distribution: str, revision_or_tag: str | int) -> ChangeResult:
+    def rollback(
+        self, distribution: str, revision_or_tag: str | int, *, reason: str = ""
+    ) -> ChangeResult:
         self.require(Scope("rollback", distribution))
-        return self.service.rollback(distribution, revision_or_tag)
+        return self.service.rollback(distribution, revision_or_tag, reason=reason)
+
+    def rollback_plan(self, distribution: str, revision_or_tag: str | int) -> RollbackPlan:
+        self.require(_READ)  # a dry run changes nothing
+        return self.service.rollback_plan(distribution, revision_or_tag)
 
     # --- reads -----------------------------------------------------------------------------
 

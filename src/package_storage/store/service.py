@@ -30,9 +30,16 @@ Operations and their rules (design §1, stage policies in ``stages.py``):
   entries to what that revision served from that stage (versions added since are removed,
   versions removed or overwritten since are put back), so later changes build on the
   rolled-back state. Versions that the old revision served from a more stable stage are left
-  alone. No new revision is made for the distribution itself (its pointer moves to the old
-  number); the other distributions that see the stage get new revisions. The release manager's
-  undo: it bypasses the remove/overwrite rules, but never touches a frozen stage.
+  alone. Without loss: a version taken out that arrived by promotion goes back to the stage it
+  was promoted from (found through its ``promote`` event); a later rollback forward takes it
+  back from there. One event per version moved (``rollback_remove``, ``rollback_return``,
+  ``rollback_restore``, ``rollback_take``), all with the rollback's reason; a rollback that
+  would drop the only copy of a promoted version (its source stage holds other bytes, or is
+  frozen) is refused. :meth:`StoreService.rollback_plan` lists the moves without changing
+  anything. No new revision is made for the distribution itself (its pointer moves to the
+  old number); the other distributions that see a changed stage get new revisions. The
+  release manager's undo: it bypasses the remove/overwrite rules, but never touches a frozen
+  stage.
 
 Test hook: ``PACKAGE_STORAGE_CRASH_AT=<point>`` kills the process (SIGKILL) at a named point
 (see :data:`CRASH_POINTS`), so tests can check that a crash anywhere leaves the store consistent.
@@ -41,12 +48,9 @@ Test hook: ``PACKAGE_STORAGE_CRASH_AT=<point>`` kills the process (SIGKILL) at a
 from __future__ import annotations
 
 import dataclasses
-import io
 import os
 import re
 import signal
-import zipfile
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,17 +59,26 @@ from typing import Literal
 
 from package_storage.errors import (
     AuthenticationError,
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     PackageError,
     PolicyError,
     SignatureError,
     StorageError,
+    UnsafePackageError,
     ValidationError,
 )
+from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.manifest import read_package
 from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.safety import (
+    CheckedZip,
+    check_folder,
+    check_input_file,
+    check_tree_identity,
+)
 from package_storage.packages.trees import FolderTree, ZipTree
 from package_storage.packages.validation import Problem, validate, validate_for_publish
 from package_storage.packages.versions import sort_key_for
@@ -75,7 +88,7 @@ from package_storage.store.keyring import (
     sign_artifact,
     verify_artifact,
 )
-from package_storage.store.stages import StageGraph
+from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
     ArtifactRecord,
     BlobStore,
@@ -115,12 +128,16 @@ CRASH_POINTS: tuple[str, ...] = (
 
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
+_STAGE_ACTIONS = ("stage_add", "stage_freeze", "stage_unfreeze")
+
 IMPORT_ACTION = "import"
 """The event action of an imported version (``[production] Import apache-1.2.3``)."""
 
-ValidationLevel = Literal["load", "publish"]
+ValidationLevel = Literal["none", "load", "publish"]
 """``load``: the rules the registry applies when it serves a package folder (spec §7.4);
-``publish``: the stricter publish-time rules."""
+``publish``: the stricter publish-time rules; ``none``: no package rule at all (historic content
+imported as it was; only reading the manifest and the archive checks apply), recorded in the
+import's events."""
 
 
 def crash_point(point: str) -> None:
@@ -254,6 +271,23 @@ class ImportItem:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryStep:
+    """The state change of one git commit in one stage (:meth:`StoreService.record_history`):
+    the versions it adds or changes (``put``, blobs already written or carried) and removes,
+    with the commit's id, time, author and subject; ``detail`` goes into every event."""
+
+    stage: str
+    commit: str
+    time: datetime
+    author: str
+    subject: str
+    put: tuple[ImportItem, ...] = ()
+    remove: tuple[tuple[str, str], ...] = ()
+    detail: JSONObject = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ItemResult:
     item: ImportItem
     status: Literal["imported", "overwritten", "signature_added", "unchanged", "refused"]
@@ -335,7 +369,8 @@ class StoreService:
         path = Path(path)
         if path.is_dir():
             return self.prepare_folder(path)
-        if path.is_file():
+        if os.path.lexists(path):
+            check_input_file(path, str(path))  # the gate: FIFOs, devices, sockets, size
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -349,23 +384,37 @@ class StoreService:
                     raise PackageError(
                         f"cannot read signature: {exc.strerror}", path=str(sig_path)
                     ) from None
-            return self.prepare_zip(data, location=str(path), signature=signature)
+            return self.prepare_zip(
+                data, location=str(path), signature=signature, zip_file=path.name
+            )
         raise NotFoundError(f"{path} does not exist: give a package folder or a zip")
 
     def prepare_folder(self, path: Path) -> PreparedPackage:
+        check_folder(path, str(path))  # the gate, before any file is opened
         tree = FolderTree(path)
+        real = path.resolve()
+        check_tree_identity(tree, str(path), folder=real.name, parent=real.parent.name)
         pkg = validated_package(tree, str(path), version_dir=path.name)
         version = str(pkg.version)
         data = build_zip(tree, pkg.name, version)
+        safety.check_artifact_size(len(data), str(path))
         return PreparedPackage(
             pkg.name, version, data, None, artifact_summary(pkg, "folder"), str(path)
         )
 
     def prepare_zip(
-        self, data: bytes, *, location: str, signature: bytes | None = None
+        self,
+        data: bytes,
+        *,
+        location: str,
+        signature: bytes | None = None,
+        zip_file: str | None = None,
     ) -> PreparedPackage:
-        check_zip(data, location)
+        """Check (the archive-safety gate), read and validate a zip; ``zip_file`` is its file
+        name when it came from a file (``NAME-VERSION.zip`` must name what it holds)."""
+        checked = check_zip(data, location)
         tree = ZipTree.from_bytes(data, location)
+        check_tree_identity(tree, location, zip_file=zip_file, root_dir=checked.root)
         pkg = validated_package(tree, location, version_dir=None)
         if signature is not None and not signature.strip():
             raise PackageError("signature file is empty", path=f"{location}.sig")
@@ -651,6 +700,104 @@ class StoreService:
             revisions = _cascade(tx, graph, touched)
         return BatchResult(tuple(results), revisions, stopped)
 
+    # --- history import --------------------------------------------------------------------
+
+    def record_history(self, steps: Sequence[HistoryStep]) -> list[tuple[Revision, ...]]:
+        """Record the states of git commits (``import-git --history``) in ONE transaction, one
+        change sequence per step, oldest first: per step its versions put (blobs written
+        before, as for :meth:`import_batch`) and removed, one ``import``/``remove`` event per
+        version and one ``commit`` event, all at the commit's time with its author as the
+        actor, and a new revision of every distribution that sees the step's stage, recording
+        the commit id (``dist@<commit>``). The stage's rules are not applied: a step is what
+        git held (the recorded bypass of import); a frozen stage refuses. Returns the
+        revisions of each step."""
+        for step in steps:
+            for item in step.put:
+                self._put_blob(item.data)
+                self._put_blob(item.signature)
+        made: list[tuple[Revision, ...]] = []
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            for i, step in enumerate(steps):
+                if i:
+                    tx.advance()
+                check_import(graph, step.stage)
+                self._record_step(tx, step)
+                made.append(
+                    tuple(
+                        tx.new_revision(d, commit=step.commit)
+                        for d in graph.affected_distributions(step.stage)
+                    )
+                )
+        return made
+
+    def _record_step(self, tx: Transaction, step: HistoryStep) -> None:
+        stage, actor, when = step.stage, step.author or self.actor, step.time
+        reason = step.reason.strip() or None
+        base: JSONObject = {"commit": step.commit, "history": True, **step.detail}
+        for item in step.put:
+            for blob, data in ((item.digest, item.data), (item.signature_digest, item.signature)):
+                self._ensure_blob(
+                    blob,
+                    data,
+                    f"blob {blob} of {item.name} {item.version} vanished before it was recorded"
+                    " (fsck --repair at the same time?): run the import again",
+                )
+            tx.add_artifact(
+                ArtifactRecord(
+                    digest=item.digest,
+                    size=item.size,
+                    name=item.name,
+                    version=item.version,
+                    signature_digest=item.signature_digest,
+                    manifest=item.summary,
+                )
+            )
+            previous = tx.put_entry(stage, item.name, item.version, item.digest, actor=actor)
+            if previous is not None and previous.artifact == item.digest:
+                continue
+            detail: JSONObject = {"digest": item.digest, "size": item.size, **item.detail, **base}
+            if previous is not None:
+                detail["previous"] = previous.artifact
+            tx.record_event(
+                IMPORT_ACTION,
+                actor=actor,
+                stage=stage,
+                name=item.name,
+                version=item.version,
+                detail=detail,
+                time=when,
+                reason=reason,
+            )
+        for name, version in step.remove:
+            entry = tx.get_entry(stage, name, version)
+            if entry is None:
+                continue
+            tx.delete_entry(stage, name, version)
+            tx.record_event(
+                "remove",
+                actor=actor,
+                stage=stage,
+                name=name,
+                version=version,
+                detail={"digest": entry.artifact, **base},
+                time=when,
+                reason=reason,
+            )
+        tx.record_event(
+            "commit",
+            actor=actor,
+            stage=stage,
+            detail={
+                **base,
+                "subject": step.subject,
+                "put": len(step.put),
+                "removed": len(step.remove),
+            },
+            time=when,
+            reason=reason,
+        )
+
     # --- promote / remove ------------------------------------------------------------------
 
     def promote(
@@ -732,6 +879,43 @@ class StoreService:
             crash_point("remove:before-commit")
         return ChangeResult(True, event, revisions, f"removed {name} {version} from {stage}")
 
+    # --- yank ------------------------------------------------------------------------------
+
+    def yank(
+        self, name: str, version: str, *, stage: str, reason: str, yanked: bool = True
+    ) -> ChangeResult:
+        """Yank (``yanked=False``: unyank) ``name version`` in ``stage``: for a bad release in a
+        stage that never removes. A yanked version stays in the stage and in every revision,
+        downloadable and viewable by its exact version, but is left out of /search and
+        /categories (and so of a client's latest-version choice). ``reason`` is required;
+        a frozen stage refuses. New revisions of every distribution that sees the stage (the
+        revision digest covers artifacts, so it does not change)."""
+        verb = "yank" if yanked else "unyank"
+        _require_reason(reason, f"{verb} {name} {version}")
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            if graph.stage(stage).policy.frozen:
+                raise PolicyError(f"stage {stage} is frozen: it never changes: cannot {verb}")
+            entry = tx.get_entry(stage, name, version)
+            if entry is None:
+                raise NotFoundError(_not_in_stage(tx, stage, name, version))
+            if entry.yanked == yanked:
+                state = "yanked" if yanked else "not yanked"
+                return ChangeResult(
+                    False, None, (), f"{name} {version} in {stage} is already {state}"
+                )
+            tx.set_yanked(stage, name, version, yanked)
+            event = self._version_event(
+                tx, verb, stage, name, version, reason=reason, detail={"digest": entry.artifact}
+            )
+            revisions = _cascade(tx, graph, (stage,))
+        what = (
+            "hidden from search and categories, still downloadable by its version"
+            if yanked
+            else "listed again"
+        )
+        return ChangeResult(True, event, revisions, f"{verb}ed {name} {version} in {stage}: {what}")
+
     # --- tags and rollback -----------------------------------------------------------------
 
     def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
@@ -739,7 +923,8 @@ class StoreService:
         exists (tags never move, even to the same revision)."""
         check_tag_name(tag)
         with self.catalog.transaction() as tx:
-            tx.stages().stage(distribution)
+            if tx.stages().stage(distribution).policy.frozen:
+                raise PolicyError(f"stage {distribution} is frozen: it cannot be tagged")
             if revision is None:
                 current = tx.current_revision(distribution)
                 if current is None:
@@ -763,75 +948,198 @@ class StoreService:
         number, _ = _resolve(self.catalog, distribution, revision_or_tag)
         return self.catalog.revision(distribution, number)
 
-    def rollback(self, distribution: str, revision_or_tag: str | int) -> ChangeResult:
+    def rollback_plan(self, distribution: str, revision_or_tag: str | int) -> RollbackPlan:
+        """What :meth:`rollback` would do, without changing anything (``--dry-run``)."""
+        graph = self.catalog.stages()
+        return plan_rollback(self.catalog, graph, distribution, revision_or_tag)
+
+    def rollback(
+        self, distribution: str, revision_or_tag: str | int, *, reason: str = ""
+    ) -> ChangeResult:
         """Point ``distribution`` back at an old revision and restore its stage's entries (see
-        the module docstring)."""
+        the module docstring): a version taken out that arrived by promotion goes back to the
+        stage it was promoted from; one event per version moved, plus the rollback's."""
         with self.catalog.transaction() as tx:
             graph = tx.stages()
-            stage = graph.stage(distribution)
-            if stage.policy.frozen:
-                raise PolicyError(f"stage {distribution} is frozen: it is never rolled back")
-            number, tag = _resolve(tx, distribution, revision_or_tag)
-            previous = tx.distributions().get(distribution)
-            target: dict[tuple[str, str], str] = {}
-            shadowed: set[tuple[str, str]] = set()
-            for e in tx.revision_entries(distribution, number):
-                if e.stage == distribution:
-                    target[(e.name, e.version)] = e.artifact
-                else:
-                    shadowed.add((e.name, e.version))
-            current = {(e.name, e.version): e.artifact for e in tx.entries(distribution)}
-            removed: list[JSONObject] = []
-            restored: list[JSONObject] = []
-            for (name, version), artifact in sorted(current.items()):
-                if (name, version) in target or (name, version) in shadowed:
-                    continue
-                tx.delete_entry(distribution, name, version)
-                removed.append({"name": name, "version": version, "digest": artifact})
-            for (name, version), artifact in sorted(target.items()):
-                now = current.get((name, version))
-                if now == artifact:
-                    continue
-                tx.put_entry(distribution, name, version, artifact, actor=self.actor)
-                item: JSONObject = {"name": name, "version": version, "digest": artifact}
-                if now is not None:
-                    item["replaced"] = now
-                restored.append(item)
-            changed_entries = bool(removed or restored)
-            if previous == number and not changed_entries:
+            plan = plan_rollback(tx, graph, distribution, revision_or_tag)
+            number, tag = plan.revision, plan.tag
+            if plan.previous == number and not plan.moves:
                 return ChangeResult(
                     False,
                     None,
                     (),
                     f"distribution {distribution} is already at revision {number}: nothing to do",
                 )
+            base: JSONObject = {"revision": number, "tag": tag, "rollback_of": distribution}
+            changed_stages: set[str] = set()
+            for move in plan.moves:
+                self._apply_move(tx, distribution, move, base, reason)
+                changed_stages.add(distribution)
+                if move.stage is not None and move.action in ("return", "take_back"):
+                    changed_stages.add(move.stage)
+            removed = [m.as_json() for m in plan.moves if m.action in ("remove", "return")]
+            restored = [m.as_json() for m in plan.moves if m.action in ("restore", "take_back")]
             rev = tx.set_current(distribution, number)
             event = tx.record_event(
                 "rollback",
                 actor=self.actor,
                 stage=distribution,
+                reason=reason.strip() or None,
                 detail={
                     "revision": number,
                     "tag": tag,
-                    "previous_revision": previous,
+                    "previous_revision": plan.previous,
                     "removed": removed,
                     "restored": restored,
                 },
             )
-            others: tuple[Revision, ...] = ()
-            if changed_entries:
-                others = tuple(
-                    tx.new_revision(d)
-                    for d in graph.affected_distributions(distribution)
-                    if d != distribution
-                )
+            affected: set[str] = set()
+            for stage in changed_stages:
+                affected.update(graph.affected_distributions(stage))
+            affected.discard(distribution)
+            others = tuple(tx.new_revision(d) for d in graph.distributions() if d in affected)
             crash_point("rollback:before-commit")
         what = f"revision {number}" + (f" (tag {tag})" if tag else "")
+        returned = sum(1 for m in plan.moves if m.action == "return")
         message = (
-            f"rolled {distribution} back to {what}: removed {len(removed)},"
-            f" restored {len(restored)} version(s)"
+            f"rolled {distribution} back to {what}: removed {len(removed)}"
+            + (f" ({returned} returned to the stage they were promoted from)" if returned else "")
+            + f", restored {len(restored)} version(s)"
         )
         return ChangeResult(True, event, (rev, *others), message)
+
+    def _apply_move(
+        self,
+        tx: Transaction,
+        distribution: str,
+        move: RollbackMove,
+        base: JSONObject,
+        reason: str,
+    ) -> None:
+        """Carry out one planned rollback move and record its per-version event."""
+        name, version, digest = move.name, move.version, move.digest
+        detail: JSONObject = {**base, "digest": digest}
+        if move.action in ("remove", "return"):
+            tx.delete_entry(distribution, name, version)
+            if move.action == "return" and move.stage is not None:
+                tx.put_entry(move.stage, name, version, digest, actor=self.actor)
+                detail["returned_to"] = move.stage
+                self._version_event(
+                    tx,
+                    "rollback_return",
+                    move.stage,
+                    name,
+                    version,
+                    reason=reason,
+                    detail={**base, "digest": digest, "from": distribution},
+                )
+            elif move.stage is not None:
+                detail["kept_in"] = move.stage
+            self._version_event(
+                tx, "rollback_remove", distribution, name, version, reason=reason, detail=detail
+            )
+            return
+        tx.put_entry(distribution, name, version, digest, actor=self.actor)
+        if move.replaced is not None:
+            detail["replaced"] = move.replaced
+        if move.action == "take_back" and move.stage is not None:
+            tx.delete_entry(move.stage, name, version)
+            detail["taken_from"] = move.stage
+            self._version_event(
+                tx,
+                "rollback_take",
+                move.stage,
+                name,
+                version,
+                reason=reason,
+                detail={**base, "digest": digest, "to": distribution},
+            )
+        self._version_event(
+            tx, "rollback_restore", distribution, name, version, reason=reason, detail=detail
+        )
+
+    # --- stage configuration ---------------------------------------------------------------
+
+    def configure_stages(self, graph: StageGraph, *, reason: str = "") -> ChangeResult:
+        """Replace the whole stage configuration (``init --stages FILE``): only while the store
+        holds no package version and no revision (ConflictError otherwise: change a store in
+        use with :meth:`add_stage`, :meth:`freeze_stage`). The same configuration again is a
+        no-op."""
+        with self.catalog.transaction() as tx:
+            current = tx.stages()
+            if current == graph:
+                return ChangeResult(False, None, (), "the store has this stage configuration")
+            used = [n for n in current.names if tx.entries(n)] + list(tx.distributions())
+            if used:
+                raise ConflictError(
+                    f"the store already holds packages or revisions ({used[0]}): its stages"
+                    " cannot be replaced; use `package-storage stages add|freeze|unfreeze`"
+                )
+            tx.set_stages(graph)
+            event = tx.record_event(
+                "stages_configure",
+                actor=self.actor,
+                reason=reason.strip() or None,
+                detail={"stages": graph.as_config(), "previous": current.as_config()},
+            )
+        return ChangeResult(
+            True, event, (), f"configured stages: {', '.join(reversed(graph.names))}"
+        )
+
+    def add_stage(self, stage: Stage, *, reason: str) -> ChangeResult:
+        """Add a stage to the configuration (recorded with ``reason``, which is required).
+        ConflictError when a stage of that name exists; ConfigError when the new graph breaks
+        a rule (unknown stages in ``sees``, ranks, a reserved name, ...)."""
+        _require_reason(reason, f"adding stage {stage.name}")
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            if stage.name in graph:
+                raise ConflictError(f"stage {stage.name} exists already")
+            new = graph.with_stage(stage)
+            tx.set_stages(new)
+            event = tx.record_event(
+                "stage_add",
+                actor=self.actor,
+                stage=stage.name,
+                reason=reason.strip(),
+                detail={"stage": stage.as_config()},
+            )
+        return ChangeResult(True, event, (), f"added stage {stage.name}")
+
+    def freeze_stage(self, name: str, *, reason: str, frozen: bool = True) -> ChangeResult:
+        """Freeze (``frozen=False``: unfreeze) a stage, recorded with ``reason`` (required).
+        A frozen stage is served but refuses every change (publish, import, promotion in or
+        out, removal, overwrite, rollback, tag, yank) until it is unfrozen."""
+        verb = "freeze" if frozen else "unfreeze"
+        _require_reason(reason, f"{verb} stage {name}")
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            if graph.stage(name).policy.frozen == frozen:
+                state = "frozen" if frozen else "not frozen"
+                return ChangeResult(False, None, (), f"stage {name} is already {state}")
+            tx.set_stages(graph.with_frozen(name, frozen))
+            event = tx.record_event(
+                f"stage_{verb}", actor=self.actor, stage=name, reason=reason.strip()
+            )
+        state = "now frozen: it is served but never changes" if frozen else "no longer frozen"
+        return ChangeResult(True, event, (), f"stage {name} is {state}")
+
+    def stage_events(self, name: str | None = None) -> list[Event]:
+        """The events that changed the stage configuration (of one stage, or all)."""
+        if name is not None:
+            self.catalog.stages().stage(name)
+        found = [
+            e
+            for action in _STAGE_ACTIONS
+            for e in self.catalog.events(EventFilter(action=action, stage=name))
+        ]
+        if name is not None:
+            found += [
+                e
+                for e in self.catalog.events(EventFilter(action="stages_configure"))
+                if any(st.get("name") == name for st in e.detail.get("stages", []))
+            ]
+        return sorted(found, key=lambda e: e.id)
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -1132,9 +1440,36 @@ def _resolve(
         if text.isdigit():
             number, tag = int(text), None
         else:
-            number, tag = reader.tag(distribution, text).revision, text
+            try:
+                number, tag = reader.tag(distribution, text).revision, text
+            except NotFoundError:
+                found = commit_revision(reader, distribution, text)
+                if found is None:
+                    raise
+                number, tag = found, None
     reader.revision(distribution, number)  # NotFoundError when absent
     return int(number), tag
+
+
+COMMIT_RE = re.compile(r"[0-9a-f]{7,40}")
+"""A git commit id or an abbreviation of it, as ``dist@<commit>`` names a revision."""
+
+
+def commit_revision(reader: CatalogReader, distribution: str, ref: str) -> int | None:
+    """The revision of ``distribution`` made from the git commit ``ref`` (7-40 lowercase hex
+    digits, a prefix of the id), the newest one when several revisions record that commit;
+    None when there is none or ``ref`` is no commit id. InvalidInputError when the prefix
+    names several commits."""
+    if not COMMIT_RE.fullmatch(ref):
+        return None
+    found = reader.revisions_by_commit(distribution, ref)
+    commits = {r.commit for r in found}
+    if len(commits) > 1:
+        raise InvalidInputError(
+            f"{distribution}@{ref} is ambiguous: it abbreviates {len(commits)} commits"
+            " (give more hex digits)"
+        )
+    return found[-1].number if found else None
 
 
 def validated_package(
@@ -1146,6 +1481,8 @@ def validated_package(
     vanished or cannot be read (``location`` names the package in both).
     """
     try:
+        if level == "none":
+            return read_package(tree, validate=False, version_dir=None)
         if level == "publish":
             problems = validate_for_publish(tree, version_dir=version_dir)
         else:
@@ -1153,29 +1490,17 @@ def validated_package(
         if problems:
             raise PublishValidationError(location, problems)
         return read_package(tree, validate=False, version_dir=version_dir)
+    except UnsafePackageError as exc:  # a YAML limit met while validating
+        raise exc.within(location) from None
     except NotFoundError as exc:  # a listed file vanished or cannot be read
         raise PackageError(str(exc), path=location) from None
 
 
-def check_zip(data: bytes, location: str) -> None:
-    """Refuse a zip whose archive or any member is damaged (CRC, truncation, encryption):
-    PackageError naming ``location``. Reads every member; stores nothing."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            bad = archive.testzip()
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        ValueError,
-        OSError,
-        EOFError,
-        RuntimeError,
-        NotImplementedError,
-        zlib.error,
-    ) as exc:
-        raise PackageError(f"broken zip archive: {exc}", path=location) from None
-    if bad is not None:
-        raise PackageError(f"broken zip archive: entry {bad!r} fails its CRC check", path=location)
+def check_zip(data: bytes, location: str) -> CheckedZip:
+    """The archive-safety gate on a package zip (``packages/safety.py``): UnsafePackageError
+    naming ``location``, the entry and the rule; reads every member through a bounded buffer
+    (sizes, CRC); stores nothing."""
+    return safety.check_zip(data, location)
 
 
 def artifact_summary(pkg: Package, source: str) -> JSONObject:
@@ -1193,6 +1518,11 @@ def artifact_summary(pkg: Package, source: str) -> JSONObject:
         "categories": list(pkg.categories),
         "source": source,
     }
+
+
+def _require_reason(reason: str, what: str) -> None:
+    if not reason.strip():
+        raise PolicyError(f"{what} needs a reason (--reason TEXT): it is recorded in the history")
 
 
 def _default_publish_stage(graph: StageGraph) -> str:
@@ -1259,6 +1589,144 @@ def _cascade(tx: Transaction, graph: StageGraph, stages: Iterable[str]) -> tuple
     return tuple(tx.new_revision(d) for d in graph.distributions() if d in affected)
 
 
+# --- rollback planning -----------------------------------------------------------------------
+
+RollbackAction = Literal["remove", "return", "restore", "take_back"]
+
+_PUT_ACTIONS = frozenset({"publish", "overwrite", "promote", IMPORT_ACTION, "rollback_restore"})
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackMove:
+    """One version a rollback moves.
+
+    ``remove``: taken out of the distribution's stage (``stage``, when set, already holds it
+    and keeps its own copy); ``return``: taken out and put back into ``stage``, the stage it
+    was promoted from; ``restore``: put back into the distribution's stage (``replaced``: the
+    artifact it replaces); ``take_back``: restored from ``stage``, where an earlier rollback
+    had returned it.
+    """
+
+    action: RollbackAction
+    name: str
+    version: str
+    digest: str
+    stage: str | None = None
+    replaced: str | None = None
+
+    def as_json(self) -> JSONObject:
+        item: JSONObject = {"name": self.name, "version": self.version, "digest": self.digest}
+        if self.action == "return":
+            item["returned_to"] = self.stage
+        elif self.action == "remove" and self.stage is not None:
+            item["kept_in"] = self.stage
+        elif self.action == "take_back":
+            item["taken_from"] = self.stage
+        if self.replaced is not None:
+            item["replaced"] = self.replaced
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackPlan:
+    """What a rollback of ``distribution`` to ``revision`` does (see :meth:`StoreService.rollback`)."""
+
+    distribution: str
+    revision: int
+    tag: str | None
+    previous: int | None
+    moves: tuple[RollbackMove, ...]
+
+
+def _arrival(reader: CatalogReader, stage: str, name: str, version: str) -> Event | None:
+    """The event that put the live ``name version`` into ``stage`` (a rollback's return does
+    not count: the version's earlier arrival decides where it goes back to)."""
+    for event in reader.events(
+        EventFilter(stage=stage, name=name, version=version, newest_first=True)
+    ):
+        if event.action in _PUT_ACTIONS:
+            return event
+    return None
+
+
+def _returned_to(
+    reader: CatalogReader, distribution: str, name: str, version: str, digest: str
+) -> str | None:
+    """The stage an earlier rollback of ``distribution`` returned ``name version`` to, when it
+    still holds that artifact there (a later restore then takes it back from there)."""
+    for event in reader.events(
+        EventFilter(stage=distribution, name=name, version=version, newest_first=True)
+    ):
+        if event.action == "rollback_remove":
+            stage = event.detail.get("returned_to")
+            if isinstance(stage, str) and event.detail.get("digest") == digest:
+                held = reader.get_entry(stage, name, version)
+                if held is not None and held.artifact == digest:
+                    return stage
+            return None
+        if event.action in _PUT_ACTIONS:
+            return None
+    return None
+
+
+def plan_rollback(
+    reader: CatalogReader, graph: StageGraph, distribution: str, revision_or_tag: str | int
+) -> RollbackPlan:
+    """The moves of a rollback (pure reads): versions added to the distribution's stage since
+    the revision are taken out, those that arrived by promotion go back to the stage they were
+    promoted from (unless it holds the version already); versions removed or overwritten
+    since are put back. PolicyError when a stage that would change is frozen."""
+    stage = graph.stage(distribution)
+    if stage.policy.frozen:
+        raise PolicyError(f"stage {distribution} is frozen: it is never rolled back")
+    number, tag = _resolve(reader, distribution, revision_or_tag)
+    previous = reader.distributions().get(distribution)
+    target: dict[tuple[str, str], str] = {}
+    shadowed: set[tuple[str, str]] = set()
+    for e in reader.revision_entries(distribution, number):
+        if e.stage == distribution:
+            target[(e.name, e.version)] = e.artifact
+        else:
+            shadowed.add((e.name, e.version))
+    current = {(e.name, e.version): e.artifact for e in reader.entries(distribution)}
+    moves: list[RollbackMove] = []
+    for (name, version), artifact in sorted(current.items()):
+        if (name, version) in target or (name, version) in shadowed:
+            continue
+        arrival = _arrival(reader, distribution, name, version)
+        source = arrival.detail.get("from") if arrival is not None else None
+        if arrival is None or arrival.action != "promote" or not isinstance(source, str):
+            moves.append(RollbackMove("remove", name, version, artifact))
+            continue
+        if source not in graph:
+            moves.append(RollbackMove("remove", name, version, artifact))
+            continue
+        if graph.stage(source).policy.frozen:
+            raise PolicyError(
+                f"stage {source} is frozen: the rollback of {distribution} would return"
+                f" {name} {version} to it"
+            )
+        held = reader.get_entry(source, name, version)
+        if held is not None and held.artifact != artifact:
+            raise PolicyError(
+                f"the rollback of {distribution} would lose {name} {version}: {source}, where"
+                " it was promoted from, holds other bytes for that version; remove them from"
+                f" {source} first"
+            )
+        if held is not None:
+            moves.append(RollbackMove("remove", name, version, artifact, stage=source))
+        else:
+            moves.append(RollbackMove("return", name, version, artifact, stage=source))
+    for (name, version), artifact in sorted(target.items()):
+        now = current.get((name, version))
+        if now == artifact:
+            continue
+        back = _returned_to(reader, distribution, name, version, artifact)
+        action: RollbackAction = "take_back" if back is not None else "restore"
+        moves.append(RollbackMove(action, name, version, artifact, stage=back, replaced=now))
+    return RollbackPlan(distribution, number, tag, previous, tuple(moves))
+
+
 def event_title(event: Event) -> str:
     """``[staging] Promote apache-1.2.3 from snapshot`` and the like."""
     d = event.detail
@@ -1276,6 +1744,17 @@ def event_title(event: Event) -> str:
         return f"{prefix}Promote {pkg}{src}{forced}"
     if action == "remove":
         return f"{prefix}Remove {pkg}{forced}"
+    if action in ("yank", "unyank"):
+        return f"{prefix}{action.capitalize()} {pkg}"
+    if action == "commit":
+        return f"{prefix}{d.get('subject', '')}".rstrip()
+    if action == "stage_add":
+        return f"{prefix}Add stage {event.stage}"
+    if action in ("stage_freeze", "stage_unfreeze"):
+        return f"{prefix}{action[6:].capitalize()} stage {event.stage}"
+    if action == "stages_configure":
+        names = ", ".join(str(st.get("name")) for st in d.get("stages", []))
+        return f"Configure stages: {names}"
     if action == "tag":
         return f"{prefix}Tag {d.get('tag')} -> revision {d.get('revision')}"
     if action == "rollback":
@@ -1285,6 +1764,23 @@ def event_title(event: Event) -> str:
         verb = "Create" if action == "token_create" else "Revoke"
         scopes = f" ({', '.join(d['scopes'])})" if d.get("scopes") else ""
         return f"{verb} token {d.get('token')}{scopes}"
+    of = f"the rollback of {d.get('rollback_of')}"
+    if action == "rollback_remove":
+        where = (
+            f": returned to {d['returned_to']}"
+            if d.get("returned_to")
+            else f": {d['kept_in']} keeps its copy"
+            if d.get("kept_in")
+            else ""
+        )
+        return f"{prefix}Rollback takes out {pkg}{where}"
+    if action == "rollback_return":
+        return f"{prefix}Return {pkg} from {d.get('from')} ({of})"
+    if action == "rollback_restore":
+        src = f" from {d['taken_from']}" if d.get("taken_from") else ""
+        return f"{prefix}Rollback restores {pkg}{src}"
+    if action == "rollback_take":
+        return f"{prefix}Take back {pkg} to {d.get('to')} ({of})"
     words = action.replace("_", " ").capitalize()
     return f"{prefix}{words} {pkg}".rstrip()
 
@@ -1296,11 +1792,14 @@ __all__: Sequence[str] = (
     "BatchResult",
     "ChangeResult",
     "FsckReport",
+    "HistoryStep",
     "ImportItem",
     "ItemResult",
     "PackageLocation",
     "PreparedPackage",
     "PublishValidationError",
+    "RollbackMove",
+    "RollbackPlan",
     "SignatureCheck",
     "StageDiff",
     "StoreService",
@@ -1310,7 +1809,9 @@ __all__: Sequence[str] = (
     "check_overwrite_rule",
     "check_tag_name",
     "check_zip",
+    "commit_revision",
     "crash_point",
     "event_title",
+    "plan_rollback",
     "validated_package",
 )

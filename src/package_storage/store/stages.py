@@ -64,10 +64,11 @@ class Stage:
     sees: tuple[str, ...] = ()
     promotes_to: str | None = None
     rank: int = 0
+    publish: bool | None = None  # None: derived (not frozen, no stage promotes to it)
 
     def as_config(self) -> dict[str, Any]:
         """A JSON/YAML-friendly mapping (inverse of :func:`stage_from_config`)."""
-        return {
+        config: dict[str, Any] = {
             "name": self.name,
             "rank": self.rank,
             "overwrite": self.policy.overwrite,
@@ -76,6 +77,9 @@ class Stage:
             "sees": list(self.sees),
             "promotes_to": self.promotes_to,
         }
+        if self.publish is not None:
+            config["publish"] = self.publish
+        return config
 
 
 def stage_from_config(data: Mapping[str, Any]) -> Stage:
@@ -83,7 +87,7 @@ def stage_from_config(data: Mapping[str, Any]) -> Stage:
 
     Unknown keys and wrong types raise :class:`ConfigError` naming the stage and the key.
     """
-    known = {"name", "rank", "overwrite", "remove", "frozen", "sees", "promotes_to"}
+    known = {"name", "rank", "overwrite", "remove", "frozen", "sees", "promotes_to", "publish"}
     name = data.get("name")
     if not isinstance(name, str):
         raise ConfigError(f"stage configuration {dict(data)!r} needs a string 'name'")
@@ -102,12 +106,102 @@ def stage_from_config(data: Mapping[str, Any]) -> Stage:
     promotes_to = data.get("promotes_to")
     if promotes_to is not None and not isinstance(promotes_to, str):
         raise ConfigError(f"stage {name}: promotes_to must be a stage name, got {promotes_to!r}")
-    policy = StagePolicy(
-        overwrite=cast(Rule, data.get("overwrite", "always")),
-        remove=cast(Rule, data.get("remove", "always")),
-        frozen=cast(bool, data.get("frozen", False)),
+    publish = data.get("publish")
+    if publish is not None and not isinstance(publish, bool):
+        raise ConfigError(f"stage {name}: publish must be true or false, got {publish!r}")
+    try:
+        policy = StagePolicy(
+            overwrite=parse_rule(data.get("overwrite", "always"), "overwrite"),
+            remove=parse_rule(data.get("remove", "always"), "remove"),
+            frozen=cast(bool, data.get("frozen", False)),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"stage {name}: {exc}") from None
+    return Stage(
+        name=name, policy=policy, sees=sees_t, promotes_to=promotes_to, rank=rank, publish=publish
     )
-    return Stage(name=name, policy=policy, sees=sees_t, promotes_to=promotes_to, rank=rank)
+
+
+RULE_WORDS: dict[Rule, str] = {"always": "yes", "force": "force", "never": "never"}
+"""How a rule is written in a stage configuration file: ``yes``, ``force`` or ``never``."""
+
+
+def parse_rule(value: object, what: str = "rule") -> Rule:
+    """A rule as written in a configuration: ``yes`` (or ``always``, or YAML's true),
+    ``force``, ``never`` (or false). ConfigError otherwise."""
+    if value is True or value == "yes":
+        return "always"
+    if value is False:
+        return "never"
+    for rule in RULES:
+        if value == rule:
+            return rule
+    raise ConfigError(f"{what}={value!r} is not one of yes, force, never")
+
+
+def stages_from_file_config(data: object, *, path: str) -> StageGraph:
+    """The stage graph of a stage configuration file (``init --stages FILE``), parsed YAML.
+
+    The file holds ``stages:``, a list of mappings: ``name``, ``sees`` (list), ``promotes_to``,
+    ``overwrite`` / ``remove`` (``yes|force|never``), ``publish`` (bool), ``frozen`` (bool) and
+    optionally ``rank``. Without ranks they are derived: a stage ranks above every stage that
+    sees it or promotes to it (see :func:`derive_ranks`). ConfigError naming ``path`` and the
+    rule otherwise.
+    """
+    items = data.get("stages") if isinstance(data, Mapping) else None
+    if isinstance(data, Mapping):
+        unknown = sorted(str(k) for k in data if k != "stages")
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)} (expected stages:)")
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{path}: expected `stages:` with a list of stages")
+    parsed: list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{path}: every stage must be a mapping, got {item!r}")
+        parsed.append(dict(item))
+    try:
+        if not all("rank" in item for item in parsed):
+            ranks = derive_ranks(parsed)
+            for item in parsed:
+                item.setdefault("rank", ranks.get(str(item.get("name")), 0))
+        return StageGraph.from_config(parsed)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def derive_ranks(items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Ranks for stages given without: 0 for a stage nothing sees or promotes to, else one
+    more than the highest rank of those that do (so every rule of :class:`StageGraph` about
+    ranks holds). ConfigError on a cycle."""
+    incoming: dict[str, set[str]] = {}
+    names = [str(item.get("name")) for item in items]
+    for item in items:
+        name = str(item.get("name"))
+        incoming.setdefault(name, set())
+        sees = item.get("sees") or []
+        targets = [*sees] if isinstance(sees, list) else []
+        if isinstance(item.get("promotes_to"), str):
+            targets.append(item["promotes_to"])
+        for other in targets:
+            incoming.setdefault(str(other), set()).add(name)
+    ranks: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def rank(name: str) -> int:
+        if name in ranks:
+            return ranks[name]
+        if name in visiting:
+            raise ConfigError(f"stage {name} is part of a sees/promotes_to cycle")
+        visiting.add(name)
+        value = max((rank(src) + 1 for src in incoming.get(name, ())), default=0)
+        visiting.discard(name)
+        ranks[name] = value
+        return value
+
+    for name in names:
+        rank(name)
+    return ranks
 
 
 RESERVED_STAGE_NAMES = frozenset(
@@ -211,11 +305,35 @@ class StageGraph:
             Stage(name, StagePolicy("never", "never", frozen=True), tuple(sees), None, rank)
         )
 
+    def with_legacy_stage(self, name: str) -> StageGraph:
+        """A new graph with a legacy stage (``production-7.9``, ``experimental``) that is not
+        frozen yet: it sees no other stage, ranks above every stage, never overwrites or
+        removes and takes no publish. An import fills it, then freezes it."""
+        rank = max(s.rank for s in self._by_name.values()) + 1
+        return self.with_stage(
+            Stage(name, StagePolicy("never", "never"), (), None, rank, publish=False)
+        )
+
+    def with_frozen(self, name: str, frozen: bool) -> StageGraph:
+        """A new graph with stage ``name`` frozen (or unfrozen); ConfigError when the graph
+        would break a rule (e.g. a stage promotes to it)."""
+        stage = self.stage(name)
+        policy = StagePolicy(stage.policy.overwrite, stage.policy.remove, frozen=frozen)
+        publish = stage.publish if not (frozen and stage.publish) else None
+        return self.with_stage(
+            Stage(stage.name, policy, stage.sees, stage.promotes_to, stage.rank, publish)
+        )
+
     # --- validation ------------------------------------------------------------------------
 
     def _validate(self) -> None:
         by_name = self._by_name
         for stage in by_name.values():
+            if stage.publish and stage.policy.frozen:
+                raise ConfigError(
+                    f"stage {stage.name} is frozen and publish: true: a frozen stage never"
+                    " accepts a publish"
+                )
             seen: set[str] = set()
             for other in stage.sees:
                 if other not in by_name:
@@ -345,14 +463,19 @@ class StageGraph:
         self.stage(stage)
         return tuple(n for n in self._order if n == stage or stage in self._by_name[n].sees)
 
+    def publishes(self, name: str) -> bool:
+        """Does ``name`` accept a publish? Never when frozen; else its ``publish`` setting,
+        or (not set) when no stage promotes to it."""
+        stage = self.stage(name)
+        if stage.policy.frozen:
+            return False
+        if stage.publish is not None:
+            return stage.publish
+        return all(s.promotes_to != name for s in self._by_name.values())
+
     def publish_stages(self) -> tuple[str, ...]:
-        """Stages that accept a publish: not frozen and not the target of a promotion."""
-        targets = {s.promotes_to for s in self._by_name.values()}
-        return tuple(
-            n
-            for n in reversed(self._order)
-            if n not in targets and not self._by_name[n].policy.frozen
-        )
+        """Stages that accept a publish (:meth:`publishes`), least stable first."""
+        return tuple(n for n in reversed(self._order) if self.publishes(n))
 
     def promotion_path(self, start: str) -> tuple[str, ...]:
         """``start`` and every stage it promotes to in turn, e.g. snapshot, staging, production."""
@@ -378,6 +501,13 @@ class StageGraph:
         """Refuse a publish into a frozen stage or a stage filled only by promotion."""
         st = self.stage(stage)
         self._require_not_frozen(st, "it cannot be published to")
+        if st.publish is True:
+            return
+        if st.publish is False:
+            raise PolicyError(
+                f"stage {stage} does not accept publishes (publish: false): publish to"
+                f" {', '.join(self.publish_stages()) or 'no stage'} instead"
+            )
         sources = sorted(s.name for s in self._by_name.values() if s.promotes_to == stage)
         if sources:
             raise PolicyError(

@@ -8,6 +8,7 @@ store imports::
     OUT/config.yml                           EPR config: package_paths [./packages]
     OUT/bundle.json                          what, when, from which revision, selection, counts
     OUT/README.txt                           how to verify, serve and import the bundle
+    OUT/public-key.asc                       the store's public signing key (when it has one)
     OUT/SHA256SUMS                           ``sha256sum -c`` format: every other file
 
 Selection, from the revision's entries:
@@ -25,6 +26,11 @@ Selection, from the revision's entries:
 ``serve --config OUT/config.yml`` works from any working directory and after the bundle was
 moved. The reference registry ignores that key (it ignores unknown keys) and resolves
 ``./packages`` against its working directory: run it from inside the bundle.
+
+``public-key.asc`` (its fingerprint is in ``bundle.json`` under ``public_key``) lets the importing
+site trust the exporting store: after comparing the fingerprint with the one announced by the
+exporting site, ``package-storage keys import OUT/public-key.asc --trusted``; ``import`` then
+verifies every signature of every later bundle (:mod:`package_storage.transfer.bundle`).
 
 Every file is written to a temporary name in its final folder and renamed into place, so a file
 of the bundle is either complete or absent. ``SHA256SUMS`` is written last (an interrupted
@@ -59,6 +65,7 @@ from package_storage.errors import (
     PackageStorageError,
     VersionError,
 )
+from package_storage.packages.signing import PublicKey
 from package_storage.packages.trees import ZipTree
 from package_storage.packages.versions import Constraint, Version
 from package_storage.packages.yamlutil import expand_dotted, load_yaml
@@ -85,6 +92,7 @@ PACKAGES_DIR = "packages"
 CONFIG_FILE = "config.yml"
 BUNDLE_FILE = "bundle.json"
 README_FILE = "README.txt"
+PUBLIC_KEY_FILE = "public-key.asc"
 SUMS_FILE = "SHA256SUMS"
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -446,8 +454,12 @@ def _readme_text(
         "or with the reference registry, from inside this folder:\n\n"
         f"    package-registry -config {CONFIG_FILE}{sig_flag}\n\n"
         f"{sig_note}\n"
-        "Import it into another store:\n\n"
-        "    package-storage import <this folder> --stage production\n"
+        "Import it into another store (the checksums, bundle.json and, when the store trusts\n"
+        "keys, every signature are verified first; any difference refuses the whole bundle):\n\n"
+        "    package-storage import <this folder> --stage production\n\n"
+        "To have the signatures verified, trust the exporting store's key once (after checking\n"
+        "its fingerprint, bundle.json public_key):\n\n"
+        f"    package-storage keys import <this folder>/{PUBLIC_KEY_FILE} --trusted\n"
     )
 
 
@@ -474,9 +486,11 @@ def export_bundle(
     link: bool = False,
     progress: ProgressCallback | None = None,
     now: datetime | None = None,
+    public_key: PublicKey | None = None,
 ) -> ExportReport:
     """Write the bundle of ``distribution_ref`` (``production``, ``production@8.12.0``,
     ``production@7``) to ``out``; see the module docstring for the layout and selection.
+    ``public_key``: the store's public signing key, written as ``public-key.asc``.
 
     Raises ``InvalidInputError`` for a bad reference, Kibana version or ``latest``,
     ``NotFoundError`` for an unknown distribution/tag/revision or a missing blob and
@@ -583,6 +597,11 @@ def export_bundle(
         },
         "packages": [v.as_json() for v in exported],
     }
+    if public_key is not None:
+        description["public_key"] = {
+            "file": PUBLIC_KEY_FILE,
+            "fingerprint": public_key.fingerprint,
+        }
     texts = {
         CONFIG_FILE: _config_text().encode(),
         BUNDLE_FILE: (json.dumps(description, indent=2, ensure_ascii=False) + "\n").encode(),
@@ -590,6 +609,11 @@ def export_bundle(
             revision, tag, kibana_version, len(exported), all_signed
         ).encode(),
     }
+    if public_key is not None:
+        texts[PUBLIC_KEY_FILE] = public_key.armored.encode()
+    elif force:
+        with contextlib.suppress(FileNotFoundError):
+            (out / PUBLIC_KEY_FILE).unlink()  # an earlier export's key is not this bundle's
     for name, data in texts.items():
         _atomic_write(out / name, data)
 

@@ -31,12 +31,17 @@ from package_storage.packages.model import SourceKind, TreeEntry
 from package_storage.packages.trees import clean_relative_path
 
 __all__ = [
+    "GitChange",
+    "GitCommit",
     "GitFile",
     "GitPackage",
     "GitReader",
     "MemoryTree",
+    "first_parent_log",
     "git_tree",
+    "is_ancestor",
     "list_packages",
+    "list_tags",
     "resolve_branch",
     "run_git",
 ]
@@ -183,6 +188,126 @@ def list_packages(repo: Path, commit: str, subdir: str = "packages") -> list[Git
         )
         for (name, version), tree in sorted(trees.items())
     ]
+
+
+# --- history --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GitChange:
+    """One line of ``git log --raw``: a path whose mode or object changed (``new`` is all
+    zeros for a deletion)."""
+
+    old_mode: str
+    new_mode: str
+    new: str
+    status: str
+    path: str
+
+    @property
+    def deleted(self) -> bool:
+        return self.status.startswith("D") or self.new_mode == "000000"
+
+    @property
+    def is_tree(self) -> bool:
+        return (self.old_mode if self.deleted else self.new_mode) == "040000"
+
+
+@dataclass(frozen=True, slots=True)
+class GitCommit:
+    """One first-parent commit: id, parents, committer time (Unix seconds), author, subject
+    and what changed against its first parent (every file and tree, recursively)."""
+
+    id: str
+    parents: tuple[str, ...]
+    time: int
+    author: str
+    subject: str
+    changes: tuple[GitChange, ...]
+
+
+_LOG_FORMAT = "%x01%H %ct %P%x00%an%x00%s%x00"
+
+
+def first_parent_log(repo: Path, commit: str) -> list[GitCommit]:
+    """Every first-parent commit leading to ``commit``, oldest first, with its raw changes
+    against the first parent (merges too), in ONE ``git log`` run."""
+    out = run_git(
+        repo,
+        "log",
+        "--first-parent",
+        "--reverse",
+        "--raw",
+        "-t",
+        "-r",
+        "--no-renames",
+        "--no-abbrev",
+        "-z",
+        "--diff-merges=first-parent",
+        f"--format={_LOG_FORMAT}",
+        commit,
+        "--",
+    )
+    commits: list[GitCommit] = []
+    for chunk in out.split(b"\x01"):
+        if not chunk:
+            continue
+        head, author, subject, rest = chunk.split(b"\0", 3)
+        fields = head.decode("ascii").split()
+        tokens = rest.lstrip(b"\0\n").split(b"\0")
+        changes: list[GitChange] = []
+        for i in range(0, len(tokens) - 1, 2):
+            meta = tokens[i].decode("ascii", "replace").lstrip(":").split()
+            if len(meta) < 5:
+                continue
+            changes.append(
+                GitChange(
+                    meta[0],
+                    meta[1],
+                    meta[3],
+                    meta[4],
+                    tokens[i + 1].decode("utf-8", "surrogateescape"),
+                )
+            )
+        commits.append(
+            GitCommit(
+                id=fields[0],
+                parents=tuple(fields[2:]),
+                time=int(fields[1]),
+                author=author.decode("utf-8", "replace"),
+                subject=subject.decode("utf-8", "replace"),
+                changes=tuple(changes),
+            )
+        )
+    return commits
+
+
+def list_tags(repo: Path) -> list[tuple[str, str]]:
+    """Every tag of the repository as (name, commit id it points to, annotated tags peeled),
+    sorted by name; tags of other objects than commits are left out."""
+    out = run_git(
+        repo,
+        "for-each-ref",
+        "refs/tags",
+        "--format=%(refname:strip=2)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)",
+    )
+    tags: list[tuple[str, str]] = []
+    for line in out.decode("utf-8", "replace").splitlines():
+        name, kind, obj, peeled_kind, peeled = line.split("\0")
+        if kind == "commit":
+            tags.append((name, obj))
+        elif kind == "tag" and peeled_kind == "commit":
+            tags.append((name, peeled))
+    return sorted(tags)
+
+
+def is_ancestor(repo: Path, ancestor: str, commit: str) -> bool:
+    """Is ``ancestor`` in the history of ``commit``?"""
+    try:
+        run_git(repo, "merge-base", "--is-ancestor", ancestor, commit)
+    except StorageError:
+        return False
+    return True
 
 
 # --- reading blobs ---------------------------------------------------------------------------

@@ -77,6 +77,7 @@ from package_storage.errors import (
     PackageStorageError,
     StorageError,
 )
+from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.model import Package
 from package_storage.packages.signing import PublicKey, SecretKey, sign_detached
@@ -96,6 +97,7 @@ from package_storage.store.service import (
 from package_storage.store.stages import StageGraph
 from package_storage.store.storage.base import ArtifactRecord, Catalog, JSONObject
 from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.transfer.bundle import check_bundle
 from package_storage.transfer.gitsource import (
     GitPackage,
     GitReader,
@@ -153,6 +155,7 @@ class ImportSource:
     signature_path: str | None = None  # the .sig beside a zip
     git: GitPackage | None = None
     branch: str | None = None
+    sha256: str | None = None  # a zip of a verified bundle: the digest it was verified with
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -165,16 +168,23 @@ def _zip_hint(filename: str) -> tuple[str, str]:
     return name, version
 
 
-def scan_folder(source: Path, stage: str) -> list[ImportSource]:
+def scan_folder(
+    source: Path, stage: str, *, keyring: StoreKeyring | None = None
+) -> list[ImportSource]:
     """The package versions of a folder (see the module docstring), sorted by name, version.
 
     A version folder without ``manifest.yml`` is listed too (its import is then rejected with
     that reason) so that nothing in the source is silently ignored. Hidden entries (``.git``)
     are. NotFoundError when ``source`` is not a folder or holds no package at all.
+
+    An export bundle is verified first (:func:`~package_storage.transfer.bundle.check_bundle`,
+    signatures too when ``keyring`` has trusted keys): BundleError refuses the whole bundle;
+    its zips are imported only with the digests they were verified with.
     """
     source = Path(source)
     if not source.is_dir():
         raise NotFoundError(f"{source} is not a folder: give a package-storage folder or bundle")
+    bundle = check_bundle(source, keyring)
     root = source
     if (source / "packages").is_dir() and not (source / "manifest.yml").is_file():
         root = source / "packages"
@@ -227,6 +237,8 @@ def scan_folder(source: Path, stage: str) -> list[ImportSource]:
             f"no packages in {source}: expected <name>/<version>/manifest.yml folders"
             " or <name>-<version>.zip files"
         )
+    if bundle is not None:
+        found = [dataclasses.replace(s, sha256=bundle.digest_of(s.location)) for s in found]
     return found
 
 
@@ -558,6 +570,7 @@ def _read_file(path: str, what: str, location: str) -> bytes:
 
 def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig) -> Outcome:
     assert source.path is not None
+    safety.check_input_file(Path(source.path), source.location)  # the gate: type, size
     data = _read_file(source.path, "zip", source.location)
     signature = None
     if source.signature_path is not None:
@@ -565,15 +578,18 @@ def _prepare_zip(source: ImportSource, known: Known | None, config: WorkerConfig
         if not signature.strip():
             raise PackageError("signature file is empty", path=source.signature_path)
     digest = hashlib.sha256(data).hexdigest()
+    if source.sha256 is not None and digest != source.sha256:
+        raise PackageError("changed since its bundle was verified", path=source.location)
     if (
         known is not None
         and known.digest == digest
         and _sig_ok(known, signature is not None, config)
     ):
         return Skipped(source, digest, 0)
-    check_zip(data, source.location)
+    checked = check_zip(data, source.location)
     tree = ZipTree.from_bytes(data, source.location)
     files = sum(1 for e in tree.entries() if not e.is_dir)
+    safety.check_tree_identity(tree, source.location, zip_file=source.path, root_dir=checked.root)
     pkg = validated_package(tree, source.location, version_dir=None, level=config.validation)
     return _finish(source, pkg, data, signature, "sha256:" + digest, files, known, config, "zip")
 
@@ -589,16 +605,30 @@ def _prepare_tree(
 ) -> Outcome:
     if known is not None and known.fingerprint == fingerprint and _sig_ok(known, False, config):
         return Skipped(source, known.digest, len(source.git.files) if source.git else 0)
+    if source.git is not None:  # the entry count, before anything is read from git
+        safety.check_tree_limits(source.location, ((f.path, False, 0) for f in source.git.files))
     tree = load()
+    safety.check_tree_limits(source.location, ((e.path, e.is_dir, e.size) for e in tree.entries()))
     files = sum(1 for e in tree.entries() if not e.is_dir)
     if tree.stat("manifest.yml") is None:
         raise PackageError(
             "no manifest.yml: a package version folder must hold its manifest",
             path=source.location,
         )
+    folder, parent = _folder_names(source)
+    safety.check_tree_identity(tree, source.location, folder=folder, parent=parent)
     pkg = validated_package(tree, source.location, version_dir=version_dir, level=config.validation)
     data = build_zip(tree, pkg.name, str(pkg.version))
+    safety.check_artifact_size(len(data), source.location)
     return _finish(source, pkg, data, None, fingerprint, files, known, config, summary_source)
+
+
+def _folder_names(source: ImportSource) -> tuple[str, str]:
+    """(version folder, the folder above it) of a folder or git source (identity check)."""
+    if source.git is not None:
+        return source.git.version, source.git.name
+    real = Path(source.path or source.location).resolve()
+    return real.name, real.parent.name
 
 
 def prepare_source(source: ImportSource, known: Known | None, config: WorkerConfig) -> Outcome:
@@ -623,6 +653,7 @@ def prepare_source(source: ImportSource, known: Known | None, config: WorkerConf
             )
         assert source.path is not None
         path = source.path
+        safety.check_folder(Path(path), source.location)  # the gate, before any file is read
         tree = _folder_tree(path)
         files = sum(1 for e in tree.entries() if not e.is_dir)
         fingerprint = _fingerprint(tree)
@@ -962,7 +993,10 @@ def import_sources(
                 )
             else:
                 seen[key] = src.location
-                batch.append(dataclasses.replace(item, detail=_detail(src, outcome, report.run)))
+                detail = _detail(src, outcome, report.run)
+                if opts.validation == "none":
+                    detail["validation"] = "none"  # recorded: imported without package rules
+                batch.append(dataclasses.replace(item, detail=detail))
                 if len(batch) >= opts.batch_size:
                     flush()
         if progress is not None:

@@ -61,20 +61,63 @@ def test_newer_schema_is_refused(db: Path) -> None:
 def test_migrations_run_in_order(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     SQLiteCatalog(db).close()
     applied: list[int] = []
+    base = schema.SCHEMA_VERSION
 
     def step(version: int) -> schema.Migration:
         return schema.Migration(version, f"step {version}", lambda conn: applied.append(version))
 
-    n = schema.SCHEMA_VERSION
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step(n + 1), step(n + 2)))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", n + 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step(base + 1), step(base + 2)))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", base + 2)
     cat = SQLiteCatalog(db)
     cat.close()
-    assert applied == [n + 1, n + 2]
+    assert applied == [base + 1, base + 2]
     SQLiteCatalog(db).close()
-    assert applied == [n + 1, n + 2]  # not applied twice
+    assert applied == [base + 1, base + 2]  # not applied twice
     raw = sqlite3.connect(db)
-    assert raw.execute("SELECT version FROM schema_version").fetchone() == (n + 2,)
+    assert raw.execute("SELECT version FROM schema_version").fetchone() == (base + 2,)
+    raw.close()
+
+
+def test_a_version_1_store_is_migrated_on_open_and_keeps_its_content(db: Path) -> None:
+    """A store written before schema 2 (no publish, git_commit, yanked columns) opens: the
+    migration adds them, and entries, revisions and events stay as they were."""
+    cat = SQLiteCatalog(db)
+    digest = "ab" * 32
+    with cat.transaction() as tx:
+        tx.add_artifact(ArtifactRecord(digest, 3, "apache", "1.0.0"))
+        tx.put_entry("production", "apache", "1.0.0", digest, actor="old")
+        tx.record_event("publish", actor="old", stage="production", name="apache")
+        for dist in tx.stages().affected_distributions("production"):
+            tx.new_revision(dist)
+    before = (cat.revision_entries("production", 1), cat.revision("production", 1).digest)
+    cat.close()
+    raw = sqlite3.connect(db)  # turn it into a version 1 store
+    raw.execute("DROP INDEX ix_revisions_commit")
+    for table, column in (
+        ("stages", "publish"),
+        ("revisions", "git_commit"),
+        ("stage_entries", "yanked"),
+    ):
+        raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    raw.execute("UPDATE schema_version SET version = 1")
+    raw.commit()
+    assert "yanked" not in {r[1] for r in raw.execute("PRAGMA table_info(stage_entries)")}
+    raw.close()
+    again = SQLiteCatalog(db)
+    assert (again.revision_entries("production", 1), again.revision("production", 1).digest) == (
+        before
+    )
+    assert again.stages() == StageGraph.default()
+    assert [e.actor for e in again.events()] == ["old"]
+    assert again.check(deep=True) == []
+    with again.transaction() as tx:  # the new columns work
+        tx.set_yanked("production", "apache", "1.0.0", True)
+        tx.new_revision("production", commit="0123456789abcdef0123456789abcdef01234567")
+    assert [e.yanked for e in again.revision_entries("production", 2)] == [True]
+    assert again.revisions_by_commit("production", "0123456")[0].number == 2
+    again.close()
+    raw = sqlite3.connect(db)
+    assert raw.execute("SELECT version FROM schema_version").fetchone() == (schema.SCHEMA_VERSION,)
     raw.close()
 
 

@@ -17,6 +17,7 @@ from package_storage.manage.schemas import (
     EventOut,
     RevisionOut,
     RollbackIn,
+    RollbackPlanOut,
     StageOut,
     StagesOut,
     TagIn,
@@ -76,7 +77,17 @@ def tag(distribution: str, body: TagIn, service: Guarded) -> TagOut:
 @router.post("/distributions/{distribution}/rollback", summary="Roll a distribution back")
 def rollback(distribution: str, body: RollbackIn, service: Guarded) -> ChangeOut:
     """Point DISTRIBUTION back at a revision (number or tag). Needs ``rollback:DISTRIBUTION``."""
-    return ChangeOut.of(service.rollback(distribution, body.revision))
+    return ChangeOut.of(service.rollback(distribution, body.revision, reason=body.reason))
+
+
+@router.get("/distributions/{distribution}/rollback-plan", summary="What a rollback would do")
+def rollback_plan(
+    distribution: str,
+    service: Guarded,
+    revision: Annotated[str, Query(description="A revision number, a tag or a commit id.")],
+) -> RollbackPlanOut:
+    """The versions a rollback to ``revision`` would move, and where to (a dry run)."""
+    return RollbackPlanOut.of(service.rollback_plan(distribution, revision))
 
 
 @router.get("/tags", summary="Every tag")

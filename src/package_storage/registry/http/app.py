@@ -35,8 +35,16 @@ from package_storage import EPR_COMPAT_VERSION
 from package_storage.errors import NotFoundError, PackageStorageError, VersionError
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.trees import ZipTree
 from package_storage.packages.versions import Version
 from package_storage.registry.http import errors as texts
+from package_storage.registry.http.entries import (
+    DEFAULT_EXTRACT_CACHE_BYTES,
+    DEFAULT_EXTRACT_FILE_BYTES,
+    EntryContent,
+    ExtractCache,
+    read_small,
+)
 from package_storage.registry.http.errors import Endpoint, status_for
 from package_storage.registry.http.metrics import Metrics
 from package_storage.registry.http.static import (
@@ -142,6 +150,12 @@ class AppOptions:
     zip_cache_bytes: int = 256 << 20
     # Decompressed static files of zip packages are cached up to this total size.
     entry_cache_bytes: int = 64 << 20
+    # Larger files of zip packages are extracted once into a private folder (created under
+    # extract_dir, default the system's temporary folder) bounded to this total size, files up
+    # to extract_file_bytes each; larger ones are streamed from the zip (entries.py).
+    extract_cache_bytes: int = DEFAULT_EXTRACT_CACHE_BYTES
+    extract_file_bytes: int = DEFAULT_EXTRACT_FILE_BYTES
+    extract_dir: str | None = None
 
 
 def service_name_from_env(environ: Mapping[str, str]) -> str:
@@ -409,6 +423,15 @@ class ReadApp:
         self._public_catch_all: Headers = [CORS, *self._catch_all_cache]
         self._zips: _LRU[bytes] = _LRU(options.zip_cache_bytes)
         self._entries: _LRU[tuple[bytes, float]] = _LRU(options.entry_cache_bytes)
+        self._extracted: ExtractCache | None = (
+            ExtractCache(
+                max_bytes=options.extract_cache_bytes,
+                max_file_bytes=options.extract_file_bytes,
+                directory=options.extract_dir,
+            )
+            if options.extract_cache_bytes > 0
+            else None
+        )
         self._observe = options.metrics is not None or options.request_logger is not None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -700,7 +723,8 @@ class ReadApp:
             self.options.metrics.storage_request(component=component)
 
     def _tree_file(self, tree: PackageTree, file: str) -> tuple[Content | None, float | None]:
-        """A file of a zip (or other non-disk) tree; small entries are cached decompressed."""
+        """A file of a zip (or other non-disk) tree; small entries are cached decompressed,
+        larger entries of zips are extracted to disk or streamed (``entries.py``)."""
         key = (id(tree), file)
         cached = self._entries.get(key)
         if cached is not None:
@@ -708,10 +732,19 @@ class ReadApp:
         entry = tree.stat(file)
         if entry is None or entry.is_dir:
             return None, None
-        try:
-            data = tree.read(file)
-        except NotFoundError:
+        found: bytes | None
+        if isinstance(tree, ZipTree):
+            if entry.size > ENTRY_CACHE_MAX_ITEM:
+                return EntryContent(tree, file, entry.size, self._extracted), entry.mtime
+            found = read_small(tree, file)
+        else:
+            try:
+                found = tree.read(file)
+            except NotFoundError:
+                found = None
+        if found is None:
             return None, None
+        data = found
         if len(data) <= ENTRY_CACHE_MAX_ITEM:
             self._entries.put(key, tree, (data, entry.mtime), len(data))
         return BytesContent(data), entry.mtime
@@ -734,7 +767,18 @@ class ReadApp:
             headers=base,
         )
         pathsend = "http.response.pathsend" in (request.scope.get("extensions") or {})
-        await send_response(send, planned, content, head=request.head, pathsend=pathsend)
+        served = content
+        if (
+            isinstance(content, EntryContent)
+            and not request.head
+            and any(not isinstance(part, bytes) for part in planned.parts)
+        ):
+            served = await asyncio.to_thread(content.materialize)
+        try:
+            await send_response(send, planned, served, head=request.head, pathsend=pathsend)
+        finally:
+            if served is not content:
+                served.close()
 
     async def _artifact(
         self,

@@ -570,15 +570,18 @@ async def send_response(
     ):
         await send({"type": "http.response.pathsend", "path": content.path})
         return planned.length
+    # Content other than bytes and plain files (a zip entry being decompressed) is read in a
+    # worker thread: reaching a range may decompress what precedes it.
+    blocking = content is not None and not isinstance(content, BytesContent | FileContent)
     if planned.length <= SMALL_BODY or content is None:
-        chunks = [
-            part if isinstance(part, bytes) else _read(content, *part) for part in planned.parts
-        ]
-        body = b"".join(chunks)
+        if blocking:
+            body = await asyncio.to_thread(_join, content, planned.parts)
+        else:
+            body = _join(content, planned.parts)
         await send({"type": "http.response.body", "body": body})
         return len(body)
     sent = 0
-    in_thread = isinstance(content, FileContent)
+    in_thread = not isinstance(content, BytesContent)
     for part in planned.parts:
         if isinstance(part, bytes):
             await send({"type": "http.response.body", "body": part, "more_body": True})
@@ -599,6 +602,10 @@ async def send_response(
             start += len(data)
     await send({"type": "http.response.body", "body": b""})
     return sent
+
+
+def _join(content: Content | None, parts: list[Part]) -> bytes:
+    return b"".join(part if isinstance(part, bytes) else _read(content, *part) for part in parts)
 
 
 def _read(content: Content | None, start: int, length: int) -> bytes:

@@ -131,16 +131,19 @@ class StageEntry:
     artifact: str
     added_at: datetime
     added_by: str
+    yanked: bool = False
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class RevisionEntry:
-    """One package version served by a revision, and the stage its copy comes from."""
+    """One package version served by a revision, and the stage its copy comes from;
+    ``yanked``: hidden from search and categories, still downloadable."""
 
     name: str
     version: str
     artifact: str
     stage: str
+    yanked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +165,21 @@ class Revision:
     count: int
     current: bool = False
     tags: tuple[str, ...] = ()
+    commit: str | None = None  # the git commit a history import made this revision from
 
     def as_json(self) -> JSONObject:
-        """The revisions JSON object: revision, digest, created, current, tags."""
-        return {
+        """The revisions JSON object: revision, digest, created, current, tags (and commit,
+        for a revision made from a git commit)."""
+        data: JSONObject = {
             "revision": self.number,
             "digest": self.digest,
             "created": format_time(self.created),
             "current": self.current,
             "tags": list(self.tags),
         }
+        if self.commit is not None:
+            data["commit"] = self.commit
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +362,12 @@ class CatalogReader(Protocol):
         """Every revision of ``distribution``, oldest first (with current flag and tags)."""
         ...
 
+    def revisions_by_commit(self, distribution: str, prefix: str) -> list[Revision]:
+        """Revisions of ``distribution`` made from a git commit whose id starts with
+        ``prefix`` (lowercase hex; an empty prefix: every revision with a commit), oldest
+        first."""
+        ...
+
     def tag(self, distribution: str, tag: str) -> Tag:
         """NotFoundError when ``distribution`` has no such tag."""
         ...
@@ -419,6 +433,18 @@ class Transaction(CatalogReader, Protocol):
         """Remove the live entry; returns it. NotFoundError when there is none."""
         ...
 
+    def set_yanked(self, stage: str, name: str, version: str, yanked: bool) -> StageEntry:
+        """Mark the live entry yanked (or not): its row ends and a copy with the flag starts
+        at this change, so earlier revisions keep what they showed. NotFoundError when there
+        is no live entry; returns the new entry (unchanged when the flag already holds)."""
+        ...
+
+    def advance(self) -> int:
+        """Start the next change inside this transaction (a history import records many
+        states in one transaction): later writes get the next change sequence, revisions
+        made before keep theirs. Returns the new sequence."""
+        ...
+
     def new_revision(
         self,
         distribution: str,
@@ -426,12 +452,13 @@ class Transaction(CatalogReader, Protocol):
         *,
         server_version: str | None = None,
         make_current: bool = True,
+        commit: str | None = None,
     ) -> Revision:
-        """A new revision of ``distribution`` holding the state at the end of this transaction.
+        """A new revision of ``distribution`` holding the state at the end of this change.
 
         ``stages`` (most stable first) defaults to ``stages().resolution_order(distribution)``;
         ``server_version`` to the running package version. The revision becomes current unless
-        ``make_current`` is False.
+        ``make_current`` is False. ``commit``: the git commit it was made from (history import).
         """
         ...
 
@@ -463,7 +490,11 @@ class Transaction(CatalogReader, Protocol):
         version: str | None = None,
         reason: str | None = None,
         detail: JSONObject | None = None,
-    ) -> Event: ...
+        time: datetime | None = None,
+    ) -> Event:
+        """Record an event at ``time`` (default: the transaction's time; a history import
+        gives the commit's)."""
+        ...
 
 
 class Catalog(CatalogReader, Protocol):

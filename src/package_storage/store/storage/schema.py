@@ -5,14 +5,17 @@ Tables (see ``base.py`` for the model):
 ``schema_version``  one row: the schema version of the store.
 ``catalog_state``   one row: ``change_seq`` (sequence of the last committed change) and
                     ``changed_at``; writers lock this row (PostgreSQL) and servers poll it.
-``stages``          the stage configuration (one row per stage).
+``stages``          the stage configuration (one row per stage; ``publish`` since v2).
 ``artifacts``       one row per stored zip (digest = blob digest).
 ``stage_entries``   temporal table of stage contents: a row is live from ``added_seq`` until
                     ``removed_seq`` (NULL while live). A partial unique index allows one live row
-                    per (stage, name, version).
+                    per (stage, name, version). ``yanked`` (v2): the version is hidden from
+                    search and categories (still downloadable); yanking ends the row and adds a
+                    yanked copy, so revisions keep what they showed.
 ``distributions``   one row per distribution with its current revision number.
 ``revisions``       immutable: (distribution, number), the change sequence it was taken at, the
-                    stages it resolves, its digest, multiset accumulator and entry count.
+                    stages it resolves, its digest, multiset accumulator and entry count;
+                    ``git_commit`` (v2) the git commit a history import made it from.
 ``tags``            (distribution, tag) -> revision; unique, never updated or deleted.
 ``events``          the audit history.
 ``tokens``          management API tokens: name, scopes, expiry, revocation, the secret's hash.
@@ -46,8 +49,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeDecorator
@@ -109,6 +114,7 @@ stages = Table(
     Column("frozen", Boolean, nullable=False),
     Column("sees", JSON, nullable=False),
     Column("promotes_to", String(64), nullable=True),
+    Column("publish", Boolean, nullable=True),  # v2; NULL: derived from the graph
 )
 
 artifacts = Table(
@@ -136,6 +142,7 @@ stage_entries = Table(
     Column("removed_seq", BigInteger, nullable=True),
     Column("added_at", UTCDateTime, nullable=False),
     Column("added_by", String(255), nullable=False),
+    Column("yanked", Boolean, nullable=False, server_default=false()),  # v2
     sqlite_autoincrement=True,
 )
 # One live row per (stage, name, version).
@@ -171,7 +178,9 @@ revisions = Table(
     Column("count", Integer, nullable=False),
     Column("created", UTCDateTime, nullable=False),
     Column("server_version", String(64), nullable=False),
+    Column("git_commit", String(40), nullable=True),  # v2: the git commit a history import took
 )
+Index("ix_revisions_commit", revisions.c.distribution, revisions.c.git_commit)
 
 tags = Table(
     "tags",
@@ -250,10 +259,34 @@ def _create_tokens(conn: Connection) -> None:
         index.create(conn, checkfirst=True)
 
 
+def _v2_stages_commits_yanks(conn: Connection) -> None:
+    """v2: ``stages.publish`` (explicit publish setting), ``revisions.git_commit`` (the git commit
+    of a revision made by a history import, indexed for ``dist@<commit>``) and
+    ``stage_entries.yanked``."""
+    columns = {
+        table: {c["name"] for c in inspect(conn).get_columns(table)}
+        for table in ("stages", "revisions", "stage_entries")
+    }
+    if "publish" not in columns["stages"]:
+        conn.execute(text("ALTER TABLE stages ADD COLUMN publish BOOLEAN"))
+    if "git_commit" not in columns["revisions"]:
+        conn.execute(text("ALTER TABLE revisions ADD COLUMN git_commit VARCHAR(40)"))
+    if "yanked" not in columns["stage_entries"]:
+        conn.execute(
+            text("ALTER TABLE stage_entries ADD COLUMN yanked BOOLEAN NOT NULL DEFAULT FALSE")
+        )
+    indexes = {i["name"] for i in inspect(conn).get_indexes("revisions")}
+    if "ix_revisions_commit" not in indexes:
+        next(i for i in revisions.indexes if i.name == "ix_revisions_commit").create(conn)
+
+
 # Ordered; version 1 is the initial schema.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial catalog schema", _create_v1),
-    Migration(2, "management API tokens", _create_tokens),
+    Migration(
+        2, "stage publish setting, revision commits, yanked entries", _v2_stages_commits_yanks
+    ),
+    Migration(3, "management API tokens", _create_tokens),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

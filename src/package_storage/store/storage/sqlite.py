@@ -81,6 +81,7 @@ def _entry(row: Row[Any]) -> StageEntry:
         artifact=m["artifact"],
         added_at=m["added_at"],
         added_by=m["added_by"],
+        yanked=bool(m["yanked"]),
     )
 
 
@@ -166,6 +167,7 @@ class _Reader:
                         "frozen": bool(r.frozen),
                         "sees": list(r.sees),
                         "promotes_to": r.promotes_to,
+                        "publish": None if r.publish is None else bool(r.publish),
                     }
                 )
                 for r in rows
@@ -258,6 +260,7 @@ class _Reader:
             count=int(m["count"]),
             current=number == current,
             tags=tuple(tags.get(number, ())),
+            commit=m["git_commit"],
         )
 
     def _revision_row(self, distribution: str, number: int) -> Row[Any]:
@@ -290,16 +293,32 @@ class _Reader:
         )
         return [self._revision(row, current, tags) for row in rows]
 
-    def _resolve(self, stages: Sequence[str], seq: int) -> dict[_Key, tuple[str, str]]:
-        """(name, version) -> (artifact, stage) at ``seq``, first stage in ``stages`` wins."""
+    def revisions_by_commit(self, distribution: str, prefix: str) -> list[Revision]:
+        r = s.revisions
+        if prefix and not all(c in "0123456789abcdef" for c in prefix):
+            return []
+        q = select(r).where(r.c.distribution == distribution, r.c.git_commit.is_not(None))
+        if prefix:
+            # a range on the indexed column (LIKE would not use the index everywhere)
+            q = q.where(r.c.git_commit >= prefix, r.c.git_commit < prefix + "g")
+        rows = self._conn.execute(q.order_by(r.c.number)).all()
+        if not rows:
+            return []
+        current = self._current_number(distribution)
+        tags = self._tags_of(distribution)
+        return [self._revision(row, current, tags) for row in rows]
+
+    def _resolve(self, stages: Sequence[str], seq: int) -> dict[_Key, tuple[str, str, bool]]:
+        """(name, version) -> (artifact, stage, yanked) at ``seq``, first stage in ``stages``
+        wins."""
         se = s.stage_entries
-        result: dict[_Key, tuple[str, str]] = {}
+        result: dict[_Key, tuple[str, str, bool]] = {}
         for stage in stages:
-            q = select(se.c.name, se.c.version, se.c.artifact).where(
+            q = select(se.c.name, se.c.version, se.c.artifact, se.c.yanked).where(
                 se.c.stage == stage, _live_at(seq)
             )
-            for name, version, artifact in self._conn.execute(q):
-                result.setdefault((name, version), (artifact, stage))
+            for name, version, artifact, yanked in self._conn.execute(q):
+                result.setdefault((name, version), (artifact, stage, bool(yanked)))
         return result
 
     def revision_entries(self, distribution: str, number: int) -> list[RevisionEntry]:
@@ -452,6 +471,7 @@ class SQLTransaction(_Reader):
                     "frozen": st.policy.frozen,
                     "sees": list(st.sees),
                     "promotes_to": st.promotes_to,
+                    "publish": st.publish,
                 }
                 for st in graph
             ],
@@ -520,6 +540,7 @@ class SQLTransaction(_Reader):
                 removed_seq=None,
                 added_at=self._time,
                 added_by=actor,
+                yanked=False,
             )
         )
         return previous
@@ -532,6 +553,36 @@ class SQLTransaction(_Reader):
         self._touch()
         self._end_row(row)
         return _entry(row)
+
+    def set_yanked(self, stage: str, name: str, version: str, yanked: bool) -> StageEntry:
+        self._require_no_revision("set_yanked")
+        row = self._live_row(stage, name, version)
+        if row is None:
+            raise NotFoundError(f"stage {stage} has no {name} {version}")
+        if bool(row.yanked) == yanked:
+            return _entry(row)
+        self._touch()
+        self._end_row(row)
+        values = {
+            "stage": stage,
+            "name": name,
+            "version": version,
+            "artifact": row.artifact,
+            "added_seq": self._seq,
+            "removed_seq": None,
+            "added_at": row.added_at,
+            "added_by": row.added_by,
+            "yanked": yanked,
+        }
+        self._conn.execute(s.stage_entries.insert().values(**values))
+        return dataclasses.replace(_entry(row), yanked=yanked)
+
+    def advance(self) -> int:
+        if self._dirty:
+            self._seq += 1
+            self._dirty = False
+        self._revised = False
+        return self._seq
 
     # --- revisions -------------------------------------------------------------------------
 
@@ -586,6 +637,7 @@ class SQLTransaction(_Reader):
         *,
         server_version: str | None = None,
         make_current: bool = True,
+        commit: str | None = None,
     ) -> Revision:
         graph = self.stages()
         if stages is None:
@@ -607,7 +659,7 @@ class SQLTransaction(_Reader):
             )
         if state is None:
             resolved = self._resolve(stages_t, self._seq)
-            state = accumulate((n, v, a) for (n, v), (a, _) in resolved.items())
+            state = accumulate((n, v, a) for (n, v), (a, _, _) in resolved.items())
         acc, count = state
         number = 1 if prev is None else int(prev.number) + 1
         self._touch()
@@ -628,6 +680,7 @@ class SQLTransaction(_Reader):
                 count=count,
                 created=self._time,
                 server_version=version,
+                git_commit=commit,
             )
         )
         if make_current:
@@ -645,6 +698,7 @@ class SQLTransaction(_Reader):
             count=count,
             current=make_current,
             tags=(),
+            commit=commit,
         )
 
     def set_current(self, distribution: str, number: int) -> Revision:
@@ -721,11 +775,12 @@ class SQLTransaction(_Reader):
         version: str | None = None,
         reason: str | None = None,
         detail: JSONObject | None = None,
+        time: datetime | None = None,
     ) -> Event:
         self._touch()
         event = Event(
             id=0,  # the database's, once inserted
-            time=self._time,
+            time=self._time if time is None else time,
             actor=actor,
             action=action,
             stage=stage,
@@ -864,6 +919,10 @@ class SQLCatalog:
         with self._reader() as r:
             return r.revisions(distribution)
 
+    def revisions_by_commit(self, distribution: str, prefix: str) -> list[Revision]:
+        with self._reader() as r:
+            return r.revisions_by_commit(distribution, prefix)
+
     def tag(self, distribution: str, tag: str) -> Tag:
         with self._reader() as r:
             return r.tag(distribution, tag)
@@ -944,7 +1003,7 @@ class SQLCatalog:
                 )
             for row in conn.execute(q.order_by(r.c.distribution, r.c.number)).all():
                 resolved = reader._resolve(tuple(row.stages), int(row.seq))
-                acc, count = accumulate((n, v, a) for (n, v), (a, _) in resolved.items())
+                acc, count = accumulate((n, v, a) for (n, v), (a, _, _) in resolved.items())
                 if revision_digest(acc, count) != row.digest or count != int(row._mapping["count"]):
                     problems.append(
                         f"revision {row.distribution}@{row.number} digest {row.digest} does not"

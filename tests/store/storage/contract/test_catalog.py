@@ -602,3 +602,60 @@ def test_other_writers_are_seen_at_once(catalog_factory: CatalogFactory) -> None
     finally:
         reader.close()
         writer.close()
+
+
+# --- history imports, commits, yanks -----------------------------------------------------------
+
+
+def test_advance_records_several_states_in_one_transaction(catalog: Catalog) -> None:
+    """A history import: one transaction, one change sequence per commit, one revision each,
+    events at the commits' times, each revision naming its commit."""
+    times = [datetime(2020, 8, 1 + i, tzinfo=UTC) for i in range(3)]
+    commits = [f"{i:x}" * 40 for i in (10, 11, 12)]
+    with catalog.transaction() as tx:
+        for i, (when, commit) in enumerate(zip(times, commits, strict=True)):
+            if i:
+                tx.advance()
+            digest = digest_of(f"apache-1.{i}")
+            tx.add_artifact(ArtifactRecord(digest, 42, "apache", f"1.{i}.0"))
+            tx.put_entry("production", "apache", f"1.{i}.0", digest, actor="git")
+            if i == 2:
+                tx.delete_entry("production", "apache", "1.0.0")
+            tx.record_event("commit", actor="Jane", stage="production", time=when)
+            tx.new_revision("production", commit=commit)
+    revs = catalog.revisions("production")
+    assert [r.commit for r in revs] == commits
+    assert [len(served(catalog, "production", r.number)) for r in revs] == [1, 2, 2]
+    assert len({r.seq for r in revs}) == 3
+    assert catalog.change_counter() == revs[-1].seq
+    assert [e.time for e in catalog.events()] == times
+    assert [r.number for r in catalog.revisions_by_commit("production", "bbbbbbb")] == [2]
+    assert catalog.revisions_by_commit("production", "cccc") == [revs[2]]
+    assert len(catalog.revisions_by_commit("production", "")) == 3
+    assert catalog.revisions_by_commit("production", "XYZ") == []
+    assert catalog.revisions_by_commit("staging", "aaaaaaa") == []
+    assert catalog.revision("production", 1).as_json()["commit"] == commits[0]
+    assert catalog.check(deep=True) == []
+
+
+def test_yanked_entries_keep_older_revisions_as_they_were(catalog: Catalog) -> None:
+    digest = add(catalog, "production", "apache", "1.0.0")
+    with catalog.transaction() as tx:
+        tx.new_revision("production")
+    with catalog.transaction() as tx:
+        entry = tx.set_yanked("production", "apache", "1.0.0", True)
+        assert entry.yanked and entry.artifact == digest
+        assert tx.set_yanked("production", "apache", "1.0.0", True).yanked  # no-op
+        tx.new_revision("production")
+    assert [e.yanked for e in catalog.revision_entries("production", 1)] == [False]
+    assert [e.yanked for e in catalog.revision_entries("production", 2)] == [True]
+    assert catalog.get_entry("production", "apache", "1.0.0").yanked  # type: ignore[union-attr]
+    # the digest covers the artifacts served: a yank does not change it
+    assert catalog.revision("production", 1).digest == catalog.revision("production", 2).digest
+    with catalog.transaction() as tx:
+        tx.set_yanked("production", "apache", "1.0.0", False)
+        tx.new_revision("production")
+    assert [e.yanked for e in catalog.revision_entries("production", 3)] == [False]
+    with pytest.raises(NotFoundError), catalog.transaction() as tx:
+        tx.set_yanked("production", "apache", "9.9.9", True)
+    assert catalog.check(deep=True) == []
