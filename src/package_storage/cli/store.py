@@ -63,6 +63,22 @@ def _digest_note(result: ChangeResult) -> str:
     return f" (sha256 {short(digest)}…)" if isinstance(digest, str) and digest else ""
 
 
+def change_json(result: ChangeResult) -> dict[str, object]:
+    """``--json`` of a change: whether it changed anything, the message (full sha256 digests),
+    the event recorded and the revisions made."""
+    return {
+        "changed": result.changed,
+        "message": result.message,
+        "event": event_json(result.event, event_title(result.event))
+        if result.event is not None
+        else None,
+        "revisions": [
+            {"distribution": r.distribution, "revision": r.number, "digest": r.digest}
+            for r in result.revisions
+        ],
+    }
+
+
 def change_line(result: ChangeResult, fallback: str) -> str:
     """The one line a change prints: the service's message with short digests; a no-op reads
     ``unchanged: ...``."""
@@ -84,8 +100,9 @@ def change_line(result: ChangeResult, fallback: str) -> str:
     metavar="FILE",
     help="Stage configuration (YAML; default: snapshot -> staging -> production).",
 )
+@json_option
 @store_option
-def init(stages_file: Path | None, store_dir: Path) -> None:
+def init(stages_file: Path | None, as_json: bool, store_dir: Path) -> None:
     """Create the store (idempotent: an existing store is left as it is).
 
     With --stages FILE the store gets the stages of FILE (a store that already holds packages
@@ -101,9 +118,12 @@ def init(stages_file: Path | None, store_dir: Path) -> None:
                 graph, reason=f"initial stage configuration from {stages_file}"
             )
     with open_operations(store_dir, create=True) as store:
-        stages = ", ".join(reversed(store.service.stages().names))
+        names = list(reversed(store.service.stages().names))
+    if as_json:
+        print_json({"store": str(store_dir), "created": not existed, "stages": names})
+        return
     verb = "store exists" if existed else "created store"
-    click.echo(f"{verb} at {store_dir} (stages: {stages})")
+    click.echo(f"{verb} at {store_dir} (stages: {', '.join(names)})")
 
 
 # --- publish / promote / remove ----------------------------------------------------------------
@@ -119,21 +139,30 @@ def init(stages_file: Path | None, store_dir: Path) -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite where the stage allows it when forced.")
 @click.option("--reason", default="", help="Why (recorded in the history).")
+@json_option
 @store_option
 def publish(
-    paths: Sequence[Path], stage: str | None, force: bool, reason: str, store_dir: Path
+    paths: Sequence[Path],
+    stage: str | None,
+    force: bool,
+    reason: str,
+    as_json: bool,
+    store_dir: Path,
 ) -> None:
     """Publish package folders or zips (a .sig beside a zip is taken along).
 
     Each package is its own transaction. The command stops at the first refused package
     (exit 1); the packages published before it stay published.
     """
+    done: list[dict[str, object]] = []
     with open_operations(store_dir) as store:
         published = unchanged = 0
         for path in paths:
             try:
                 result = store.service.publish(path, stage=stage, force=force, reason=reason)
             except PackageStorageError as exc:
+                if as_json:
+                    print_json(done)
                 click.echo(f"error: {exc}", err=True)
                 if len(paths) > 1:
                     click.echo(
@@ -146,7 +175,12 @@ def publish(
                 published += 1
             else:
                 unchanged += 1
-            click.echo(change_line(result, f"{path}: published"))
+            if as_json:
+                done.append({"path": str(path), **change_json(result)})
+            else:
+                click.echo(change_line(result, f"{path}: published"))
+    if as_json:
+        print_json(done)
 
 
 @click.command("promote", cls=StoreCommand)
@@ -162,6 +196,7 @@ def publish(
 )
 @click.option("--force", is_flag=True, help="Replace other bytes where the target allows it.")
 @click.option("--reason", default="", help="Why (recorded; required with --force).")
+@json_option
 @store_option
 def promote(
     name: str,
@@ -170,6 +205,7 @@ def promote(
     source: str | None,
     force: bool,
     reason: str,
+    as_json: bool,
     store_dir: Path,
 ) -> None:
     """Move NAME VERSION one stage up the promotion path, in one atomic step."""
@@ -177,6 +213,9 @@ def promote(
         result = store.service.promote(
             name, version, to=to, source=source, force=force, reason=reason
         )
+    if as_json:
+        print_json(change_json(result))
+        return
     line = change_line(result, f"promoted {name} {version} to {to}")
     click.echo(line + ("" if "sha256" in line else _digest_note(result)))
 
@@ -187,11 +226,17 @@ def promote(
 @click.option("--stage", required=True, metavar="STAGE", help="Stage to remove from.")
 @click.option("--force", is_flag=True, help="Needed where the stage removes only when forced.")
 @click.option("--reason", default="", help="Why (recorded; required with --force).")
+@json_option
 @store_option
-def remove(name: str, version: str, stage: str, force: bool, reason: str, store_dir: Path) -> None:
+def remove(
+    name: str, version: str, stage: str, force: bool, reason: str, as_json: bool, store_dir: Path
+) -> None:
     """Remove NAME VERSION from a stage."""
     with open_operations(store_dir) as store:
         result = store.service.remove(name, version, stage=stage, force=force, reason=reason)
+    if as_json:
+        print_json(change_json(result))
+        return
     click.echo(change_line(result, f"removed {name} {version} from {stage}"))
 
 
@@ -501,12 +546,25 @@ def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
     default=None,
     help="Revision to tag (default: the current one).",
 )
+@json_option
 @store_option
-def tag(distribution: str, tag: str, revision: int | None, store_dir: Path) -> None:
+def tag(distribution: str, tag: str, revision: int | None, as_json: bool, store_dir: Path) -> None:
     """Name a revision of DISTRIBUTION permanently (tags never move)."""
     with open_operations(store_dir) as store:
         made = store.service.tag(distribution, tag, revision=revision)
         digest = store.service.resolve_revision(made.distribution, made.revision).digest
+    if as_json:
+        print_json(
+            {
+                "distribution": made.distribution,
+                "tag": made.tag,
+                "revision": made.revision,
+                "digest": digest,
+                "created": when(made.created),
+                "created_by": made.created_by,
+            }
+        )
+        return
     click.echo(
         f"tagged {made.distribution}@{made.tag} = revision {made.revision}"
         f" (digest {short(digest)}…)"
