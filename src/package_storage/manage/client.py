@@ -44,8 +44,6 @@ from package_storage.manage.schemas import (
     VerifyOut,
     WhoAmIOut,
 )
-from package_storage.packages.artifacts import build_zip
-from package_storage.packages.trees import FolderTree
 from package_storage.store.service import (
     ChangeResult,
     FsckReport,
@@ -53,7 +51,7 @@ from package_storage.store.service import (
     RollbackPlan,
     SignatureCheck,
     StageDiff,
-    validated_package,
+    prepare_folder,
 )
 from package_storage.store.stages import StageGraph
 from package_storage.store.storage.base import (
@@ -311,9 +309,7 @@ def _package_files(path: Path) -> Iterator[tuple[bytes | BinaryIO, bytes | None]
     """(package zip, signature) to upload for ``path``: a folder validated and zipped here, a
     zip streamed from disk with the ``.sig`` beside it, if any."""
     if path.is_dir():
-        tree = FolderTree(path)
-        pkg = validated_package(tree, str(path), version_dir=path.name)
-        yield build_zip(tree, pkg.name, str(pkg.version)), None
+        yield prepare_folder(path).data, None
         return
     if not path.is_file():
         raise NotFoundError(f"{path} does not exist: give a package folder or a zip")

@@ -390,17 +390,7 @@ class StoreService:
         raise NotFoundError(f"{path} does not exist: give a package folder or a zip")
 
     def prepare_folder(self, path: Path) -> PreparedPackage:
-        check_folder(path, str(path))  # the gate, before any file is opened
-        tree = FolderTree(path)
-        real = path.resolve()
-        check_tree_identity(tree, str(path), folder=real.name, parent=real.parent.name)
-        pkg = validated_package(tree, str(path), version_dir=path.name)
-        version = str(pkg.version)
-        data = build_zip(tree, pkg.name, version)
-        safety.check_artifact_size(len(data), str(path))
-        return PreparedPackage(
-            pkg.name, version, data, None, artifact_summary(pkg, "folder"), str(path)
-        )
+        return prepare_folder(path)
 
     def prepare_zip(
         self,
@@ -1415,6 +1405,22 @@ class StoreService:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def prepare_folder(path: Path) -> PreparedPackage:
+    """The package folder at ``path`` gated, validated and built into its deterministic zip
+    (nothing stored): what publish does first, also for a remote store's client."""
+    check_folder(path, str(path))  # the gate, before any file is opened
+    tree = FolderTree(path)
+    real = path.resolve()
+    check_tree_identity(tree, str(path), folder=real.name, parent=real.parent.name)
+    pkg = validated_package(tree, str(path), version_dir=path.name)
+    version = str(pkg.version)
+    data = build_zip(tree, pkg.name, version)
+    safety.check_artifact_size(len(data), str(path))
+    return PreparedPackage(
+        pkg.name, version, data, None, artifact_summary(pkg, "folder"), str(path)
+    )
+
+
 def check_tag_name(tag: str) -> str:
     """Return ``tag`` when it is a valid tag name, else raise InvalidInputError.
 
@@ -1813,5 +1819,6 @@ __all__: Sequence[str] = (
     "crash_point",
     "event_title",
     "plan_rollback",
+    "prepare_folder",
     "validated_package",
 )
