@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from package_storage.errors import (
     AuthenticationError,
+    BundleError,
     ConflictError,
     ForbiddenError,
     InvalidInputError,
@@ -18,6 +19,7 @@ from package_storage.errors import (
     PolicyError,
     SignatureError,
     TooLargeError,
+    UnsafePackageError,
 )
 
 # Most specific first: the first class an error is an instance of gives its status.
@@ -25,7 +27,9 @@ STATUSES: tuple[tuple[type[PackageStorageError], int], ...] = (
     (TooLargeError, 413),
     (InvalidInputError, 400),
     (PackageError, 422),  # the package sent is unreadable or breaks a package-spec rule
+    (UnsafePackageError, 422),  # refused by the archive-safety gate or a size limit
     (SignatureError, 422),
+    (BundleError, 422),
     (NotFoundError, 404),
     (AuthenticationError, 401),
     (ForbiddenError, 403),

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from manage_helpers import MakeToken, build_store
 from test_service import make_package, make_zip
 
 from live_manage import LiveServer, start_server
@@ -19,22 +19,6 @@ from package_storage.store.directory import Store
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's test client warns about its httpx use
     from fastapi.testclient import TestClient
-
-MakeToken = Callable[..., str]
-
-
-def build_store(root: Path, packages: Path) -> Store:
-    """hello_nginx 1.0.0 in production, 1.1.0 in staging, 1.2.0 in snapshot; production
-    tagged ``first``."""
-    store = Store.init(root)
-    svc = store.service("setup")
-    for version in ("1.0.0", "1.1.0", "1.2.0"):
-        svc.publish(make_package(packages, version))
-    svc.promote("hello_nginx", "1.0.0", to="staging")
-    svc.promote("hello_nginx", "1.0.0", to="production")
-    svc.promote("hello_nginx", "1.1.0", to="staging")
-    svc.tag("production", "first")
-    return store
 
 
 @pytest.fixture
@@ -83,11 +67,3 @@ def live(store: Store, tmp_path: Path) -> Iterator[LiveServer]:
     """``package-storage serve --store DIR --manage-address ...`` as a real process."""
     with start_server(store.root, tmp_path / "server.log", max_upload="4MiB") as server:
         yield server
-
-
-def auth(secret: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {secret}"}
-
-
-def live_client(server: LiveServer) -> httpx.Client:
-    return httpx.Client(base_url=server.manage_url, timeout=60)

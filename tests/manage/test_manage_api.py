@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
+from manage_helpers import MakeToken, auth, live_client
 
-from conftest import MakeToken, auth, live_client
 from live_manage import LiveServer
 from package_storage.store.directory import Store
 
@@ -65,8 +65,9 @@ def test_publish_refusals_have_the_service_messages(
     broken.write_bytes(b"PK\x03\x04 not really")
     r = publish(app_client, admin, broken)
     assert r.status_code == 422
-    assert r.json()["error"]["code"] == "invalid_package"
-    assert r.json()["error"]["message"].startswith(f"{broken}: broken zip archive")
+    assert r.json()["error"]["code"] == "unsafe_package"  # the archive-safety gate
+    assert r.json()["error"]["message"].startswith(f"{broken}: ")
+    assert r.json()["error"]["message"].endswith("[zip-invalid]")
     other = upload("1.0.0", extra="other bytes")  # production holds 1.0.0 already
     r = publish(app_client, admin, other, stage="production")
     assert r.status_code == 403 and r.json()["error"]["code"] == "policy_refused"

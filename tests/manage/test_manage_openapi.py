@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from manage_helpers import build_store
 from schemathesis.checks import positive_data_acceptance
 
-from conftest import build_store
 from package_storage.manage.app import create_app
 from package_storage.store.directory import Store
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+from manage_helpers import MakeToken, auth, live_client
 
-from conftest import MakeToken, auth, live_client
 from live_manage import LiveServer
 from package_storage.store.directory import Store
 
