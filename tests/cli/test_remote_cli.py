@@ -125,6 +125,8 @@ def test_stage_workflow_through_the_remote_cli(
         ("show", "hello_nginx", "2.1.0", "--json"),
         ("diff", "staging", "production"),
         ("diff", "snapshot", "production", "--json"),
+        ("diff", "production@8.12.0", "production@current"),
+        ("diff", "staging", "production@1", "--json"),
         ("history",),
         ("history", "--json", "--stage", "production", "--limit", "3"),
         ("revisions", "production"),

@@ -439,7 +439,11 @@ def _events_table(title: str, events: Sequence[Event]) -> None:
 @json_option
 @store_option
 def diff(stage_a: str, stage_b: str, as_json: bool, store_dir: Path) -> None:
-    """Versions only in STAGE_A, only in STAGE_B, and in both with different artifacts."""
+    """Versions only in A, only in B, and in both with different artifacts.
+
+    Each of A and B is a stage (the versions stored in it), DIST@N, DIST@TAG or DIST@<commit>
+    (a revision of a distribution: what it served then), or DIST@current (what it serves now).
+    """
     with open_operations(store_dir) as store:
         result = store.service.diff(stage_a, stage_b)
     different = [
@@ -451,8 +455,8 @@ def diff(stage_a: str, stage_b: str, as_json: bool, store_dir: Path) -> None:
             {
                 "stage_a": result.stage_a,
                 "stage_b": result.stage_b,
-                "only_a": [entry_json(e) for e in result.only_a],
-                "only_b": [entry_json(e) for e in result.only_b],
+                "only_a": [_listed_json(e) for e in result.only_a],
+                "only_b": [_listed_json(e) for e in result.only_b],
                 "different": different,
             }
         )

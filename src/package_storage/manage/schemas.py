@@ -237,6 +237,10 @@ class EntryOut(Model):
             yanked=self.yanked,
         )
 
+    def entry(self) -> StageEntry | RevisionEntry:
+        """A stage entry (it has ``added_at``) or a revision entry."""
+        return self.revision_entry() if self.added_at is None else self.stage_entry()
+
     def revision_entry(self) -> RevisionEntry:
         return RevisionEntry(self.name, self.version, self.artifact, self.stage, self.yanked)
 
@@ -345,9 +349,9 @@ class DiffOut(Model):
         return StageDiff(
             stage_a=self.stage_a,
             stage_b=self.stage_b,
-            only_a=tuple(e.stage_entry() for e in self.only_a),
-            only_b=tuple(e.stage_entry() for e in self.only_b),
-            different=tuple((d.a.stage_entry(), d.b.stage_entry()) for d in self.different),
+            only_a=tuple(e.entry() for e in self.only_a),
+            only_b=tuple(e.entry() for e in self.only_b),
+            different=tuple((d.a.entry(), d.b.entry()) for d in self.different),
         )
 
 

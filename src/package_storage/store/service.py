@@ -190,9 +190,9 @@ class StageDiff:
 
     stage_a: str
     stage_b: str
-    only_a: tuple[StageEntry, ...]
-    only_b: tuple[StageEntry, ...]
-    different: tuple[tuple[StageEntry, StageEntry], ...]
+    only_a: tuple[StageEntry | RevisionEntry, ...]
+    only_b: tuple[StageEntry | RevisionEntry, ...]
+    different: tuple[tuple[StageEntry | RevisionEntry, StageEntry | RevisionEntry], ...]
 
     @property
     def same(self) -> bool:
@@ -1209,11 +1209,11 @@ class StoreService:
         return result
 
     def diff(self, stage_a: str, stage_b: str) -> StageDiff:
-        graph = self.catalog.stages()
-        graph.stage(stage_a)
-        graph.stage(stage_b)
-        a = {(e.name, e.version): e for e in self.catalog.entries(stage_a)}
-        b = {(e.name, e.version): e for e in self.catalog.entries(stage_b)}
+        """Compare two of: a stage (``NAME``: the versions stored in it), a revision of a
+        distribution (``DIST@N``, ``DIST@TAG``, ``DIST@<commit>``) or what a distribution
+        serves now (``DIST@current``; a tag named ``current`` wins)."""
+        a = self._diff_side(stage_a)
+        b = self._diff_side(stage_b)
         return StageDiff(
             stage_a=stage_a,
             stage_b=stage_b,
@@ -1223,6 +1223,22 @@ class StoreService:
                 (a[k], b[k]) for k in sorted(a.keys() & b.keys()) if a[k].artifact != b[k].artifact
             ),
         )
+
+    def _diff_side(self, ref: str) -> dict[tuple[str, str], StageEntry | RevisionEntry]:
+        name, at, rev = ref.partition("@")
+        self.catalog.stages().stage(name)  # NotFoundError naming the stages
+        if not at:
+            return {(e.name, e.version): e for e in self.catalog.entries(name)}
+        if not rev.strip():
+            raise InvalidInputError(f"{ref!r}: say which revision after '@' (N, TAG, current)")
+        try:
+            number, _ = _resolve(self.catalog, name, rev)
+        except NotFoundError:
+            current = self.catalog.current_revision(name) if rev == "current" else None
+            if current is None:
+                raise
+            number = current.number
+        return {(e.name, e.version): e for e in self.catalog.revision_entries(name, number)}
 
     def history(self, query: EventFilter | None = None) -> list[Event]:
         if query is not None and query.stage is not None:

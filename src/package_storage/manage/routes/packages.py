@@ -133,11 +133,11 @@ def verify(name: str, version: str, service: Guarded, stage: str | None = None) 
     )
 
 
-@router.get("/diff", summary="Compare two stages")
+@router.get("/diff", summary="Compare two stages or revisions")
 def diff(
     service: Guarded,
-    a: Annotated[str, Query(description="A stage.")],
-    b: Annotated[str, Query(description="Another stage.")],
+    a: Annotated[str, Query(description="A stage, DIST@N, DIST@TAG or DIST@current.")],
+    b: Annotated[str, Query(description="Another one.")],
 ) -> DiffOut:
     return DiffOut.of(service.diff(a, b))
 
