@@ -1,26 +1,41 @@
 """Read-path benchmark: package-storage against nginx serving the same bytes, in one run.
 
-Measures, on a synthetic corpus (bench/make_corpus.py):
-  * time from process start to the first ``/health`` 200 and the RSS of the server after loading;
-  * wrk throughput (req/s), p99 latency and server CPU time per request (utime + stime from
-    /proc) for a set of URLs, each beside nginx serving the identical response bytes from files
-    (sendfile, open_file_cache, one worker, no access log);
+Serves a corpus (``--layout production``, the default: bench/make_corpus.py's imitation of
+Elastic's production registry, 185 names / 1,920 versions; ``--layout synthetic``: the older
+10-versions-per-name corpus) with ``package-storage serve`` in its DEFAULT configuration (ECS
+access log on, written to a file like a container's log), and measures:
+
+  * time from process start to the listener accepting connections and to the first
+    ``/health`` 200, and the RSS of the server after loading;
+  * for each URL, wrk throughput (req/s), p99 latency and the CPU time per request of the
+    server's whole process tree (user + system ticks from /proc/PID/stat, children included),
+    beside nginx (one worker, sendfile, open_file_cache, no access log, ``gzip_static``)
+    serving the identical response bytes from files in the same run; gzip rows ask both with
+    ``Accept-Encoding: gzip`` (nginx answers from the ``.gz`` file holding our gzip body);
+  * the machine's load (/proc/loadavg) before each pair of runs;
   * static files (``/package/{n}/{v}/{file}``): a file of a folder package, and of a zip package
     (``bench_static_zip``, in ``package_paths`` as a zip) a small file (in memory), a 4 MiB file
     (extracted once to the on-disk cache) whole and with ``Range: bytes=0-99``.
-The server is pinned to CPU 0 and wrk to CPU 1 (see shared bench-method notes in bench/README.md).
 
-    python bench/read_bench.py [--corpus DIR] [--versions 2000] [--duration 10] [--server uvicorn|granian]
-        [--cases static_] [--src DIR]
+The server and nginx are pinned to CPU 0 and wrk (``-t1 -c64``) to CPU 1.
 
-``--cases`` keeps the cases whose key starts with one of the comma-separated prefixes;
-``--src`` runs the server from another source tree (PYTHONPATH), e.g. an older commit's
-``git archive`` for a before/after comparison in one session.
+``--baseline-src DIR`` also starts the same command from another source tree (``DIR`` holds
+``package_storage``, e.g. ``git archive <commit> src | tar -x -C /tmp/base``) and measures it in
+the same run, URL by URL beside ours and nginx: a before/after comparison under the same load.
+
+    python bench/read_bench.py [--layout production|synthetic] [--corpus DIR] [--duration 10]
+                               [--server uvicorn|granian] [--log-level info] [--label NAME]
+                               [--baseline-src DIR] [--only KEY,KEY] [--cases static_]
+                               [--src DIR]
+
+``--cases`` keeps the cases whose key starts with one of the comma-separated prefixes (``--only``:
+exact keys); ``--src`` runs our server from another source tree (PYTHONPATH).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import re
@@ -37,7 +52,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from make_corpus import BIG_PACKAGE, _rewrite_manifest, generate  # noqa: E402
+from make_corpus import (  # noqa: E402
+    BIG_PACKAGE,
+    PRODUCTION_MARKER,
+    _rewrite_manifest,
+    generate,
+    generate_production,
+)
 
 STATIC_ZIP = "bench_static_zip"
 
@@ -53,6 +74,8 @@ http {{
   tcp_nopush on;
   open_file_cache max=1000 inactive=60s;
   keepalive_requests 1000000;
+  gzip_static on;
+  gzip_vary on;
   types {{ application/json json; application/zip zip; }}
   client_body_temp_path {tmp}/body;
   proxy_temp_path {tmp}/proxy;
@@ -66,6 +89,9 @@ http {{
 }}
 """
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+GZIP = {"Accept-Encoding": "gzip"}
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -73,7 +99,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_health(url: str, timeout: float = 120.0) -> float:
+def wait_listening(port: int, timeout: float = 300.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return time.monotonic()
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"port {port} not listening after {timeout}s")
+
+
+def wait_health(url: str, timeout: float = 300.0) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
@@ -85,76 +122,70 @@ def wait_health(url: str, timeout: float = 120.0) -> float:
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
+def _tree(pid: int) -> list[int]:
+    pids, out = [pid], []
+    while pids:
+        p = pids.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                children = Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                pids.extend(int(c) for c in children)
+        except OSError:
+            continue
+    return out
+
+
 def tree_rss_kib(pid: int) -> int:
     """RSS of a process and all its descendants, in KiB."""
     total = 0
-    pids = [pid]
-    while pids:
-        p = pids.pop()
+    for p in _tree(pid):
         try:
-            status = Path(f"/proc/{p}/status").read_text()
-            m = re.search(r"VmRSS:\s+(\d+)", status)
+            m = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{p}/status").read_text())
             total += int(m.group(1)) if m else 0
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            pids.extend(int(c) for c in children)
         except OSError:
             continue
     return total
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads) and its descendants, in seconds."""
-    total = 0.0
-    pids = [pid]
-    tick = os.sysconf("SC_CLK_TCK")
-    while pids:
-        p = pids.pop()
+    """User + system CPU time of a process tree (every thread; waited-for children too)."""
+    ticks = 0
+    for p in _tree(pid):
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            pids.extend(int(c) for c in children)
         except OSError:
             continue
-    return total
+        # after the command: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+        ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ticks / CLOCK_TICKS
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def wrk(
-    url: str,
-    duration: int,
-    connections: int = 64,
-    headers: dict[str, str] | None = None,
-    pid: int | None = None,
+    url: str, duration: int, pid: int, headers: dict[str, str] | None = None, connections: int = 64
 ) -> dict[str, float]:
-    extra = [arg for k, v in (headers or {}).items() for arg in ("-H", f"{k}: {v}")]
-    cpu0 = tree_cpu_seconds(pid) if pid is not None else 0.0
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            *extra,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    cpu = tree_cpu_seconds(pid) - cpu0 if pid is not None else 0.0
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
+    cpu0 = tree_cpu_seconds(pid)
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = tree_cpu_seconds(pid) - cpu0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))  # type: ignore[union-attr]
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": rps,
+        "requests": float(total),
+        "cpu_us_per_request": round(cpu / max(1, total) * 1e6, 2),
         "p99_ms": p99,
-        "cpu_us_per_req": round(cpu * 1e6 / requests, 1) if requests else 0.0,
+        "transfer_mib_s": _mib(transfer.group(1), transfer.group(2)) if transfer else 0.0,
         "non2xx": float(errors.group(1)) if errors else 0.0,
         "socket_errors": 1.0 if sock else 0.0,
     }
@@ -167,16 +198,19 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def fetch(url: str, headers: dict[str, str] | None = None) -> bytes:
-    req = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=60) as r:
-        return bytes(r.read())
+def _mib(value: str, unit: str) -> float:
+    return float(value) * {"B": 1 / 1048576, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}[unit]
 
 
-def static_zip(corpus: Path, dest: Path) -> None:
-    """``dest/bench_static_zip-1.0.0.zip``: the download package as a zip, plus docs/small.md
-    (100 KB) and docs/large.md (4 MiB) of text (deflated)."""
-    src = corpus / BIG_PACKAGE / "1.0.0"
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[bytes, dict[str, str]]:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        return bytes(r.read()), {k.lower(): v for k, v in r.headers.items()}
+
+
+def static_zip(src: Path, dest: Path) -> None:
+    """``dest/bench_static_zip-1.0.0.zip``: the package folder ``src`` as a zip, plus
+    docs/small.md (100 KB) and docs/large.md (4 MiB) of text (deflated)."""
     root = f"{STATIC_ZIP}-1.0.0"
     line = b"%08d the quick brown fox jumps over the lazy dog, again and again %d\n"
     text = b"".join(line % (i, i * 7919 % 10007) for i in range(60_000))
@@ -192,125 +226,218 @@ def static_zip(corpus: Path, dest: Path) -> None:
         zf.writestr(f"{root}/docs/large.md", text[: 4 << 20])
 
 
+def make_corpus(args: argparse.Namespace) -> Path:
+    spec = args.fixtures.parent / "package-spec/packages/packages"
+    if args.layout == "production":
+        corpus = args.corpus or Path(tempfile.gettempdir()) / "ps-prod-corpus"
+        if not (corpus / PRODUCTION_MARKER).exists():
+            generate_production(corpus, args.fixtures, spec)
+    else:
+        corpus = args.corpus or Path(tempfile.gettempdir()) / "ps-corpus"
+        if not (corpus / BIG_PACKAGE).exists():
+            generate(corpus, args.fixtures, args.versions, 0)
+    return corpus
+
+
+def urls_for(base: str, layout: str) -> dict[str, tuple[str, dict[str, str] | None]]:
+    """The benchmarked answers: key -> (path, request headers)."""
+    search, _ = fetch(base + "/search?all=true&prerelease=true")
+    entries = [e for e in json.loads(search) if e["name"] != BIG_PACKAGE]
+    # A package with several versions and a mid-sized document.
+    names: dict[str, int] = {}
+    for e in entries:
+        names[e["name"]] = names.get(e["name"], 0) + 1
+    name = max(names, key=lambda n: (names[n], n))
+    one = max((e for e in entries if e["name"] == name), key=lambda e: e["version"])
+    urls: dict[str, tuple[str, dict[str, str] | None]] = {
+        "categories": ("/categories", None),
+        "search_package": (f"/search?package={name}", None),
+        "package_document": (f"/package/{one['name']}/{one['version']}/", None),
+        "search_kibana": ("/search?kibana.version=8.15.0", None),
+        "search_kibana_gzip": ("/search?kibana.version=8.15.0", GZIP),
+        "categories_gzip": ("/categories", GZIP),
+        "package_document_gzip": (f"/package/{one['name']}/{one['version']}/", GZIP),
+    }
+    if layout == "synthetic":
+        urls["search"] = ("/search", None)
+        urls["zip_1mb"] = (f"/epr/{BIG_PACKAGE}/{BIG_PACKAGE}-1.0.0.zip", None)
+    static = f"/package/{STATIC_ZIP}/1.0.0/docs"
+    urls["static_folder_manifest"] = (f"/package/{one['name']}/{one['version']}/manifest.yml", None)
+    urls["static_zip_small"] = (f"{static}/small.md", None)
+    urls["static_zip_4mb"] = (f"{static}/large.md", None)
+    urls["static_zip_4mb_range"] = (f"{static}/large.md", {"Range": "bytes=0-99"})
+    return urls
+
+
+class Server:
+    """One ``package-storage serve`` process (from this checkout or a baseline source tree)."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_file: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_file = log_file
+        self.t0 = time.monotonic()
+        with log_file.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [*cmd, "--address", f"127.0.0.1:{self.port}"],
+                env=env,
+                start_new_session=True,
+                stderr=out,
+            )
+
+    def wait_ready(self) -> dict[str, float]:
+        listening = wait_listening(self.port) - self.t0
+        ready = wait_health(self.base + "/health") - self.t0
+        time.sleep(0.5)
+        # Start-up may use both cores (parallel loading); the load runs pin it to CPU 0.
+        for pid in _tree(self.proc.pid):
+            subprocess.run(["taskset", "-a", "-p", "-c", "0", str(pid)], capture_output=True)
+        return {
+            "listening_s": round(listening, 3),
+            "ready_s": round(ready, 3),
+            "rss_mib": round(tree_rss_kib(self.proc.pid) / 1024, 1),
+        }
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        return self.log_file.read_bytes().count(b"\n") if self.log_file.exists() else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", type=Path, default=Path(tempfile.gettempdir()) / "ps-corpus")
-    parser.add_argument("--versions", type=int, default=2000)
+    parser.add_argument("--layout", choices=("production", "synthetic"), default="production")
+    parser.add_argument("--corpus", type=Path, default=None)
+    parser.add_argument("--versions", type=int, default=2000, help="synthetic layout only")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--server", default="uvicorn")
+    parser.add_argument("--log-level", default="info", help="EPR_LOG_LEVEL (default: the default)")
+    parser.add_argument("--only", default="", help="comma-separated URL keys to run")
+    parser.add_argument("--label", default="")
+    parser.add_argument("--baseline-src", type=Path, default=None)
+    parser.add_argument("--cases", default="", help="comma-separated key prefixes to run")
+    parser.add_argument("--src", type=Path, default=None, help="run our server from this src/")
     parser.add_argument("--fixtures", type=Path, default=HERE.parent.parent / "shared/fixtures/epr")
     parser.add_argument("--out", type=Path, default=HERE / "out")
-    parser.add_argument("--cases", default="", help="comma-separated key prefixes to run")
-    parser.add_argument("--src", type=Path, default=None, help="run the server from this src/")
     args = parser.parse_args()
     if not shutil.which("nginx") or not shutil.which("wrk"):
         sys.exit("needs nginx and wrk: apt-get install -y nginx wrk")
 
-    if not (args.corpus / BIG_PACKAGE).exists():
-        generate(args.corpus, args.fixtures, args.versions, 0)
+    corpus = make_corpus(args)
     work = Path(tempfile.mkdtemp(prefix="ps-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user
     cfg = work / "config.yml"
-    static_zip(args.corpus, work / "zips")
+    template = (
+        corpus / BIG_PACKAGE / "1.0.0"
+        if args.layout == "synthetic"
+        else args.fixtures / "package/example/1.0.0"
+    )
+    static_zip(template, work / "zips")
     cfg.write_text(
-        f"package_paths:\n  - {args.corpus}\n  - {work / 'zips'}\n"
+        f"package_paths:\n  - {corpus}\n  - {work / 'zips'}\n"
         "cache_time.index: 10s\ncache_time.search: 10m\n"
         "cache_time.categories: 10m\ncache_time.catch_all: 10m\n"
     )
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    exe = Path(sys.executable).parent / "package-storage"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EPR_")}
     env["EPR_REQUIRE_PACKAGE_SIGNATURES"] = "false"
-    env["EPR_LOG_LEVEL"] = "error"
-    if args.src is not None:
-        env["PYTHONPATH"] = str(args.src.resolve())
-    cmd = [str(exe), "serve", "--config", str(cfg), "--address", f"127.0.0.1:{port}"]
+    env["EPR_LOG_LEVEL"] = args.log_level
+    serve = ["-m", "package_storage.cli.main", "serve", "--config", str(cfg)]
     if args.server != "uvicorn":
-        cmd += ["--server", args.server]
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    results: dict[str, object] = {}
+        serve += ["--server", args.server]
+    results: dict[str, object] = {
+        "label": args.label,
+        "layout": args.layout,
+        "server": args.server,
+        "log_level": args.log_level,
+        "load_before": loadavg(),
+    }
+    ours_env = env if args.src is None else {**env, "PYTHONPATH": str(args.src.resolve())}
+    servers = [Server("ours", [sys.executable, *serve], ours_env, work / "ours.log")]
     nginx = None
     try:
-        ready = wait_health(base + "/health") - t0
-        time.sleep(0.5)
-        rss_mib = tree_rss_kib(proc.pid) / 1024
-        results["ready_s"] = round(ready, 3)
-        results["rss_mib"] = round(rss_mib, 1)
-        # Start-up may use both cores (parallel loading); the load runs pin the server to CPU 0.
-        subprocess.run(
-            ["taskset", "-a", "-p", "-c", "0", str(proc.pid)], check=True, capture_output=True
-        )
-        print(f"ready in {ready:.2f} s, RSS {rss_mib:.1f} MiB")
-
-        search = json.loads(fetch(base + "/search?all=true&prerelease=true"))
-        one = next(e for e in search if e["name"] != BIG_PACKAGE)
-        urls = {
-            "search": "/search",
-            "search_kibana_prerelease": "/search?kibana.version=8.12.0&prerelease=true",
-            "package": f"/package/{one['name']}/{one['version']}/",
-            "zip_1mb": f"/epr/{BIG_PACKAGE}/{BIG_PACKAGE}-1.0.0.zip",
-            "static_folder_manifest": f"/package/{one['name']}/{one['version']}/manifest.yml",
-            "static_zip_small": f"/package/{STATIC_ZIP}/1.0.0/docs/small.md",
-            "static_zip_4mb": f"/package/{STATIC_ZIP}/1.0.0/docs/large.md",
-            "static_zip_4mb_range": f"/package/{STATIC_ZIP}/1.0.0/docs/large.md",
-        }
-        request_headers = {"static_zip_4mb_range": {"Range": "bytes=0-99"}}
-        wanted = [p for p in args.cases.split(",") if p]
-        if wanted:
-            urls = {k: u for k, u in urls.items() if k == "search" or k.startswith(tuple(wanted))}
+        results["ours_startup"] = servers[0].wait_ready()
+        print(f"ours: {results['ours_startup']}", flush=True)
+        if args.baseline_src is not None:
+            base_env = {**env, "PYTHONPATH": str(args.baseline_src.resolve())}
+            servers.append(Server("baseline", [sys.executable, *serve], base_env, work / "b.log"))
+            results["baseline_startup"] = servers[1].wait_ready()
+            print(f"baseline: {results['baseline_startup']}", flush=True)
+        ours = servers[0]
+        urls = urls_for(ours.base, args.layout)
+        if args.only:
+            urls = {k: v for k, v in urls.items() if k in args.only.split(",")}
+        if wanted := [c for c in args.cases.split(",") if c]:
+            urls = {k: v for k, v in urls.items() if k.startswith(tuple(wanted))}
         root = work / "www"
+        root.mkdir()
         nginx_paths = {}
-        for key, url in urls.items():
-            body = fetch(base + url)  # the whole file also for the range case: nginx cuts it
+        for key, (url, headers) in urls.items():
+            plain, _ = fetch(ours.base + url)
+            for other in servers[1:]:
+                assert fetch(other.base + url)[0] == plain, (other.name, key)
             ext = "zip" if key.startswith("zip") else "json"
-            rel = f"{key}.{ext}"
-            (root).mkdir(exist_ok=True)
-            (root / rel).write_bytes(body)
+            rel = f"{key.removesuffix('_gzip')}.{ext}"
+            (root / rel).write_bytes(plain)
             nginx_paths[key] = "/" + rel
-            results[f"{key}_bytes"] = len(body)
+            results[f"{key}_bytes"] = len(plain)
+            if headers == GZIP:
+                body, got = fetch(ours.base + url, GZIP)
+                if got.get("content-encoding") == "gzip":
+                    assert gzip.decompress(body) == plain, key
+                else:  # a server without gzip: nginx gets a gzip of its own
+                    body = gzip.compress(plain, 6)
+                (root / (rel + ".gz")).write_bytes(body)
+                results[f"{key}_bytes"] = len(body)
+                results[f"{key}_ours_encoding"] = got.get("content-encoding", "identity")
         nport = free_port()
         (work / "nginx.conf").write_text(NGINX_CONF.format(tmp=work, port=nport, root=root))
         nginx = subprocess.Popen(
             ["taskset", "-c", "0", "nginx", "-c", str(work / "nginx.conf")], start_new_session=True
         )
-        wait_health(f"http://127.0.0.1:{nport}{nginx_paths['search']}")
-        rows = []
-        for key, url in urls.items():
-            hdrs = request_headers.get(key)
-            wrk(base + url, 2, headers=hdrs)  # warm-up (fills caches)
-            ours = wrk(base + url, args.duration, headers=hdrs, pid=proc.pid)
+        wait_health(f"http://127.0.0.1:{nport}{next(iter(nginx_paths.values()))}")
+        for key, (url, headers) in urls.items():
+            row: dict[str, object] = {"url": url, "headers": headers or {}, "load": loadavg()}
             theirs = wrk(
-                f"http://127.0.0.1:{nport}{nginx_paths[key]}",
-                args.duration,
-                headers=hdrs,
-                pid=nginx.pid,
+                f"http://127.0.0.1:{nport}{nginx_paths[key]}", args.duration, nginx.pid, headers
             )
-            ratio = ours["rps"] / theirs["rps"]
-            rows.append((key, ours, theirs, ratio))
-            results[key] = {"ours": ours, "nginx": theirs, "ratio": round(ratio, 3)}
-            print(
-                f"{key:28s} ours {ours['rps']:9.0f} req/s p99 {ours['p99_ms']:7.2f} ms"
-                f" {ours['cpu_us_per_req']:7.0f} us CPU/req | nginx {theirs['rps']:9.0f} req/s"
-                f" p99 {theirs['p99_ms']:7.2f} ms {theirs['cpu_us_per_req']:7.0f} us CPU/req"
-                f" | {ratio:.2f}x"
+            row["nginx"] = theirs
+            line = [f"{key:22s}"]
+            for server in servers:
+                wrk(server.base + url, 2, server.proc.pid, headers)  # warm-up (fills caches)
+                got = wrk(server.base + url, args.duration, server.proc.pid, headers)
+                got["rps_ratio"] = round(got["rps"] / theirs["rps"], 3)
+                got["cpu_ratio"] = round(
+                    got["cpu_us_per_request"] / max(0.01, theirs["cpu_us_per_request"]), 2
+                )
+                row[server.name] = got
+                line.append(
+                    f"{server.name} {got['rps']:7.0f} req/s {got['cpu_us_per_request']:6.1f} us/req"
+                    f" ({got['rps_ratio']:.2f}x req/s, {got['cpu_ratio']:.1f}x CPU)"
+                )
+            line.append(
+                f"nginx {theirs['rps']:7.0f} req/s {theirs['cpu_us_per_request']:5.1f} us/req"
+                f" | load {row['load']}"
             )
-        results["rss_after_load_mib"] = round(tree_rss_kib(proc.pid) / 1024, 1)
+            results[key] = row
+            print(" | ".join(line), flush=True)
+        results["rss_after_load_mib"] = round(tree_rss_kib(ours.proc.pid) / 1024, 1)
         print(f"RSS after the load runs: {results['rss_after_load_mib']} MiB")
-        results["loadavg"] = Path("/proc/loadavg").read_text().strip()
-        print(f"load average at the end: {results['loadavg']}")
     finally:
-        for p in (proc, nginx):
-            if p is not None and p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
+        for server in servers:
+            results[f"{server.name}_log_lines"] = server.stop()
+        if nginx is not None and nginx.poll() is None:
+            os.killpg(nginx.pid, signal.SIGTERM)
+            nginx.wait(30)
         shutil.rmtree(work, ignore_errors=True)
+    print(f"server log lines: {results.get('ours_log_lines')}")
     args.out.mkdir(exist_ok=True)
-    (args.out / f"read-{args.server}.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = f"read-{args.layout}-{args.server}{'-' + args.label if args.label else ''}.json"
+    (args.out / name).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

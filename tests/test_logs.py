@@ -4,16 +4,21 @@ import asyncio
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from package_storage.logs import (
     FATAL,
+    LineWriter,
     Message,
     RequestLogMiddleware,
     Scope,
+    flush_logs,
     get_logger,
     setup_logging,
     zap_level_name,
@@ -144,3 +149,103 @@ def test_ipv6_host(stream: io.StringIO) -> None:
     doc = json.loads(stream.getvalue())
     assert doc["url.domain"] == "[::1]"
     assert doc["url.port"] == 9000
+
+
+# --- the fast access line and the buffered writer -----------------------------------------------
+
+
+def _slow_and_fast(scope: Scope, service: str = "svc") -> tuple[dict[str, Any], dict[str, Any]]:
+    """The access line of ``scope`` written through ``logger.info`` + ECSFormatter (an explicit
+    logger) and through the fast path, both parsed."""
+    slow_out, fast_out = io.StringIO(), io.StringIO()
+    setup_logging("info", "ecs", stream=slow_out, service_name=service)
+    _run(RequestLogMiddleware(_app, logger=get_logger("http")), scope)
+    setup_logging("info", "ecs", stream=fast_out, service_name=service)
+    _run(RequestLogMiddleware(_app), scope)
+    slow_line, fast_line = slow_out.getvalue(), fast_out.getvalue()
+    assert slow_line.endswith("\n") and fast_line.endswith("\n")
+    assert slow_line.count("\n") == fast_line.count("\n") == 1
+    return json.loads(slow_line), json.loads(fast_line)
+
+
+def _without_clock(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("@timestamp", "event.duration")}
+
+
+def test_fast_access_line_is_the_formatters_line(stream: io.StringIO) -> None:
+    slow, fast = _slow_and_fast(_request("/search", b"package=x"))
+    assert list(slow) == list(fast)  # same keys in the same order
+    assert _without_clock(slow) == _without_clock(fast)
+    assert fast["@timestamp"].endswith("Z") and len(fast["@timestamp"]) == 24
+
+
+@given(
+    path=st.text(max_size=30),
+    query=st.binary(max_size=20),
+    host=st.binary(max_size=20),
+    agent=st.binary(max_size=20),
+    client=st.sampled_from(["127.0.0.1", "::1", "example.com", ""]),
+    service=st.text(max_size=10),
+)
+def test_fast_access_line_property(
+    path: str, query: bytes, host: bytes, agent: bytes, client: str, service: str
+) -> None:
+    scope = _request(path, query, host=host)
+    scope["headers"] = [(b"Host", host), (b"user-agent", agent)]
+    scope["client"] = (client, 1) if client else None
+    try:
+        slow, fast = _slow_and_fast(scope, service)
+    finally:
+        logging.getLogger("package_storage").handlers.clear()
+    assert list(slow) == list(fast)
+    assert _without_clock(slow) == _without_clock(fast)
+
+
+def test_buffered_writer_writes_on_flush_and_close(tmp_path: Any) -> None:
+    path = tmp_path / "log"
+    with path.open("w") as out:
+        writer = LineWriter(out, interval=3600)  # the thread never wakes during the test
+        writer.write("one")
+        writer.write("two")
+        assert path.read_text() == ""
+        writer.flush()
+        assert path.read_text() == "one\ntwo\n"
+        writer.write("three")
+        writer.close()
+        assert path.read_text() == "one\ntwo\nthree\n"
+        writer.write("after close")  # synchronous from now on
+        assert path.read_text().endswith("three\nafter close\n")
+
+
+def test_buffered_logging_errors_are_written_at_once(tmp_path: Any) -> None:
+    path = tmp_path / "log"
+    with path.open("w") as out:
+        setup_logging("info", "ecs", stream=out, buffered=True)
+        try:
+            get_logger().info("pending")
+            get_logger().error("broken")
+            messages = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+            assert messages == ["pending", "broken"]
+            get_logger().info("last")
+            flush_logs()
+            assert json.loads(path.read_text().splitlines()[-1])["message"] == "last"
+        finally:
+            root = logging.getLogger("package_storage")
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+                handler.close()
+
+
+def test_buffered_writer_thread_writes_without_flush(tmp_path: Any) -> None:
+    path = tmp_path / "log"
+    with path.open("w") as out:
+        writer = LineWriter(out, interval=0.01)
+        try:
+            writer.write("by the thread")
+            for _ in range(500):  # bounded: at most ~5 s
+                if path.read_text():
+                    break
+                time.sleep(0.01)
+            assert path.read_text() == "by the thread\n"
+        finally:
+            writer.close()

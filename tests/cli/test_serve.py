@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -152,6 +154,9 @@ def test_sigterm_stops_gracefully(server: Server) -> None:
     # runs last in this module (pytest keeps file order): stops the shared server
     httpx.get(server.base + "/search?all=true")
     httpx.get(server.base + "/health")
+    # the access log is buffered: the lines of the requests just before SIGTERM must be written
+    for k in range(20):
+        httpx.get(server.base + f"/search?package=last{k}")
     server.proc.send_signal(signal.SIGTERM)
     _out, err = server.proc.communicate(timeout=60)
     assert server.proc.returncode == 0, err
@@ -165,6 +170,11 @@ def test_sigterm_stops_gracefully(server: Server) -> None:
     assert any(r["url.path"] == "/search" and r["url.query"] == "all=true" for r in requests)
     assert all(r["http.response.code"] == 200 for r in requests if r["url.path"] == "/search")
     assert not any(r["url.path"] == "/health" for r in requests)
+    assert [r.get("url.query") for r in requests[-20:]] == [f"package=last{k}" for k in range(20)]
+    # the listener opened before the packages were loaded
+    assert messages.index(
+        "Listening on " + server.base.removeprefix("http://") + "; /health answers 503 until loaded"
+    ) < messages.index("Package registry started")
 
 
 # --- dry run -----------------------------------------------------------------------------------
@@ -224,6 +234,25 @@ def test_dry_run_broken_package(tmp_path: Path) -> None:
     record = json.loads(_lines(result.stderr)[-1])
     assert record["log.level"] == "fatal"
     assert str(root / "foo" / "1.0.0") in record["message"]
+
+
+def test_broken_package_ends_the_server_with_the_fatal_line(tmp_path: Path) -> None:
+    # the listener is open while loading; a failed load stops it and exits 1
+    import shutil
+
+    root = tmp_path / "p"
+    shutil.copytree(FIXTURES / "package" / "foo" / "1.0.0", root / "foo" / "1.0.0")
+    (root / "foo" / "1.0.0" / "docs" / "README.md").unlink()
+    cfg = _config(tmp_path, [root])
+    result = run_cli(
+        ["serve", f"--config={cfg}", f"--address=127.0.0.1:{free_port()}"],
+        env={"EPR_REQUIRE_PACKAGE_SIGNATURES": "0"},
+    )
+    assert result.returncode == 1
+    records = [json.loads(line) for line in _lines(result.stderr)]
+    fatal = [r for r in records if r["log.level"] == "fatal"]
+    assert len(fatal) == 1 and str(root / "foo" / "1.0.0") in fatal[0]["message"]
+    assert "Package registry started" not in [r["message"] for r in records]
 
 
 def test_dry_run_false_is_not_a_dry_run(tmp_path: Path) -> None:
@@ -369,3 +398,23 @@ def test_watcher_swaps_the_index(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_progress_lines(caplog: pytest.LogCaptureFixture) -> None:
+    from package_storage.cli.serve import _progress
+
+    logger_name = "package_storage"
+    root = logging.getLogger(logger_name)
+    root.propagate = True
+    try:
+        with caplog.at_level("INFO", logger=logger_name), _progress("Loading things", every=0.01):
+            for _ in range(500):  # bounded: at most ~5 s
+                if any("still loading" in r.getMessage() for r in caplog.records):
+                    break
+                threading.Event().wait(0.01)
+    finally:
+        root.propagate = False
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "Loading things"
+    assert any(m.startswith("Loading things: still loading (") for m in messages)
+    assert messages[-1].startswith("Loading things: done in ")

@@ -4,16 +4,18 @@
 writes ``DIR/<name>-<version>.zip``: a deterministic zip (same content, same bytes), printed as
 ``<zip path>  <sha256>``.
 
-``validate PATH...`` checks package folders or zips against the rules applied at publish time
-(:func:`package_storage.packages.validation.validate_for_publish`) plus the loader's own checks, and
-prints one line per problem, ``<PATH>/<file>: <message> [<rule>]``, or ``ok <name> <version>``
-for a package without problems. Exit status 1 when any package has a problem.
+``validate PATH... [--warnings-as-errors] [--json]`` checks package folders or zips against the
+rules applied at publish time (:func:`package_storage.packages.validation.check_for_publish`) plus
+the loader's own checks, and prints one line per problem, ``<PATH>/<file>: <message> [<rule>]``
+(the package-spec's warnings as ``<PATH>/<file>: warning: <message> [<rule>]``), or
+``ok <name> <version>`` for a package without errors. Exit status 1 when any package has an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import uuid
 from pathlib import Path
@@ -31,7 +33,7 @@ from package_storage.packages.artifacts import build_zip
 from package_storage.packages.manifest import read_package
 from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.trees import FolderTree, ZipTree
-from package_storage.packages.validation import Problem, validate_for_publish
+from package_storage.packages.validation import Problem, check_for_publish
 
 LOAD_RULE = "load"
 """Rule id of the loader's own checks (structure and field types the registry always needs)."""
@@ -64,17 +66,24 @@ def _open_tree(path: Path) -> tuple[PackageTree, str | None]:
     raise PackageError("does not exist: give a package folder or zip", path=str(path))
 
 
-def check_package(path: Path) -> tuple[list[str], Package | None]:
-    """Problem lines for the package at ``path`` and, when it loads, the package."""
-    shown = str(path)
+def inspect_package(
+    path: Path, *, warnings_as_errors: bool = False
+) -> tuple[list[Problem], list[Problem], Package | None]:
+    """(errors, warnings, package) of the package at ``path``; a problem's path is relative to
+    the package (``""`` for the package itself). Warnings count as errors when asked."""
     try:
         tree, version_dir = _open_tree(path)
-        problems: list[Problem] = validate_for_publish(tree, version_dir=version_dir)
+        problems, warnings = check_for_publish(tree, version_dir=version_dir)
     except UnsafePackageError as exc:
-        return [str(exc.within(shown))], None
+        # the archive-safety gate's one line, named after the package at ``path``
+        unsafe, shown = exc.within(str(path)), str(path)
+        file = unsafe.path[len(shown) :].lstrip("/") if unsafe.path.startswith(shown) else ""
+        text = unsafe.detail.removesuffix(f" [{unsafe.rule}]")
+        return [Problem(file, unsafe.rule, text)], [], None
     except PackageError as exc:
-        return [_line(shown, "", exc.detail, "package")], None
-    lines = [_line(shown, p.path, p.message, p.rule) for p in problems]
+        return [Problem("", "package", exc.detail)], [], None
+    if warnings_as_errors:
+        problems, warnings = problems + warnings, []
     pkg: Package | None = None
     try:
         pkg = read_package(tree, validate=False, version_dir=version_dir)
@@ -85,29 +94,64 @@ def check_package(path: Path) -> tuple[list[str], Package | None]:
             prefix = tree.location.rstrip("/") + "/"
             file = exc.path[len(prefix) :] if exc.path.startswith(prefix) else ""
         if not any(p.message == message and (not file or p.path == file) for p in problems):
-            lines.append(_line(shown, file, message, LOAD_RULE))
-    return lines, pkg
+            problems.append(Problem(file, LOAD_RULE, message))
+    return problems, warnings, pkg
+
+
+def check_package(
+    path: Path, *, warnings_as_errors: bool = False
+) -> tuple[list[str], Package | None]:
+    """Problem lines for the package at ``path`` and, when it loads, the package."""
+    problems, _warnings, pkg = inspect_package(path, warnings_as_errors=warnings_as_errors)
+    return [_line(str(path), p.path, p.message, p.rule) for p in problems], pkg
 
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def validate(paths: tuple[Path, ...]) -> None:
+@click.option(
+    "--warnings-as-errors",
+    is_flag=True,
+    help="Refuse on the package-spec's warnings too (as PACKAGE_SPEC_WARNINGS_AS_ERRORS does).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON document with every result.")
+def validate(paths: tuple[Path, ...], warnings_as_errors: bool, as_json: bool) -> None:
     """Check package folders or zips against the publish-time package-spec rules.
 
-    Prints one line per problem (`PATH/FILE: message [rule]`) or `ok NAME VERSION`; exits 1
-    when any package has a problem.
+    Prints one line per problem (`PATH/FILE: message [rule]`; warnings as
+    `PATH/FILE: warning: message [rule]`) or `ok NAME VERSION`; exits 1 when any package has
+    an error (a warning only with --warnings-as-errors).
     """
     failed = False
+    results: list[dict[str, object]] = []
     for path in paths:
-        lines, pkg = check_package(path)
-        for line in lines:
-            click.echo(line)
-        if lines:
-            failed = True
-        elif pkg is not None:
+        errors, warnings, pkg = inspect_package(path, warnings_as_errors=warnings_as_errors)
+        failed = failed or bool(errors)
+        if as_json:
+            results.append(
+                {
+                    "path": str(path),
+                    "valid": not errors,
+                    "name": pkg.name if pkg is not None else None,
+                    "version": str(pkg.version) if pkg is not None else None,
+                    "errors": [_as_dict(p) for p in errors],
+                    "warnings": [_as_dict(p) for p in warnings],
+                }
+            )
+            continue
+        for p in errors:
+            click.echo(_line(str(path), p.path, p.message, p.rule))
+        for p in warnings:
+            click.echo(_line(str(path), p.path, f"warning: {p.message}", p.rule))
+        if not errors and pkg is not None:
             click.echo(f"ok {pkg.name} {pkg.version}")
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
     if failed:
         raise SystemExit(1)
+
+
+def _as_dict(problem: Problem) -> dict[str, str]:
+    return {"file": problem.path, "rule": problem.rule, "message": problem.message}
 
 
 @click.command()

@@ -23,13 +23,16 @@ exists). :func:`serve_store` is the same as a function (the ``demo`` command use
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gc
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,7 +46,7 @@ from package_storage.cli.serve_manage import (
     parse_manage_options,
 )
 from package_storage.errors import ConfigError, PackageStorageError
-from package_storage.logs import FATAL, SERVICE_NAME, get_logger, setup_logging
+from package_storage.logs import FATAL, SERVICE_NAME, flush_logs, get_logger, setup_logging
 from package_storage.packages.model import Package
 from package_storage.registry.config import (
     FLAGS,
@@ -59,6 +62,9 @@ from package_storage.registry.config import (
 )
 
 log = get_logger()
+
+# While packages load, a progress line every this many seconds.
+PROGRESS_SECONDS = 5.0
 
 
 # --- Go-style flags ----------------------------------------------------------------------------
@@ -314,46 +320,90 @@ def run(settings: Settings) -> int:
             _fatal(exc.message)
         return 0
 
-    from package_storage.registry.http.server import run_server
+    from package_storage.registry.http.app import SingleIndexRegistry
+    from package_storage.registry.http.loading import LoadingRegistry
+    from package_storage.registry.http.server import Loading, run_server
     from package_storage.registry.index import RegistryIndex
 
-    sources = load_packages(settings)
-    metrics = _metrics(settings, count_packages(sources))
-    app, registry = build_app(settings, sources, metrics=metrics[0] if metrics else None)
-    gc.collect()
-    gc.freeze()  # the loaded packages live as long as the server (see run_store)
-    watcher: PackagePathsWatcher | None = None
-    if settings.package_paths_enable_watcher:
-        loader = functools.partial(
-            load_sources,
-            settings.package_paths,
-            validate=not settings.disable_package_validation,
-            require_signatures=settings.require_package_signatures,
-            workers=settings.package_paths_workers,
-            executor="serial",  # no fork while the server's threads run
-        )
+    # The listener opens at once; /health answers 503 until the packages are loaded.
+    pending = LoadingRegistry()
+    metrics = _metrics(settings, 0)
+    app = create_store_app(
+        settings, pending, metrics=metrics[0] if metrics else None, ready=pending.is_ready
+    )
+    watchers: list[PackagePathsWatcher] = []
 
-        def swap(new: list[list[Package]]) -> None:
-            registry.swap(RegistryIndex(new))
-            if metrics is not None:
-                metrics[0].indexed_packages.set(count_packages(new))
+    def load() -> None:
+        with _progress(f"Loading packages from {len(settings.package_paths)} package paths"):
+            sources = load_packages(settings)
+        registry = SingleIndexRegistry(RegistryIndex(sources))
+        if metrics is not None:
+            metrics[0].indexed_packages.set(count_packages(sources))
+        gc.collect()
+        gc.freeze()  # the loaded packages live as long as the server (see run_store)
+        if settings.package_paths_enable_watcher:
+            loader = functools.partial(
+                load_sources,
+                settings.package_paths,
+                validate=not settings.disable_package_validation,
+                require_signatures=settings.require_package_signatures,
+                workers=settings.package_paths_workers,
+                executor="serial",  # no fork while the server's threads run
+            )
 
-        watcher = PackagePathsWatcher(
-            settings.package_paths,
-            loader,
-            swap,
-        )
-        watcher.start()
-    log.info("Package registry started")
+            def swap(new: list[list[Package]]) -> None:
+                registry.swap(RegistryIndex(new))
+                if metrics is not None:
+                    metrics[0].indexed_packages.set(count_packages(new))
+
+            watcher = PackagePathsWatcher(settings.package_paths, loader, swap)
+            watcher.start()
+            watchers.append(watcher)
+        pending.set(registry)
+        log.info("Package registry started")
+
+    loading = Loading(load)
+    log.info(f"Listening on {settings.address}; /health answers 503 until loaded")
     try:
-        run_server(app, settings, metrics_app=metrics[1] if metrics else None)
+        run_server(app, settings, metrics_app=metrics[1] if metrics else None, loading=loading)
     except ConfigError as exc:
         _fatal(exc.message)
     finally:
-        if watcher is not None:
+        for watcher in watchers:
             watcher.stop()
-    log.info("Package registry stopped")
+    _stopped(loading)
     return 0
+
+
+@contextlib.contextmanager
+def _progress(what: str, every: float = PROGRESS_SECONDS) -> Iterator[None]:
+    """Log ``what`` now, ``... still loading (N s)`` every ``every`` seconds while the block
+    runs, and the time it took at the end."""
+    start = time.monotonic()
+    done = threading.Event()
+    log.info(what)
+
+    def report() -> None:
+        while not done.wait(every):
+            log.info(f"{what}: still loading ({time.monotonic() - start:.0f} s)")
+
+    ticker = threading.Thread(target=report, name="load-progress", daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
+    log.info(f"{what}: done in {time.monotonic() - start:.1f} s")
+
+
+def _stopped(loading: Any) -> None:
+    """After the server stopped: the last line; a stop during the load ends the process at
+    once (the load's pool would otherwise be waited for at exit)."""
+    log.info("Package registry stopped")
+    if not loading.done:
+        flush_logs()
+        os._exit(0)
 
 
 # --- store mode --------------------------------------------------------------------------------
@@ -384,7 +434,8 @@ def run_store(
     """Serve the store at ``store_dir`` until stopped (logging must be set up), with the
     management API on its own listener when ``manage`` is given. Startup problems end with
     one fatal log line (:class:`StartupError`)."""
-    from package_storage.registry.http.server import run_server
+    from package_storage.registry.http.loading import LoadingRegistry
+    from package_storage.registry.http.server import Loading, run_server
     from package_storage.serving.store_registry import StoreRegistry
 
     if settings.server != "uvicorn":
@@ -401,29 +452,40 @@ def run_store(
                     f"default distribution {default_distribution} is not a stage of the store"
                     f" (stages: {', '.join(stages.names)})"
                 )
-            log.info(f"Loading package store {store_dir}")
-            registry = StoreRegistry(
-                catalog,
-                blobs,
-                default_distribution=default_distribution,
-                poll_interval=poll_interval,
-            )
         except PackageStorageError as exc:
             _fatal(exc.message)
-        # Everything loaded so far lives as long as the server: keep it out of the cyclic
-        # garbage collector's full passes (a full pass over a 10,000-version store's objects
-        # takes ~0.4 s and would stall requests; reference counting still frees what is
-        # dropped later).
-        gc.collect()
-        gc.freeze()
-        current = registry.current
-        for name, built in sorted(current.items()):
-            log.info(
-                f"{name}: revision {built.revision.number}, {built.index.package_count} packages"
-            )
-        if default_distribution not in current:
-            log.info(f"{default_distribution} has no revision yet: / serves it empty until it has")
+
+        def build() -> Any:
+            try:
+                with _progress(f"Loading package store {store_dir}"):
+                    registry = StoreRegistry(
+                        catalog,
+                        blobs,
+                        default_distribution=default_distribution,
+                        poll_interval=poll_interval,
+                    )
+            except PackageStorageError as exc:
+                _fatal(exc.message)
+            # Everything loaded so far lives as long as the server: keep it out of the cyclic
+            # garbage collector's full passes (a full pass over a 10,000-version store's
+            # objects takes ~0.4 s and would stall requests; reference counting still frees
+            # what is dropped later).
+            gc.collect()
+            gc.freeze()
+            current = registry.current
+            for name, built in sorted(current.items()):
+                log.info(
+                    f"{name}: revision {built.revision.number}, "
+                    f"{built.index.package_count} packages"
+                )
+            if default_distribution not in current:
+                log.info(
+                    f"{default_distribution} has no revision yet: / serves it empty until it has"
+                )
+            return registry
+
         if settings.dry_run:
+            current = build().current
             click.echo(
                 f"dry run: store {store_dir}: "
                 + (
@@ -435,17 +497,31 @@ def run_store(
                 )
             )
             return 0
-        default = current.get(default_distribution)
-        metrics = _metrics(settings, default.index.package_count if default else 0)
-        if metrics is not None:
-            gauge = metrics[0].indexed_packages
+        # The listener opens at once; /health answers 503 until the store is loaded.
+        pending = LoadingRegistry()
+        metrics = _metrics(settings, 0)
+        app = create_store_app(
+            settings, pending, metrics=metrics[0] if metrics else None, ready=pending.is_ready
+        )
 
-            def count(distribution: str, built: Any) -> None:
-                if distribution == default_distribution:
-                    gauge.set(built.index.package_count)
+        def load() -> None:
+            registry = build()
+            if metrics is not None:
+                gauge = metrics[0].indexed_packages
+                default = registry.current.get(default_distribution)
+                gauge.set(default.index.package_count if default else 0)
 
-            registry.add_listener(count)
-        app = create_store_app(settings, registry, metrics=metrics[0] if metrics else None)
+                def count(distribution: str, built: Any) -> None:
+                    if distribution == default_distribution:
+                        gauge.set(built.index.package_count)
+
+                registry.add_listener(count)
+            registry.start()
+            pending.set(registry)
+            log.info("Package registry started")
+
+        loading = Loading(load)
+        log.info(f"Listening on {settings.address}; /health answers 503 until loaded")
         extra: list[Any] = []
         close_manage: Callable[[], None] = lambda: None  # noqa: E731
         if manage is not None:
@@ -454,8 +530,6 @@ def run_store(
             except PackageStorageError as exc:
                 _fatal(exc.message)
             extra.append(listener)
-        registry.start()
-        log.info("Package registry started")
         try:
             run_server(
                 app,
@@ -463,20 +537,25 @@ def run_store(
                 metrics_app=metrics[1] if metrics else None,
                 on_listening=on_listening,
                 extra=extra,
+                loading=loading,
             )
         except ConfigError as exc:
             _fatal(exc.message)
         finally:
-            registry.stop()
+            if pending.inner is not None:
+                pending.inner.stop()
             close_manage()
-        log.info("Package registry stopped")
+        _stopped(loading)
         return 0
     finally:
         close()
 
 
-def create_store_app(settings: Settings, registry: Any, *, metrics: Any = None) -> Any:
-    """The read app over a store registry with the options of ``settings``."""
+def create_store_app(
+    settings: Settings, registry: Any, *, metrics: Any = None, ready: Any = None
+) -> Any:
+    """The read app over a registry with the options of ``settings`` (``ready``: see
+    ``AppOptions.ready``)."""
     from package_storage.registry.http.app import AppOptions, create_app, service_name_from_env
 
     options = AppOptions(
@@ -487,6 +566,7 @@ def create_store_app(settings: Settings, registry: Any, *, metrics: Any = None) 
         allow_unknown_query_parameters=settings.allow_unknown_query_parameters,
         service_name=service_name_from_env(os.environ),
         metrics=metrics,
+        ready=ready,
     )
     return create_app(registry, options)
 

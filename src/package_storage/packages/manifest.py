@@ -912,7 +912,8 @@ class _Reader:
                 if ".DS_Store" in e.path:
                     continue
                 if e.is_dir:
-                    if "-" in e.path.rpartition("/")[2]:
+                    # development folders (``_dev``, left out of built packages) are exempt
+                    if "-" in e.path.rpartition("/")[2] and "_dev" not in e.path.split("/"):
                         raise self.err(
                             f"directory name inside package {name} contains -: {e.path}",
                             self.location,
@@ -961,7 +962,7 @@ class _Reader:
             )
         m: dict[Any, Any] = expand_dotted(loaded)
 
-        ds_type = self.required_s(m.get("type"), "type", file)
+        ds_type = self.s(m.get("type"), "type", file)  # optional in the package-spec
         title = self.required_s(m.get("title"), "title", file)
         dataset = self.s(m.get("dataset"), "dataset", file) or f"{pkg_name}.{dirname}"
         hidden = self.b(m.get("hidden"), "hidden", file)

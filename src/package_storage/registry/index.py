@@ -11,6 +11,10 @@ afterwards (a new revision gets a new index). It precomputes what every request 
 * whole /search and /categories bodies per ``(endpoint, raw query, allow_unknown)`` (bounded
   LRU, by entry count and by bytes), so the common requests cost a dictionary lookup.
 
+Cached bodies are :class:`~package_storage.registry.bodies.Body` objects: the same bytes, with
+their strong ETag and (computed on first use, then kept with the body) their gzip form, so an
+index hashes and compresses each answer at most once.
+
 All caches are safe to use from several threads. Errors are not cached: ``QueryError`` (bad
 parameters) and ``PackageError`` (a package without spec version when ``spec.min``/``spec.max``
 is asked for, see ``search.py``) propagate to the caller every time.
@@ -41,6 +45,7 @@ from package_storage.packages import render
 from package_storage.packages.artifacts import signature_location
 from package_storage.packages.model import JSONObject, Package
 from package_storage.registry import search as _search
+from package_storage.registry.bodies import Body
 
 DEFAULT_CACHE_ENTRIES = 1024
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
@@ -266,7 +271,7 @@ class RegistryIndex:
         body = self._bodies.get(key)
         if body is None:
             query = _search.parse_query(raw_query, "search", allow_unknown=allow_unknown)
-            body = self._render_search(query)
+            body = Body(self._render_search(query))
             self._bodies.put(key, body)
         return body
 
@@ -279,7 +284,7 @@ class RegistryIndex:
         body = self._bodies.get(key)
         if body is None:
             query = _search.parse_query(raw_query, "categories", allow_unknown=allow_unknown)
-            body = render.categories_body(self.categories(query))
+            body = Body(render.categories_body(self.categories(query)))
             self._bodies.put(key, body)
         return body
 
@@ -296,7 +301,7 @@ class RegistryIndex:
         key = ("document", pkg)  # packages hash by identity; the key keeps pkg alive
         body = self._documents.get(key)
         if body is None:
-            body = render.dumps(pkg.document)
+            body = Body(render.dumps(pkg.document))
             self._documents.put(key, body)
         return body
 

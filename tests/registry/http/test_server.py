@@ -169,3 +169,211 @@ def test_tls_min_version(cert: tuple[str, str]) -> None:
 def test_tls_bad_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="loading TLS certificate"):
         build_ssl_context(str(tmp_path / "c.pem"), str(tmp_path / "k.pem"), None)
+
+
+# --- one write per response ----------------------------------------------------------------------
+
+
+class _RecordingTransport:
+    """Records what Uvicorn's cycle writes (the real cycle class, a recording transport)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def writelines(self, parts: Any) -> None:
+        self.calls.append(("writelines", b"".join(parts)))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def _cycle(method: str = "GET", keep_alive: bool = True) -> tuple[Any, _RecordingTransport]:
+    import logging
+
+    from uvicorn.protocols.http.flow_control import FlowControl
+
+    from package_storage.registry.http.server import OneWriteCycle
+
+    transport = _RecordingTransport()
+    scope = {"type": "http", "method": method, "http_version": "1.1", "headers": []}
+    cycle = OneWriteCycle(
+        scope=scope,  # type: ignore[arg-type]
+        transport=transport,  # type: ignore[arg-type]
+        flow=FlowControl(transport),  # type: ignore[arg-type]
+        logger=logging.getLogger("test"),
+        access_logger=logging.getLogger("test"),
+        access_log=False,
+        default_headers=[],
+        message_event=asyncio.Event(),
+        expect_100_continue=False,
+        keep_alive=keep_alive,
+        on_response=lambda: None,
+    )
+    return cycle, transport
+
+
+def _respond(cycle: Any, bodies: list[bytes], length: int) -> None:
+    async def run() -> None:
+        headers = [(b"content-length", str(length).encode())]
+        await cycle.send({"type": "http.response.start", "status": 200, "headers": headers})
+        for k, body in enumerate(bodies):
+            more = k < len(bodies) - 1
+            await cycle.send({"type": "http.response.body", "body": body, "more_body": more})
+
+    asyncio.run(run())
+
+
+def test_head_and_small_body_go_out_in_one_write() -> None:
+    cycle, transport = _cycle()
+    _respond(cycle, [b"hello"], 5)
+    assert len(transport.calls) == 1
+    kind, data = transport.calls[0]
+    assert kind == "write"
+    assert data == b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"
+    assert cycle.response_complete
+
+
+def test_large_body_is_one_writelines_and_later_parts_follow() -> None:
+    big = b"x" * (200 << 10)
+    cycle, transport = _cycle()
+    _respond(cycle, [big, b"tail"], len(big) + 4)
+    assert [kind for kind, _ in transport.calls] == ["writelines", "write"]
+    assert transport.calls[0][1].endswith(b"\r\n\r\n" + big)
+    assert transport.calls[1][1] == b"tail"
+
+
+def test_head_request_writes_the_head_alone() -> None:
+    for keep_alive in (True, False):
+        cycle, transport = _cycle("HEAD", keep_alive=keep_alive)
+        _respond(cycle, [b""], 5)
+        assert len(transport.calls) == 1
+        assert transport.calls[0][1].startswith(b"HTTP/1.1 200 OK\r\n")
+        assert transport.calls[0][1].endswith(b"\r\n\r\n")
+        assert transport.closed is not keep_alive
+
+
+def test_real_server_answers_keep_alive_and_head() -> None:
+    server = Running(Listener(_hello, bind_socket("127.0.0.1:0")))
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+            conn.sendall(b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        answer = b"".join(chunks)
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3
+        assert answer.count(b"hello") == 2
+        assert answer.endswith(b"\r\n\r\n")  # the HEAD answer: no body
+    finally:
+        server.stop()
+
+
+# --- requests start without a task --------------------------------------------------------------
+
+
+async def _waits_then_answers(scope: Any, receive: Any, send: Any) -> None:
+    body = b""
+    while True:  # reads the request body (suspends until it has arrived)
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await asyncio.sleep(0.01)  # and waits on the loop before answering
+    answer = b"got " + body
+    headers = [(b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+async def _fails(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("broken app")
+
+
+def _exchange(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(raw)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_a_request_that_waits_continues_in_a_task() -> None:
+    server = Running(Listener(_waits_then_answers, bind_socket("127.0.0.1:0")))
+    try:
+        post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+            conn.sendall(post)  # headers first: the app starts and must wait for the body
+            conn.sendall(b"hello")
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            chunks = []
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+        answer = b"".join(chunks)
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 2
+        assert b"got hello" in answer
+        assert answer.endswith(b"\r\n\r\ngot ")
+    finally:
+        server.stop()
+
+
+def test_a_failing_app_gets_the_500() -> None:
+    server = Running(Listener(_fails, bind_socket("127.0.0.1:0")))
+    try:
+        answer = _exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+        assert answer.endswith(b"Internal Server Error")
+    finally:
+        server.stop()
+
+
+def test_pipelined_requests_are_answered_in_order() -> None:
+    server = Running(Listener(_hello, bind_socket("127.0.0.1:0")))
+    try:
+        raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50
+        answer = _exchange(
+            server.port, raw + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 51
+        assert answer.count(b"hello") == 51
+    finally:
+        server.stop()
+
+
+def test_resumed_coroutine_passes_values_and_exceptions() -> None:
+    from package_storage.registry.http.server import _resume
+
+    async def inner() -> str:
+        await asyncio.sleep(0)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            return "cancelled inside"
+        return "not reached"
+
+    async def main() -> str:
+        coro = inner()
+        pending = coro.send(None)  # started outside a task, suspended on sleep(0)
+        task = asyncio.get_running_loop().create_task(_resume(coro, pending))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        return await task
+
+    assert asyncio.run(main()) == "cancelled inside"

@@ -5,6 +5,13 @@ No framework: a small router reproduces the reference's routing quirks (gorilla/
 ignored ``{dir}`` segment of ``/epr/...``) and every handler answers from precomputed bytes
 (JSON bodies come ready-made and cached from the :class:`RegistryIndex`).
 
+JSON answers (``/``, ``/index.json``, ``/search``, ``/categories``, package documents) that come
+as a :class:`~package_storage.registry.bodies.Body` carry its strong ``ETag`` and ``Vary:
+Accept-Encoding`` after the reference's headers; ``If-None-Match`` naming the current tag (or
+``*``) gets ``304 Not Modified`` without body; ``Accept-Encoding`` allowing gzip gets the body's
+cached gzip form (``Content-Encoding: gzip``, its own tag). Without those request headers the
+status, the reference's headers and the body are exactly as before.
+
 Prefixes. ``create_app`` serves a :class:`Registry`. Un-prefixed paths use ``resolve(None)``.
 When the first path segment is not one of the reference's route heads (``search``, ``package``,
 ``epr``, ...) and ``resolve(segment)`` returns an index, the rest of the path is routed against
@@ -37,6 +44,7 @@ from package_storage.packages.artifacts import build_zip
 from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.trees import ZipTree
 from package_storage.packages.versions import Version
+from package_storage.registry.bodies import Body
 from package_storage.registry.http import errors as texts
 from package_storage.registry.http.entries import (
     DEFAULT_EXTRACT_CACHE_BYTES,
@@ -65,6 +73,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 DEFAULT_SERVICE_NAME = "package-registry"
+NOT_READY = "service unavailable: the packages are still loading"
 MAX_PATH_BYTES = 8 << 10
 MAX_QUERY_BYTES = 8 << 10
 # Decompressed entries of zip packages up to this size are kept in memory.
@@ -156,6 +165,9 @@ class AppOptions:
     extract_cache_bytes: int = DEFAULT_EXTRACT_CACHE_BYTES
     extract_file_bytes: int = DEFAULT_EXTRACT_FILE_BYTES
     extract_dir: str | None = None
+    # While this returns False (packages still loading) every route, /health included,
+    # answers 503; None: always ready.
+    ready: Callable[[], bool] | None = None
 
 
 def service_name_from_env(environ: Mapping[str, str]) -> str:
@@ -286,6 +298,43 @@ ZIP_TYPE: tuple[bytes, bytes] = (b"content-type", b"application/zip")
 TEXT_TYPE: tuple[bytes, bytes] = (b"content-type", b"text/plain; charset=utf-8")
 NOSNIFF: tuple[bytes, bytes] = (b"x-content-type-options", b"nosniff")
 NO_CACHE: Headers = [(b"cache-control", b"max-age=0"), (b"cache-control", b"private, no-store")]
+VARY: tuple[bytes, bytes] = (b"vary", b"Accept-Encoding")
+GZIP_ENCODING: tuple[bytes, bytes] = (b"content-encoding", b"gzip")
+
+
+@functools.lru_cache(maxsize=256)
+def accepts_gzip(accept_encoding: bytes) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (``gzip``, ``x-gzip`` or ``*`` with a
+    non-zero ``q``; RFC 9110 §12.5.3)."""
+    for item in accept_encoding.split(b","):
+        coding, _, params = item.partition(b";")
+        if coding.strip().lower() not in (b"gzip", b"x-gzip", b"*"):
+            continue
+        q = 1.0
+        for param in params.split(b";"):
+            name, _, value = param.partition(b"=")
+            if name.strip().lower() == b"q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            return True
+    return False
+
+
+def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
+    """``If-None-Match`` against the current tag: ``*`` or any listed tag equal to it under
+    the weak comparison (RFC 9110 §13.1.2)."""
+    for item in if_none_match.split(b","):
+        tag = item.strip()
+        if tag == b"*":
+            return True
+        if tag.startswith(b"W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
 
 
 def cache_headers(seconds: float) -> Headers:
@@ -307,6 +356,34 @@ async def _send_error(send: Send, status: int, message: str, base: Headers, head
     body = (message + "\n").encode()
     headers = [*base, TEXT_TYPE, NOSNIFF, _length(len(body))]
     await _send(send, status, headers, body, head)
+
+
+async def _send_json(send: Send, request: _Request, body: bytes, cache: Headers) -> None:
+    """A 200 JSON answer; for a :class:`Body`, with ETag/Vary, 304 and gzip (module doc)."""
+    if not isinstance(body, Body):
+        headers = [CORS, *cache, JSON_TYPE, _length(len(body))]
+        await _send(send, 200, headers, body, request.head)
+        return
+    if_none_match, accept_encoding = request.negotiation()
+    packed = body.gzipped() if accept_encoding and accepts_gzip(accept_encoding) else None
+    etag = body.etag if packed is None else body.gzip_etag
+    if if_none_match and etag_matches(if_none_match, etag):
+        await _send(send, 304, [CORS, *cache, (b"etag", etag), VARY], b"", True)
+        return
+    if packed is None:
+        headers = [CORS, *cache, JSON_TYPE, _length(len(body)), (b"etag", etag), VARY]
+        await _send(send, 200, headers, body, request.head)
+        return
+    headers = [
+        CORS,
+        *cache,
+        JSON_TYPE,
+        GZIP_ENCODING,
+        _length(len(packed)),
+        (b"etag", etag),
+        VARY,
+    ]
+    await _send(send, 200, headers, packed, request.head)
 
 
 class _LRU(Generic[V]):
@@ -400,6 +477,17 @@ class _Request:
                 out[key] = value.decode("latin-1")
         return out
 
+    def negotiation(self) -> tuple[bytes, bytes]:
+        """(``If-None-Match``, ``Accept-Encoding``) raw values; empty when absent (first wins)."""
+        inm = ae = b""
+        for name, value in self.scope.get("headers", ()):
+            lower = name.lower()
+            if lower == b"if-none-match":
+                inm = inm or value
+            elif lower == b"accept-encoding":
+                ae = ae or value
+        return inm, ae
+
     def raw_query(self) -> str:
         try:
             return self.query.decode("ascii")
@@ -414,7 +502,9 @@ class ReadApp:
         self.registry = registry
         self.options = options
         service = {"service.name": options.service_name, "service.version": options.service_version}
-        self._service_body = (json.dumps(service, indent=2, ensure_ascii=False) + "\n").encode()
+        self._service_body = Body(
+            (json.dumps(service, indent=2, ensure_ascii=False) + "\n").encode()
+        )
         self._favicon = resources.files("package_storage").joinpath("data/favicon.ico").read_bytes()
         self._index_cache = cache_headers(options.cache_time_index)
         self._search_cache = cache_headers(options.cache_time_search)
@@ -433,6 +523,15 @@ class ReadApp:
             else None
         )
         self._observe = options.metrics is not None or options.request_logger is not None
+        self._ready = options.ready
+
+    def _check_ready(self) -> bool:
+        """Readiness is one-way: once ready, never asked again."""
+        ready = self._ready
+        if ready is None or ready():
+            self._ready = None
+            return True
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -449,12 +548,13 @@ class ReadApp:
         metrics = self.options.metrics
         state = [0, 0]
 
-        async def counting_send(message: Message) -> None:
+        def counting_send(message: Message) -> Awaitable[None]:
+            # A plain function handing back the server's awaitable: no coroutine of its own.
             if message["type"] == "http.response.start":
                 state[0] = message["status"]
             else:
                 state[1] += len(message.get("body", b""))
-            await send(message)
+            return send(message)
 
         start = perf_counter()
         if metrics is not None:
@@ -559,14 +659,14 @@ class ReadApp:
             await self._strict_slash(send, request, route, prefix, routed)
             return route
 
+        if self._ready is not None and not self._check_ready():
+            await _send_error(send, 503, NOT_READY, [CORS, *NO_CACHE], head)
+            return route
         if route == HEALTH:
             await _send(send, 200, [CORS, _length(0)], b"", head)
             return route
         if route in (INDEX, INDEX_JSON):
-            body = self._service_body
-            await _send(
-                send, 200, [CORS, *self._index_cache, JSON_TYPE, _length(len(body))], body, head
-            )
+            await _send_json(send, request, self._service_body, self._index_cache)
             return route
         if route == FAVICON:
             body = self._favicon
@@ -646,7 +746,7 @@ class ReadApp:
             status, message = status_for(exc, endpoint=endpoint)
             await _send_error(send, status, message, [CORS, *NO_CACHE], request.head)
             return
-        await _send(send, 200, [CORS, *cache, JSON_TYPE, _length(len(body))], body, request.head)
+        await _send_json(send, request, body, cache)
 
     async def _lookup(
         self,
@@ -675,9 +775,7 @@ class ReadApp:
         )
         if pkg is None:
             return
-        body = index.document_body(pkg)
-        headers = [CORS, *self._index_cache, JSON_TYPE, _length(len(body))]
-        await _send(send, 200, headers, body, request.head)
+        await _send_json(send, request, index.document_body(pkg), self._index_cache)
 
     async def _static(
         self,

@@ -1,4 +1,4 @@
-"""Package-spec rules: the load-time set (spec §7.4, "validation" rows) and the publish-time set.
+"""Package-spec rules: the load-time set (spec §7.4, "validation" rows) and the shared package access.
 
 Pure: every file is read through the :class:`~package_storage.packages.model.PackageTree` protocol and
 every problem is returned, not raised, so callers can show all of them at once (the loader
@@ -7,9 +7,10 @@ whole list).
 
 * :func:`validate` checks exactly what the reference registry checks when it loads a package with
   validation on (so every package the reference accepts passes).
-* :func:`validate_for_publish` adds the stricter rules a registry enforces before it accepts an
-  upload: required manifest fields, name format, package type and its layout, data stream
-  manifests, the changelog and the README.
+* ``publish.validate_for_publish`` adds the package-spec's rules (schemas, layout, semantic
+  rules) for the package's format_version; it runs the load-time rules with ``spec=True``, where
+  the two rules the package-spec states differently follow the spec (a data stream ``type`` is
+  optional and may be ``profiles``; required base fields are checked by ``fields``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ DATA_STREAM_DIR = "data_stream"
 
 DATA_STREAM_TYPES = ("logs", "metrics", "synthetics", "traces")
 """Valid data stream types (``data_stream.type``); also the valid input-package template types."""
+
+SPEC_DATA_STREAM_TYPES = (*DATA_STREAM_TYPES, "profiles")
+"""Data stream types the package-spec accepts (``profiles`` since format_version 2.7.0)."""
 
 PACKAGE_TYPES = ("integration", "input", "content")
 """Package types accepted at publish time."""
@@ -91,31 +95,14 @@ def validate(
     return _validate(_Package(tree, manifest=manifest), version_dir)
 
 
-def validate_for_publish(tree: PackageTree, *, version_dir: str | None = None) -> list[Problem]:
-    """Everything :func:`validate` checks plus the publish-time rules."""
-    pkg = _Package(tree)
-    problems = _validate(pkg, version_dir)
-    if pkg.manifest is None:
-        return problems
-    problems.extend(_check_required_fields(pkg))
-    problems.extend(_check_name(pkg))
-    problems.extend(_check_owner(pkg))
-    problems.extend(_check_type_layout(pkg))
-    for ds in pkg.data_streams():
-        problems.extend(_check_data_stream_for_publish(ds))
-    problems.extend(_check_changelog(pkg))
-    problems.extend(_check_readme(pkg))
-    return problems
-
-
-def _validate(pkg: _Package, version_dir: str | None) -> list[Problem]:
+def _validate(pkg: _Package, version_dir: str | None, *, spec: bool = False) -> list[Problem]:
     if pkg.manifest is None:
         return list(pkg.problems)
     problems = list(_check_manifest(pkg, version_dir))
     problems.extend(_check_policy_template_inputs(pkg))
     for ds in pkg.data_streams():
         problems.extend(pkg.load_problems(ds.manifest_path))
-        problems.extend(_check_data_stream(pkg, ds))
+        problems.extend(_check_data_stream(pkg, ds, spec=spec))
     return problems
 
 
@@ -294,7 +281,7 @@ def _check_policy_template_inputs(pkg: _Package) -> Iterator[Problem]:
                 )
 
 
-def _check_data_stream(pkg: _Package, ds: _DataStream) -> Iterator[Problem]:
+def _check_data_stream(pkg: _Package, ds: _DataStream, *, spec: bool = False) -> Iterator[Problem]:
     m = ds.manifest
     if m is None:
         return
@@ -309,7 +296,9 @@ def _check_data_stream(pkg: _Package, ds: _DataStream) -> Iterator[Problem]:
         )
 
     ds_type = _text(m.get("type"))
-    if ds_type not in DATA_STREAM_TYPES:
+    if spec and ds_type in ("", *SPEC_DATA_STREAM_TYPES):
+        pass  # the package-spec: type is optional; its enum is checked by the schema
+    elif ds_type not in DATA_STREAM_TYPES:
         yield Problem(
             path,
             "data-stream-type-invalid",
@@ -317,7 +306,8 @@ def _check_data_stream(pkg: _Package, ds: _DataStream) -> Iterator[Problem]:
         )
 
     yield from _check_ingest_pipeline(pkg, ds, m)
-    yield from _check_base_fields(pkg, ds)
+    if not spec:
+        yield from _check_base_fields(pkg, ds)
 
     for index, stream in enumerate(_maps(m.get("streams"))):
         stream_input = _text(stream.get("input"))
@@ -478,247 +468,6 @@ def _group_fields(definitions: list[_FieldDef], group: str) -> tuple[list[_Field
             return [], f"group {group!r} in {source} has no list of fields"
         return [(source, {str(k): _go_text(v) for k, v in c.items()}) for c in children], ""
     return [], f"field {group!r} not found"
-
-
-# --- publish-time rules ----------------------------------------------------------------------
-
-
-def _check_required_fields(pkg: _Package) -> Iterator[Problem]:
-    """Required manifest fields not already covered by :func:`validate`."""
-    m = pkg.manifest
-    assert m is not None
-    owner = m.get("owner")
-    required: list[tuple[str, Any]] = [
-        ("name", m.get("name")),
-        ("type", m.get("type")),
-        ("owner.github", owner.get("github") if isinstance(owner, dict) else None),
-    ]
-    for key, value in required:
-        if not _text(value):
-            yield Problem(MANIFEST, "manifest-field-missing", f"required field {key!r} is not set")
-
-
-def _check_name(pkg: _Package) -> Iterator[Problem]:
-    name = pkg.name
-    if not name:
-        return
-    if not NAME_PATTERN.fullmatch(name):
-        yield Problem(
-            MANIFEST,
-            "name-invalid",
-            f"package name {name!r} must contain only lowercase letters, digits and underscores",
-        )
-    if len(name) > MAX_NAME_LENGTH:
-        yield Problem(
-            MANIFEST,
-            "name-too-long",
-            f"package name {name!r} has {len(name)} characters, more than {MAX_NAME_LENGTH}",
-        )
-
-
-def _check_owner(pkg: _Package) -> Iterator[Problem]:
-    assert pkg.manifest is not None
-    owner = pkg.manifest.get("owner")
-    if not isinstance(owner, dict):
-        return
-    github = _text(owner.get("github"))
-    if github and not OWNER_GITHUB_PATTERN.fullmatch(github):
-        yield Problem(
-            MANIFEST,
-            "owner-github-invalid",
-            f"owner.github {github!r} must be a GitHub user or org/team",
-        )
-    owner_type = _text(owner.get("type"))
-    if owner_type and owner_type not in OWNER_TYPES:
-        yield Problem(
-            MANIFEST,
-            "owner-type-invalid",
-            f"owner.type {owner_type!r} must be one of {', '.join(OWNER_TYPES)}",
-        )
-
-
-def _check_type_layout(pkg: _Package) -> Iterator[Problem]:
-    m = pkg.manifest
-    assert m is not None
-    package_type = _text(m.get("type"))
-    if not package_type:
-        return  # reported as a missing required field
-    if package_type not in PACKAGE_TYPES:
-        yield Problem(
-            MANIFEST,
-            "type-invalid",
-            f"package type {package_type!r} must be one of {', '.join(PACKAGE_TYPES)}",
-        )
-        return
-    templates = list(_maps(m.get("policy_templates")))
-    data_streams = pkg.data_streams()
-    if package_type == "integration":
-        yield from _check_integration_layout(templates, data_streams)
-    elif package_type == "input":
-        yield from _check_input_layout(pkg, templates)
-    else:
-        if pkg.files_in_tree(DATA_STREAM_DIR):
-            yield Problem(
-                DATA_STREAM_DIR,
-                "content-has-data-streams",
-                "a content package must not have data streams",
-            )
-        if templates:
-            yield Problem(
-                MANIFEST,
-                "content-has-policy-templates",
-                "a content package must not have policy templates",
-            )
-
-
-def _check_integration_layout(
-    templates: list[dict[str, Any]], data_streams: list[_DataStream]
-) -> Iterator[Problem]:
-    names = {ds.name for ds in data_streams}
-    for template in templates:
-        template_name = _text(template.get("name"))
-        for ref in _strings(template.get("data_streams")):
-            if ref not in names:
-                yield Problem(
-                    MANIFEST,
-                    "policy-template-data-stream-missing",
-                    f"policy template {template_name!r} lists data stream {ref!r}, but "
-                    f"{DATA_STREAM_DIR}/{ref}/manifest.yml does not exist",
-                )
-
-
-def _check_input_layout(pkg: _Package, templates: list[dict[str, Any]]) -> Iterator[Problem]:
-    if not templates:
-        yield Problem(
-            MANIFEST,
-            "input-policy-templates-missing",
-            "an input package must have at least one policy template",
-        )
-    for template in templates:
-        template_name = _text(template.get("name"))
-        for key in ("input", "type"):
-            if not _text(template.get(key)):
-                yield Problem(
-                    MANIFEST,
-                    "input-policy-template-incomplete",
-                    f"policy template {template_name!r} of an input package must set {key!r}",
-                )
-        template_type = _text(template.get("type"))
-        if template_type and template_type not in DATA_STREAM_TYPES:
-            yield Problem(
-                MANIFEST,
-                "input-policy-template-type-invalid",
-                f"policy template {template_name!r}: type {template_type!r} must be one of "
-                f"{', '.join(DATA_STREAM_TYPES)}",
-            )
-    if pkg.files_in_tree(DATA_STREAM_DIR):
-        yield Problem(
-            DATA_STREAM_DIR,
-            "input-has-data-streams",
-            "an input package must not have data streams",
-        )
-
-
-def _check_data_stream_for_publish(ds: _DataStream) -> Iterator[Problem]:
-    if ds.manifest is None:
-        return
-    for key in ("title", "type"):
-        if not _text(ds.manifest.get(key)):
-            yield Problem(
-                ds.manifest_path,
-                "data-stream-field-missing",
-                f"required field {key!r} is not set",
-            )
-
-
-def _check_changelog(pkg: _Package) -> Iterator[Problem]:
-    data = pkg.read(CHANGELOG)
-    if data is None:
-        yield Problem(CHANGELOG, "changelog-missing", f"{CHANGELOG} does not exist")
-        return
-    try:
-        entries = load_yaml(data, path=CHANGELOG)
-    except PackageError as exc:
-        yield Problem(CHANGELOG, "changelog-invalid", exc.detail)
-        return
-    if not isinstance(entries, list) or not entries:
-        yield Problem(CHANGELOG, "changelog-invalid", "the changelog must be a non-empty list")
-        return
-
-    versions: list[tuple[str, Version]] = []
-    for index, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            yield Problem(CHANGELOG, "changelog-invalid", f"entry #{index} is not a map")
-            continue
-        text = _text(entry.get("version"))
-        parsed = _parse_strict(text) if text else None
-        if parsed is None:
-            yield Problem(
-                CHANGELOG,
-                "changelog-invalid",
-                f"entry #{index}: version {text!r} is not a strict semantic version",
-            )
-        else:
-            versions.append((text, parsed))
-        yield from _check_changes(entry.get("changes"), text or f"#{index}")
-
-    assert pkg.manifest is not None
-    manifest_text = _text(pkg.manifest.get("version"))
-    manifest_version = _parse_strict(manifest_text)
-    if manifest_version is None or not versions:
-        return  # the manifest version problem is reported by validate()
-    first_entry = entries[0]
-    first_text = _text(first_entry.get("version")) if isinstance(first_entry, dict) else ""
-    first = _parse_strict(first_text)
-    if first is None or first != manifest_version:
-        yield Problem(
-            CHANGELOG,
-            "changelog-version-mismatch",
-            f"the topmost changelog entry has version {first_text!r}, but the manifest "
-            f"version is {manifest_text!r}",
-        )
-    highest_text, highest = max(versions, key=lambda tv: tv[1])
-    if highest > manifest_version:
-        yield Problem(
-            CHANGELOG,
-            "changelog-version-not-latest",
-            f"the changelog has version {highest_text!r}, higher than the manifest version "
-            f"{manifest_text!r}",
-        )
-
-
-def _check_changes(changes: Any, version: str) -> Iterator[Problem]:
-    if not isinstance(changes, list) or not changes:
-        yield Problem(
-            CHANGELOG, "changelog-invalid", f"version {version}: changes must be a non-empty list"
-        )
-        return
-    for index, change in enumerate(changes):
-        if not isinstance(change, dict):
-            yield Problem(
-                CHANGELOG, "changelog-invalid", f"version {version}: change #{index} is not a map"
-            )
-            continue
-        missing = [k for k in ("description", "type", "link") if not _text(change.get(k))]
-        if missing:
-            yield Problem(
-                CHANGELOG,
-                "changelog-invalid",
-                f"version {version}: change #{index} has no {', '.join(missing)}",
-            )
-        change_type = _text(change.get("type"))
-        if change_type and change_type not in CHANGE_TYPES:
-            yield Problem(
-                CHANGELOG,
-                "changelog-invalid",
-                f"version {version}: change #{index} has type {change_type!r}, not one of "
-                f"{', '.join(CHANGE_TYPES)}",
-            )
-
-
-def _check_readme(pkg: _Package) -> Iterator[Problem]:
-    if not pkg.is_file(README):
-        yield Problem(README, "readme-missing", f"{README} is required")
 
 
 # --- helpers ---------------------------------------------------------------------------------

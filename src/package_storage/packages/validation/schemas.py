@@ -1,0 +1,195 @@
+"""The package-spec's file schemas, resolved per ``format_version`` and compiled once.
+
+The schemas are our own YAML files in ``schemas/`` (JSON Schema draft 7 plus the ``x-since``,
+``x-until`` and ``x-before`` keywords described in ``schemas/common.yml``). For a format_version
+the keywords are resolved (properties that do not exist yet dropped, older variants merged in),
+the shared ``$defs`` of ``common.yml`` added, and the result compiled with ``jsonschema``; the
+compiled validator is cached per (schema, format_version), so validating a corpus of packages
+compiles each schema once per format_version in use.
+
+Errors become one line each, ``field <path>: <what>`` (the wording of the package-spec's own
+validator), with a rule code per JSON Schema keyword (``schema-required``,
+``schema-additional-property``, ...).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import jsonschema_rs
+import yaml
+
+from package_storage.packages.versions import Version
+
+_SCHEMA_PACKAGE = "package_storage.packages.validation"
+
+
+def _load(name: str) -> Any:
+    text = resources.files(_SCHEMA_PACKAGE).joinpath(f"schemas/{name}.yml").read_text("utf-8")
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _before(fv: Version, text: Any) -> bool:
+    return fv < Version.parse_strict(str(text))
+
+
+def _resolve(node: Any, fv: Version) -> Any:
+    """``node`` with our x- keywords applied for format_version ``fv`` (a new object)."""
+    if isinstance(node, list):
+        return [_resolve(item, fv) for item in node if _present(item, fv)]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    for change in node.pop("x-before", None) or []:
+        if _before(fv, change["version"]):
+            for key in change.get("drop", []):
+                node.pop(key, None)
+            node.update(copy.deepcopy(change.get("set", {})))
+    node.pop("x-since", None)
+    node.pop("x-until", None)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in ("properties", "patternProperties", "$defs") and isinstance(value, dict):
+            out[key] = {k: _resolve(v, fv) for k, v in value.items() if _present(v, fv)}
+        else:
+            out[key] = _resolve(value, fv)
+    return out
+
+
+def _present(node: Any, fv: Version) -> bool:
+    if not isinstance(node, dict):
+        return True
+    since, until = node.get("x-since"), node.get("x-until")
+    if since is not None and _before(fv, since):
+        return False
+    return not (until is not None and not _before(fv, until))
+
+
+@functools.cache
+def _raw(name: str) -> Any:
+    return _load(name)
+
+
+@functools.lru_cache(maxsize=256)
+def validator(name: str, format_version: str) -> jsonschema.protocols.Validator:
+    """The compiled validator of schema ``name`` for ``format_version`` (a strict semver)."""
+    fv = Version.parse_strict(format_version)
+    schema = _resolve(copy.deepcopy(_raw(name)), fv)
+    schema["$defs"] = _resolve(copy.deepcopy(_raw("common")["$defs"]), fv)
+    cls = jsonschema.Draft7Validator
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+# --- error lines ---------------------------------------------------------------------------
+
+
+def _field(path: Iterator[Any] | Any) -> str:
+    parts = [str(p) for p in path]
+    return ".".join(parts) if parts else "(root)"
+
+
+def _go_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _quote(values: Any) -> str:
+    return ", ".join(f'"{v}"' for v in values)
+
+
+@functools.lru_cache(maxsize=256)
+def fast_validator(name: str, format_version: str) -> Any:
+    """The same schema compiled by ``jsonschema_rs`` (Rust): the quick yes/no for the common
+    case, a valid document; the errors of an invalid one come from :func:`validator`."""
+    schema = validator(name, format_version).schema
+    assert isinstance(schema, dict)
+    return jsonschema_rs.Draft7Validator(schema)
+
+
+def errors(name: str, format_version: str, instance: Any) -> list[tuple[str, str]]:
+    """(rule, message) of every way ``instance`` breaks schema ``name``, in document order."""
+    if fast_validator(name, format_version).is_valid(instance):
+        return []
+    out: list[tuple[str, str]] = []
+    for error in validator(name, format_version).iter_errors(instance):
+        out.extend(_explain(error))
+    return sorted(dict.fromkeys(out), key=lambda e: e[1])
+
+
+def _explain(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
+    keyword = str(error.validator)
+    field = _field(error.absolute_path)
+    where = f"field {field}"
+    value = error.validator_value
+    instance: Any = error.instance
+    if keyword == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else str(value)
+        return [("schema-required", f"{where}: {missing} is required")]
+    if keyword == "additionalProperties":
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        known = set(schema.get("properties", {}))
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        keys = list(instance) if isinstance(instance, dict) else []
+        extra = [k for k in keys if k not in known and not any(p.search(str(k)) for p in patterns)]
+        return [
+            ("schema-additional-property", f"{where}: Additional property {k} is not allowed")
+            for k in extra
+        ] or [("schema-additional-property", f"{where}: {error.message}")]
+    if keyword == "enum":
+        return [("schema-enum", f"{where}: {field} must be one of the following: {_quote(value)}")]
+    if keyword == "const":
+        return [("schema-const", f"{where}: {field} does not match: {_json(value)}")]
+    if keyword == "pattern":
+        return [("schema-pattern", f"{where}: Does not match pattern '{value}'")]
+    if keyword == "type":
+        wanted = "/".join(value) if isinstance(value, list) else str(value)
+        return [
+            (
+                "schema-type",
+                f"{where}: Invalid type. Expected: {wanted}, given: {_go_type(instance)}",
+            )
+        ]
+    if keyword == "not":
+        return [("schema-not", f"{where}: Must not be present")]
+    if keyword == "minItems":
+        return [("schema-min-items", f"{where}: Array must have at least {value} items")]
+    if keyword == "maxItems":
+        return [("schema-max-items", f"{where}: Array must have at most {value} items")]
+    if keyword == "uniqueItems":
+        return [("schema-unique-items", f"{where}: array items must be unique")]
+    if keyword in ("oneOf", "anyOf"):
+        # As the package-spec's validator reports it: when no alternative matches, the errors
+        # of the closest one (fewest errors, the first on a tie); when several match (oneOf),
+        # nothing (the spec drops that message as redundant).
+        branches: dict[int, list[jsonschema.ValidationError]] = {}
+        for sub in error.context or []:
+            branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+        if not branches:
+            return []
+        best = min(branches.items(), key=lambda kv: (len(kv[1]), kv[0]))[1]
+        return [e for sub in best for e in _explain(sub)]
+    if keyword in ("minimum", "maximum", "maxProperties", "minProperties", "format"):
+        return [(f"schema-{keyword.lower()}", f"{where}: {error.message}")]
+    return [(f"schema-{keyword.lower()}", f"{where}: {error.message}")]
+
+
+def _json(value: Any) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value).lower()

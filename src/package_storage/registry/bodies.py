@@ -1,0 +1,44 @@
+"""Response bodies served many times: the bytes with their strong ETag and gzip form.
+
+A :class:`Body` is a ``bytes`` (so it goes anywhere the plain body went, and answers stay
+byte-identical) that also carries a strong entity tag computed from its content and, on
+first use, its gzip form (deterministic: no name, no timestamp), kept for as long as the body
+is. The index caches bodies per revision, so each is hashed once and compressed at most once.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+GZIP_LEVEL = 6
+
+
+class Body(bytes):
+    """An immutable response body with ``etag`` (a quoted strong ETag, as header bytes) and
+    :meth:`gzipped` (its gzip form, or None when compressing does not make it smaller)."""
+
+    etag: bytes
+    gzip_etag: bytes
+    _gzip: bytes | None
+    _gzip_done: bool
+
+    def __new__(cls, data: bytes) -> Body:
+        self = super().__new__(cls, data)
+        digest = hashlib.blake2b(data, digest_size=12).hexdigest().encode("ascii")
+        self.etag = b'"' + digest + b'"'
+        self.gzip_etag = b'"' + digest + b'-gzip"'
+        self._gzip = None
+        self._gzip_done = False
+        return self
+
+    def gzipped(self) -> bytes | None:
+        """The gzip form (computed on first call, then kept); None when it is not smaller."""
+        if not self._gzip_done:
+            packed = gzip.compress(bytes(self), GZIP_LEVEL, mtime=0)
+            self._gzip = packed if len(packed) < len(self) else None
+            self._gzip_done = True
+        return self._gzip
+
+    def __reduce__(self) -> tuple[type[bytes], tuple[bytes]]:
+        return bytes, (bytes(self),)
