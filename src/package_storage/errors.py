@@ -2,7 +2,7 @@
 
 Every error carries a stable ``code`` (a short snake_case identifier that scripts and the
 management API can rely on) and a human message that names the input and the rule that was
-broken. No HTTP knowledge here: the mapping to statuses lives in ``http/errors.py``.
+broken. No HTTP knowledge here: the one mapping to statuses lives in ``status.py``.
 """
 
 from __future__ import annotations
@@ -138,6 +138,31 @@ class StorageError(PackageStorageError):
     """The catalog or blob store failed or is inconsistent."""
 
     code = "storage_error"
+
+
+# --- access (management API) -------------------------------------------------------------------
+
+
+class AuthenticationError(PackageStorageError):
+    """A request without a usable token (missing, unknown, expired or revoked)."""
+
+    code = "unauthenticated"
+
+
+class ForbiddenError(PackageStorageError):
+    """A valid token that lacks the scope an operation needs (the message names the scope)."""
+
+    code = "missing_scope"
+
+    def __init__(self, message: str, *, scope: str = "") -> None:
+        super().__init__(message)
+        self.scope = scope
+
+
+class TooLargeError(InvalidInputError):
+    """An upload or request body above the configured size limit."""
+
+    code = "too_large"
 
 
 # --- transfer --------------------------------------------------------------------------------

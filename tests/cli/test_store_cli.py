@@ -632,10 +632,19 @@ def test_subprocess_publish_and_list(tmp_path: Path) -> None:
 
 
 def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
-    port = free_port()
+    port, manage_port = free_port(), free_port()
     env = clean_env()
     proc = subprocess.Popen(
-        [*command(), "demo", "--store", str(tmp_path / "demo"), "--address", f"127.0.0.1:{port}"],
+        [
+            *command(),
+            "demo",
+            "--store",
+            str(tmp_path / "demo"),
+            "--address",
+            f"127.0.0.1:{port}",
+            "--manage-address",
+            f"127.0.0.1:{manage_port}",
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -657,11 +666,19 @@ def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
         assert ("hello_nginx", "1.0.0") in {(p["name"], p["version"]) for p in tagged.json()}
         snapshot = httpx.get(f"http://127.0.0.1:{port}/snapshot/search?all=true", timeout=10)
         assert ("hello_nginx", "1.1.0") in {(p["name"], p["version"]) for p in snapshot.json()}
+        secret = (tmp_path / "demo" / "demo-token").read_text().strip()
+        stages = httpx.get(
+            f"http://127.0.0.1:{manage_port}/api/v1/stages",
+            headers={"authorization": f"Bearer {secret}"},
+            timeout=10,
+        )
+        assert stages.status_code == 200, stages.text
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert f"http://127.0.0.1:{port}/production@demo/search" in out
+    assert f"http://127.0.0.1:{manage_port}/api/v1/openapi.json" in out
 
 
 # --- yank ----------------------------------------------------------------------------------------

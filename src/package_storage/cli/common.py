@@ -2,7 +2,9 @@
 handling and output (rich tables for people, stable JSON for scripts).
 
 A store is one directory (``--store DIR``, env ``PACKAGE_STORAGE_STORE``, default ``./data``;
-layout in ``package_storage/store.py``). ``package-storage init`` creates it; every other command
+layout in ``store/directory.py``) or, for the store commands, the URL of a remote store's
+management listener (``--store https://host:port``, token from ``--token`` or
+``PACKAGE_STORAGE_TOKEN``): :func:`open_operations` gives the same interface for both. ``package-storage init`` creates it; every other command
 refuses a directory without a catalog (exit 1, with a hint to run ``init``) instead of silently
 creating an empty store.
 
@@ -30,6 +32,7 @@ from package_storage.errors import PackageStorageError
 from package_storage.store.storage.base import Event, JSONObject, StageEntry, format_time
 
 if TYPE_CHECKING:  # imported when a store is opened: `--help` stays fast
+    from package_storage.store.access import StoreOperations
     from package_storage.store.directory import Store
     from package_storage.store.service import StoreService
     from package_storage.store.storage.localfs import LocalBlobStore
@@ -38,6 +41,7 @@ if TYPE_CHECKING:  # imported when a store is opened: `--help` stays fast
 # The same values as package_storage.store.directory (not imported here so that building the command line
 # does not import the catalog and SQLAlchemy; tests check that they agree).
 STORE_ENV = "PACKAGE_STORAGE_STORE"
+TOKEN_ENV = "PACKAGE_STORAGE_TOKEN"
 DEFAULT_STORE_DIR = "./data"
 SHORT_DIGEST = 12
 
@@ -66,24 +70,81 @@ def fail(message: str, *, code: int = 1) -> NoReturn:
 # --- the store -------------------------------------------------------------------------------
 
 
+class StoreURL(str):
+    """``--store http(s)://host:port``: the management listener of a remote store."""
+
+
+class StoreLocation(click.ParamType):  # type: ignore[type-arg]
+    """A store directory (a :class:`Path`) or the URL of a management listener
+    (:class:`StoreURL`)."""
+
+    name = "DIR|URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, Path | StoreURL):
+            return value
+        text = str(value)
+        if text.lower().startswith(("http://", "https://")):
+            return StoreURL(text.rstrip("/"))
+        path = Path(text)
+        if path.exists() and not path.is_dir():
+            self.fail(f"store {text} is a file, not a directory", param, ctx)
+        return path
+
+
 def store_option(func: F) -> F:
-    """``--store DIR`` (env ``PACKAGE_STORAGE_STORE``, default ``./data``)."""
+    """``--store DIR|URL`` (env ``PACKAGE_STORAGE_STORE``, default ``./data``) and ``--token``
+    (env ``PACKAGE_STORAGE_TOKEN``, for a URL)."""
     option = click.option(
         "--store",
         "store_dir",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=StoreLocation(),
         envvar=STORE_ENV,
         default=DEFAULT_STORE_DIR,
         show_default=True,
         show_envvar=True,
-        help="The store directory.",
+        help="The store directory, or the http(s)://host:port of a management listener.",
     )
-    return option(func)
+    token = click.option(
+        "--token",
+        "store_token",
+        envvar=TOKEN_ENV,
+        default=None,
+        show_envvar=True,
+        expose_value=False,
+        callback=_remember_token,
+        help="With a store URL: the management API token.",
+    )
+    return token(option(func))
+
+
+def _remember_token(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[TOKEN_ENV] = value
+
+
+def _token(location: StoreURL) -> str:
+    ctx = click.get_current_context(silent=True)
+    token = ctx.meta.get(TOKEN_ENV) if ctx is not None else None
+    if not token:
+        fail(f"store {location} is remote: give a token (--token or {TOKEN_ENV})")
+    return str(token)
+
+
+def require_local(store_dir: Path, command: str) -> Path:
+    """``store_dir`` when it is a directory; for a URL fail with a one-line error."""
+    if isinstance(store_dir, StoreURL):
+        fail(
+            f"{command} works on a store directory, not on a remote store ({store_dir}):"
+            " run it on the store's machine"
+        )
+    return store_dir
 
 
 def store_exists(store_dir: Path) -> bool:
     from package_storage.store.directory import Store
 
+    if isinstance(store_dir, StoreURL):
+        return True
     return Store.is_store(store_dir)
 
 
@@ -132,9 +193,40 @@ def open_store(store_dir: Path, *, create: bool = False) -> Iterator[OpenStore]:
     """
     from package_storage.store.directory import Store
 
+    require_local(store_dir, _command_name())
     note_store_origin(store_dir)
     with Store.open(store_dir, create=create) as store:
         yield OpenStore(store, store.service())
+
+
+def _command_name() -> str:
+    ctx = click.get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else "this command"
+
+
+@dataclass
+class OpenOperations:
+    """A store opened for the store commands: local (a directory) or remote (a URL)."""
+
+    service: StoreOperations
+    location: str
+    remote: bool
+
+
+@contextmanager
+def open_operations(store_dir: Path, *, create: bool = False) -> Iterator[OpenOperations]:
+    """The store operations of ``store_dir``: the local service of a directory (as
+    :func:`open_store`), or the management API client of a URL (token from ``--token`` or
+    ``PACKAGE_STORAGE_TOKEN``). Either way the same calls, results and errors."""
+    if isinstance(store_dir, StoreURL):
+        from package_storage.manage.client import RemoteStore
+
+        note_store_origin(store_dir)
+        with RemoteStore(str(store_dir), _token(store_dir)) as remote:
+            yield OpenOperations(remote, str(store_dir), remote=True)
+        return
+    with open_store(store_dir, create=create) as store:
+        yield OpenOperations(store.service, str(store_dir), remote=False)
 
 
 # --- output ----------------------------------------------------------------------------------

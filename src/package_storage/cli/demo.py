@@ -8,7 +8,11 @@ Steps (each skipped when the store already holds its result, so a second run reu
 3. promote the oldest version of each package to staging and then production, and the newest
    version of a package with several versions to staging only;
 4. tag production's current revision ``demo``;
-5. print the URLs and serve the store (``package_storage.cli.serve.serve_store``).
+5. make an ``admin`` token ``demo-admin`` for the management API (its secret kept in
+   ``DIR/demo-token``, mode 0600, and reused while it works);
+6. print the URLs and serve the store (``package_storage.cli.serve.serve_store``): the read
+   API on ``--address`` and the management API on ``--manage-address`` (default: the port
+   after ``--address``).
 
 The example packages are found in ``<checkout>/examples/packages`` (``--examples`` overrides);
 they are not shipped inside the Python package.
@@ -132,23 +136,83 @@ def build_demo(store: OpenStore, examples: Path) -> None:
     default=None,
     help="Folder of example packages (default: examples/packages of the source checkout).",
 )
+@click.option(
+    "--manage-address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Where to serve the management API (default: the port after --address).",
+)
 @click.option("--no-serve", is_flag=True, help="Build the demo store, print the URLs, exit.")
-def demo(store_dir: Path, address: str, examples: Path | None, no_serve: bool) -> None:
+def demo(
+    store_dir: Path,
+    address: str,
+    examples: Path | None,
+    manage_address: str | None,
+    no_serve: bool,
+) -> None:
     """Create a demo store with the example packages in three stages and serve it."""
     root = find_examples(examples)
+    manage_address = manage_address or _next_port(address)
     with open_store(store_dir, create=True) as store:
         build_demo(store, root)
+        token_file = demo_token(store)
     base = f"http://{address}"
+    manage = f"http://{manage_address}"
     urls = [
         (f"{base}/", "registry (default distribution: production)"),
         (f"{base}/snapshot/search", "snapshot: every stage"),
         (f"{base}/staging/search", "staging + production"),
         (f"{base}/production@{DEMO_TAG}/search", "the tagged production revision"),
     ]
+    urls.append((f"{manage}/api/v1/openapi.json", f"management API (admin token in {token_file})"))
     width = max(len(url) for url, _ in urls)
     click.echo(f"demo store: {store_dir}")
     for url, what in urls:
         click.echo(f"  {url.ljust(width)}  {what}")
+    click.echo(
+        f"  try: PACKAGE_STORAGE_TOKEN=$(cat {token_file}) package-storage list --store {manage}"
+    )
     if no_serve:
         return
-    raise SystemExit(serve_cli.serve_store(store_dir, address))
+    from package_storage.cli.serve_manage import ManageOptions
+    from package_storage.manage.uploads import DEFAULT_MAX_UPLOAD
+
+    options = ManageOptions(manage_address, DEFAULT_MAX_UPLOAD)
+    raise SystemExit(serve_cli.serve_store(store_dir, address, manage=options))
+
+
+def _next_port(address: str) -> str:
+    from package_storage.registry.http.server import parse_address
+
+    try:
+        host, port = parse_address(address)
+    except PackageStorageError as exc:
+        fail(str(exc))
+    return f"{host}:{port + 1}" if ":" not in host else f"[{host}]:{port + 1}"
+
+
+DEMO_TOKEN = "demo-admin"
+DEMO_TOKEN_FILE = "demo-token"
+
+
+def demo_token(store: OpenStore) -> Path:
+    """The file holding the secret of the demo's admin token (made again when it no longer
+    authenticates)."""
+    from package_storage.errors import AuthenticationError
+
+    path = store.directory / DEMO_TOKEN_FILE
+    service = store.service
+    if path.is_file():
+        try:
+            service.authenticate(path.read_text().strip())
+            return path
+        except AuthenticationError:
+            pass
+    if any(t.name == DEMO_TOKEN and t.revoked is None for t in service.tokens()):
+        service.revoke_token(DEMO_TOKEN)
+    _, secret = service.create_token(DEMO_TOKEN, ["admin"])
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(secret + "\n")
+    click.echo(f"made the admin token {DEMO_TOKEN} (secret in {path})")
+    return path

@@ -24,15 +24,16 @@ import click
 
 from package_storage.cli.common import (
     StoreCommand,
+    StoreURL,
     fail,
-    open_store,
+    open_operations,
     print_json,
     print_table,
+    require_local,
     store_exists,
     store_option,
 )
-from package_storage.errors import NotFoundError, SignatureError
-from package_storage.store.storage.base import StageEntry
+from package_storage.errors import NotFoundError
 
 if TYPE_CHECKING:
     from package_storage.packages.signing import PublicKey
@@ -47,6 +48,7 @@ DEFAULT_ALGORITHM_CHOICE = "ed25519"
 
 
 def _keyring(store_dir: Path) -> StoreKeyring:
+    require_local(store_dir, "keys")
     if not store_exists(store_dir):
         fail(
             f"no package store at {store_dir}: run `package-storage init --store {store_dir}` first"
@@ -228,48 +230,22 @@ def verify(store_dir: Path, name: str, version: str, stage: str | None) -> None:
 
     Exit 1 when the version is missing, has no signature, or a signature does not verify.
     """
-    keyring = _keyring(store_dir)
-    from package_storage.store.keyring import verify_artifact
-
-    keys_known = keyring.verification_keys()
-    if not keys_known:
-        fail(
-            "no keys to verify with: generate or import a signing key, or trust a public key "
-            "(package-storage keys import FILE --trusted)"
-        )
+    if not isinstance(store_dir, StoreURL):
+        _keyring(store_dir)  # a store, and OpenPGP support installed
+    with open_operations(store_dir) as store:
+        checks = store.service.verify(name, version, stage=stage)
     failures = 0
-    with open_store(store_dir) as store:
-        entries: list[StageEntry]
-        if stage is not None:
-            store.catalog.stages().stage(stage)  # NotFoundError naming the known stages
-            entry = store.catalog.get_entry(stage, name, version)
-            entries = [entry] if entry is not None else []
+    for check in checks:
+        label = f"{name}-{version} [{check.stage}]"
+        if check.state == "missing":
+            click.echo(f"{label}: MISSING signature (the artifact is not signed)")
+        elif check.state == "bad":
+            click.echo(f"{label}: BAD signature file: {check.reason}")
         else:
-            entries = store.catalog.find_entries(name, version)
-        if not entries:
-            where = f" in stage {stage}" if stage else ""
-            raise NotFoundError(f"{name} {version} is not in the store{where}")
-        for entry in entries:
-            label = f"{name}-{version} [{entry.stage}]"
-            artifact = store.catalog.get_artifact(entry.artifact)
-            if artifact is None or artifact.signature_digest is None:
-                click.echo(f"{label}: MISSING signature (the artifact is not signed)")
-                failures += 1
-                continue
-            data = store.blobs.get(artifact.digest)
-            signature = store.blobs.get(artifact.signature_digest)
-            try:
-                result = verify_artifact(keyring, data, signature)
-            except SignatureError as exc:
-                click.echo(f"{label}: BAD signature file: {exc.message}")
-                failures += 1
-                continue
-            state = "OK" if result.ok else "FAILED"
-            click.echo(f"{label}: {state}: {result.reason}")
-            if not result.ok:
-                failures += 1
+            click.echo(f"{label}: {'OK' if check.ok else 'FAILED'}: {check.reason}")
+        failures += not check.ok
     if failures:
-        fail(f"{failures} of {len(entries)} signature(s) of {name} {version} did not verify")
+        fail(f"{failures} of {len(checks)} signature(s) of {name} {version} did not verify")
 
 
 __all__ = ["keys", "verify"]

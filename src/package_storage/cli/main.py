@@ -14,6 +14,7 @@ from package_storage.cli.importer import import_command, import_git
 from package_storage.cli.keys import keys, verify
 from package_storage.cli.serve import serve
 from package_storage.cli.store import COMMANDS as STORE_COMMANDS
+from package_storage.cli.tokens import tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,6 +53,7 @@ main.add_command(import_command)
 main.add_command(import_git)
 main.add_command(keys)
 main.add_command(verify)
+main.add_command(tokens)
 
 
 if __name__ == "__main__":  # pragma: no cover

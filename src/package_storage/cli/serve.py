@@ -39,6 +39,12 @@ from typing import Any, NoReturn
 import click
 
 from package_storage import EPR_COMPAT_VERSION
+from package_storage.cli.serve_manage import (
+    ManageOptions,
+    manage_listener,
+    manage_options,
+    parse_manage_options,
+)
 from package_storage.errors import ConfigError, PackageStorageError
 from package_storage.logs import FATAL, SERVICE_NAME, flush_logs, get_logger, setup_logging
 from package_storage.packages.model import Package
@@ -423,9 +429,11 @@ def run_store(
     default_distribution: str = DEFAULT_DISTRIBUTION,
     poll_interval: float = 0.5,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+    manage: ManageOptions | None = None,
 ) -> int:
-    """Serve the store at ``store_dir`` until stopped (logging must be set up). Startup
-    problems end with one fatal log line (:class:`StartupError`)."""
+    """Serve the store at ``store_dir`` until stopped (logging must be set up), with the
+    management API on its own listener when ``manage`` is given. Startup problems end with
+    one fatal log line (:class:`StartupError`)."""
     from package_storage.registry.http.loading import LoadingRegistry
     from package_storage.registry.http.server import Loading, run_server
     from package_storage.serving.store_registry import StoreRegistry
@@ -514,12 +522,21 @@ def run_store(
 
         loading = Loading(load)
         log.info(f"Listening on {settings.address}; /health answers 503 until loaded")
+        extra: list[Any] = []
+        close_manage: Callable[[], None] = lambda: None  # noqa: E731
+        if manage is not None:
+            try:
+                listener, close_manage = manage_listener(manage, settings, store_dir)
+            except PackageStorageError as exc:
+                _fatal(exc.message)
+            extra.append(listener)
         try:
             run_server(
                 app,
                 settings,
                 metrics_app=metrics[1] if metrics else None,
                 on_listening=on_listening,
+                extra=extra,
                 loading=loading,
             )
         except ConfigError as exc:
@@ -527,6 +544,7 @@ def run_store(
         finally:
             if pending.inner is not None:
                 pending.inner.stop()
+            close_manage()
         _stopped(loading)
         return 0
     finally:
@@ -563,9 +581,11 @@ def serve_store(
     log_type: str = "dev",
     settings: Settings | None = None,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+    manage: ManageOptions | None = None,
 ) -> int:
     """Serve the store at ``store_dir`` on ``address`` until SIGTERM/SIGINT; returns the exit
-    status (0 after a clean stop, 1 after a startup error, which is logged).
+    status (0 after a clean stop, 1 after a startup error, which is logged). ``manage`` adds
+    the management listener.
 
     ``settings`` (default: the serve defaults) gives TLS, metrics and cache times; ``address``
     replaces its address. Logging is set up with ``log_level``/``log_type``.
@@ -580,6 +600,7 @@ def serve_store(
             default_distribution=default_distribution,
             poll_interval=poll_interval,
             on_listening=on_listening,
+            manage=manage,
         )
     except StartupError as exc:
         return exc.code
@@ -606,16 +627,30 @@ def serve_store(
         f"[env {DEFAULT_DISTRIBUTION_ENV}; default {DEFAULT_DISTRIBUTION}]"
     ),
 )
-def serve(store_dir: str | None, default_distribution: str, **flags: str | None) -> None:
+@manage_options
+def serve(
+    store_dir: str | None,
+    default_distribution: str,
+    manage_address: str | None,
+    max_upload_size: str,
+    manage_tls_cert: str | None,
+    manage_tls_key: str | None,
+    **flags: str | None,
+) -> None:
     """Serve the packages of the config file's package_paths (or of a store) over the EPR API."""
     command_line = {flag.name: flags.get(flag.attr) for flag in FLAGS}
     store_dir, store_note = _choose_mode(store_dir, command_line.get("config") is not None)
+    manage = parse_manage_options(
+        store_dir, manage_address, max_upload_size, manage_tls_cert, manage_tls_key
+    )
     try:
         settings = load_settings(command_line, os.environ, store=store_dir or None)
         if store_note:
             log.info(store_note)
         if store_dir:
-            code = run_store(settings, store_dir, default_distribution=default_distribution)
+            code = run_store(
+                settings, store_dir, default_distribution=default_distribution, manage=manage
+            )
         else:
             code = run(settings)
     except StartupError as exc:

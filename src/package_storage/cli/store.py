@@ -22,6 +22,7 @@ from package_storage.cli.common import (
     entry_json,
     event_json,
     fail,
+    open_operations,
     open_store,
     plural,
     print_json,
@@ -62,6 +63,22 @@ def _digest_note(result: ChangeResult) -> str:
     return f" (sha256 {short(digest)}…)" if isinstance(digest, str) and digest else ""
 
 
+def change_json(result: ChangeResult) -> dict[str, object]:
+    """``--json`` of a change: whether it changed anything, the message (full sha256 digests),
+    the event recorded and the revisions made."""
+    return {
+        "changed": result.changed,
+        "message": result.message,
+        "event": event_json(result.event, event_title(result.event))
+        if result.event is not None
+        else None,
+        "revisions": [
+            {"distribution": r.distribution, "revision": r.number, "digest": r.digest}
+            for r in result.revisions
+        ],
+    }
+
+
 def change_line(result: ChangeResult, fallback: str) -> str:
     """The one line a change prints: the service's message with short digests; a no-op reads
     ``unchanged: ...``."""
@@ -83,8 +100,9 @@ def change_line(result: ChangeResult, fallback: str) -> str:
     metavar="FILE",
     help="Stage configuration (YAML; default: snapshot -> staging -> production).",
 )
+@json_option
 @store_option
-def init(stages_file: Path | None, store_dir: Path) -> None:
+def init(stages_file: Path | None, as_json: bool, store_dir: Path) -> None:
     """Create the store (idempotent: an existing store is left as it is).
 
     With --stages FILE the store gets the stages of FILE (a store that already holds packages
@@ -94,14 +112,18 @@ def init(stages_file: Path | None, store_dir: Path) -> None:
 
     graph = read_stages_file(stages_file) if stages_file is not None else None
     existed = store_exists(store_dir)
-    with open_store(store_dir, create=True) as store:
-        if graph is not None:
-            store.service.configure_stages(
+    if graph is not None:
+        with open_store(store_dir, create=True) as local:  # a directory only
+            local.service.configure_stages(
                 graph, reason=f"initial stage configuration from {stages_file}"
             )
-        stages = ", ".join(reversed(store.catalog.stages().names))
+    with open_operations(store_dir, create=True) as store:
+        names = list(reversed(store.service.stages().names))
+    if as_json:
+        print_json({"store": str(store_dir), "created": not existed, "stages": names})
+        return
     verb = "store exists" if existed else "created store"
-    click.echo(f"{verb} at {store_dir} (stages: {stages})")
+    click.echo(f"{verb} at {store_dir} (stages: {', '.join(names)})")
 
 
 # --- publish / promote / remove ----------------------------------------------------------------
@@ -117,21 +139,30 @@ def init(stages_file: Path | None, store_dir: Path) -> None:
 )
 @click.option("--force", is_flag=True, help="Overwrite where the stage allows it when forced.")
 @click.option("--reason", default="", help="Why (recorded in the history).")
+@json_option
 @store_option
 def publish(
-    paths: Sequence[Path], stage: str | None, force: bool, reason: str, store_dir: Path
+    paths: Sequence[Path],
+    stage: str | None,
+    force: bool,
+    reason: str,
+    as_json: bool,
+    store_dir: Path,
 ) -> None:
     """Publish package folders or zips (a .sig beside a zip is taken along).
 
     Each package is its own transaction. The command stops at the first refused package
     (exit 1); the packages published before it stay published.
     """
-    with open_store(store_dir) as store:
+    done: list[dict[str, object]] = []
+    with open_operations(store_dir) as store:
         published = unchanged = 0
         for path in paths:
             try:
                 result = store.service.publish(path, stage=stage, force=force, reason=reason)
             except PackageStorageError as exc:
+                if as_json:
+                    print_json(done)
                 click.echo(f"error: {exc}", err=True)
                 if len(paths) > 1:
                     click.echo(
@@ -144,7 +175,12 @@ def publish(
                 published += 1
             else:
                 unchanged += 1
-            click.echo(change_line(result, f"{path}: published"))
+            if as_json:
+                done.append({"path": str(path), **change_json(result)})
+            else:
+                click.echo(change_line(result, f"{path}: published"))
+    if as_json:
+        print_json(done)
 
 
 @click.command("promote", cls=StoreCommand)
@@ -160,6 +196,7 @@ def publish(
 )
 @click.option("--force", is_flag=True, help="Replace other bytes where the target allows it.")
 @click.option("--reason", default="", help="Why (recorded; required with --force).")
+@json_option
 @store_option
 def promote(
     name: str,
@@ -168,13 +205,17 @@ def promote(
     source: str | None,
     force: bool,
     reason: str,
+    as_json: bool,
     store_dir: Path,
 ) -> None:
     """Move NAME VERSION one stage up the promotion path, in one atomic step."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.promote(
             name, version, to=to, source=source, force=force, reason=reason
         )
+    if as_json:
+        print_json(change_json(result))
+        return
     line = change_line(result, f"promoted {name} {version} to {to}")
     click.echo(line + ("" if "sha256" in line else _digest_note(result)))
 
@@ -185,11 +226,17 @@ def promote(
 @click.option("--stage", required=True, metavar="STAGE", help="Stage to remove from.")
 @click.option("--force", is_flag=True, help="Needed where the stage removes only when forced.")
 @click.option("--reason", default="", help="Why (recorded; required with --force).")
+@json_option
 @store_option
-def remove(name: str, version: str, stage: str, force: bool, reason: str, store_dir: Path) -> None:
+def remove(
+    name: str, version: str, stage: str, force: bool, reason: str, as_json: bool, store_dir: Path
+) -> None:
     """Remove NAME VERSION from a stage."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.remove(name, version, stage=stage, force=force, reason=reason)
+    if as_json:
+        print_json(change_json(result))
+        return
     click.echo(change_line(result, f"removed {name} {version} from {stage}"))
 
 
@@ -250,7 +297,7 @@ def list_command(
         raise click.UsageError("use either --stage or --distribution, not both")
     if revision is not None and distribution is None:
         raise click.UsageError("--revision needs --distribution")
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         entries: Sequence[StageEntry | RevisionEntry] = store.service.list_entries(
             stage=stage, distribution=distribution, revision=revision
         )
@@ -318,7 +365,7 @@ def _listed_json(entry: StageEntry | RevisionEntry) -> dict[str, object]:
 @store_option
 def show(name: str, version: str | None, as_json: bool, store_dir: Path) -> None:
     """Where each version of NAME lives, its artifact digests and its events."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         locations = store.service.show(name, version)
         events = store.service.history(EventFilter(name=name, version=version))
     if not locations:
@@ -392,8 +439,12 @@ def _events_table(title: str, events: Sequence[Event]) -> None:
 @json_option
 @store_option
 def diff(stage_a: str, stage_b: str, as_json: bool, store_dir: Path) -> None:
-    """Versions only in STAGE_A, only in STAGE_B, and in both with different artifacts."""
-    with open_store(store_dir) as store:
+    """Versions only in A, only in B, and in both with different artifacts.
+
+    Each of A and B is a stage (the versions stored in it), DIST@N, DIST@TAG or DIST@<commit>
+    (a revision of a distribution: what it served then), or DIST@current (what it serves now).
+    """
+    with open_operations(store_dir) as store:
         result = store.service.diff(stage_a, stage_b)
     different = [
         {"name": a.name, "version": a.version, "artifact_a": a.artifact, "artifact_b": b.artifact}
@@ -404,8 +455,8 @@ def diff(stage_a: str, stage_b: str, as_json: bool, store_dir: Path) -> None:
             {
                 "stage_a": result.stage_a,
                 "stage_b": result.stage_b,
-                "only_a": [entry_json(e) for e in result.only_a],
-                "only_b": [entry_json(e) for e in result.only_b],
+                "only_a": [_listed_json(e) for e in result.only_a],
+                "only_b": [_listed_json(e) for e in result.only_b],
                 "different": different,
             }
         )
@@ -445,7 +496,7 @@ def history(
 ) -> None:
     """The audit history: who changed what, when and why (newest first)."""
     query = EventFilter(stage=stage, name=name, limit=limit or None, newest_first=True)
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         events = store.service.history(query)
     if as_json:
         print_json([event_json(ev, event_title(ev)) for ev in events])
@@ -465,7 +516,7 @@ def history(
 @store_option
 def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
     """The revisions of DISTRIBUTION, oldest first; `*` marks the current one."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         revs = store.service.revisions(distribution)
     if as_json:
         print_json(
@@ -499,12 +550,25 @@ def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
     default=None,
     help="Revision to tag (default: the current one).",
 )
+@json_option
 @store_option
-def tag(distribution: str, tag: str, revision: int | None, store_dir: Path) -> None:
+def tag(distribution: str, tag: str, revision: int | None, as_json: bool, store_dir: Path) -> None:
     """Name a revision of DISTRIBUTION permanently (tags never move)."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         made = store.service.tag(distribution, tag, revision=revision)
-        digest = store.catalog.revision(made.distribution, made.revision).digest
+        digest = store.service.resolve_revision(made.distribution, made.revision).digest
+    if as_json:
+        print_json(
+            {
+                "distribution": made.distribution,
+                "tag": made.tag,
+                "revision": made.revision,
+                "digest": digest,
+                "created": when(made.created),
+                "created_by": made.created_by,
+            }
+        )
+        return
     click.echo(
         f"tagged {made.distribution}@{made.tag} = revision {made.revision}"
         f" (digest {short(digest)}…)"
@@ -517,7 +581,7 @@ def tag(distribution: str, tag: str, revision: int | None, store_dir: Path) -> N
 @store_option
 def tags(distribution: str | None, as_json: bool, store_dir: Path) -> None:
     """Every tag: which revision of which distribution it names."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         found = store.service.tags(distribution)
     if as_json:
         print_json(
@@ -569,13 +633,13 @@ def rollback(
     promotion goes back to the stage it was promoted from (nothing is lost). Versions removed
     or overwritten since are put back.
     """
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         if dry_run:
             plan = store.service.rollback_plan(distribution, revision_or_tag)
             _print_rollback_plan(plan, as_json)
             return
         result = store.service.rollback(distribution, revision_or_tag, reason=reason)
-        after = store.catalog.current_revision(distribution)
+        after = store.service.current_revision(distribution)
     if as_json:
         print_json(
             {
@@ -646,7 +710,7 @@ def _print_rollback_plan(plan: RollbackPlan, as_json: bool) -> None:
 @store_option
 def fsck(repair: bool, as_json: bool, store_dir: Path) -> None:
     """Check the store: catalog consistency and blobs (exit 1 when inconsistent)."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         report = store.service.fsck(repair=repair)
     if as_json:
         print_json(

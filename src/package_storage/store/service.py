@@ -53,16 +53,18 @@ import re
 import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 from package_storage.errors import (
+    AuthenticationError,
     ConflictError,
     InvalidInputError,
     NotFoundError,
     PackageError,
     PolicyError,
+    SignatureError,
     StorageError,
     UnsafePackageError,
     ValidationError,
@@ -80,7 +82,12 @@ from package_storage.packages.safety import (
 from package_storage.packages.trees import FolderTree, ZipTree
 from package_storage.packages.validation import Problem, validate, validate_for_publish
 from package_storage.packages.versions import sort_key_for
-from package_storage.store.keyring import StoreKeyring, check_imported_signature, sign_artifact
+from package_storage.store.keyring import (
+    StoreKeyring,
+    check_imported_signature,
+    sign_artifact,
+    verify_artifact,
+)
 from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
     ArtifactRecord,
@@ -94,7 +101,18 @@ from package_storage.store.storage.base import (
     RevisionEntry,
     StageEntry,
     Tag,
+    TokenRecord,
     Transaction,
+    format_time,
+)
+from package_storage.store.tokens import (
+    WILDCARD,
+    check_token_name,
+    check_usable,
+    new_secret,
+    parse_scopes,
+    secret_matches,
+    split_secret,
 )
 
 CRASH_ENV = "PACKAGE_STORAGE_CRASH_AT"
@@ -172,9 +190,9 @@ class StageDiff:
 
     stage_a: str
     stage_b: str
-    only_a: tuple[StageEntry, ...]
-    only_b: tuple[StageEntry, ...]
-    different: tuple[tuple[StageEntry, StageEntry], ...]
+    only_a: tuple[StageEntry | RevisionEntry, ...]
+    only_b: tuple[StageEntry | RevisionEntry, ...]
+    different: tuple[tuple[StageEntry | RevisionEntry, StageEntry | RevisionEntry], ...]
 
     @property
     def same(self) -> bool:
@@ -194,6 +212,20 @@ class FsckReport:
     @property
     def ok(self) -> bool:
         return not (self.missing or self.corrupt or self.catalog_problems)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """The signature of one stage's copy: ``ok``, ``failed`` (does not verify), ``missing``
+    (not signed) or ``bad`` (the .sig does not parse)."""
+
+    stage: str
+    state: Literal["ok", "failed", "missing", "bad"]
+    reason: str
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
 
 
 class PublishValidationError(ValidationError):
@@ -358,17 +390,7 @@ class StoreService:
         raise NotFoundError(f"{path} does not exist: give a package folder or a zip")
 
     def prepare_folder(self, path: Path) -> PreparedPackage:
-        check_folder(path, str(path))  # the gate, before any file is opened
-        tree = FolderTree(path)
-        real = path.resolve()
-        check_tree_identity(tree, str(path), folder=real.name, parent=real.parent.name)
-        pkg = validated_package(tree, str(path), version_dir=path.name)
-        version = str(pkg.version)
-        data = build_zip(tree, pkg.name, version)
-        safety.check_artifact_size(len(data), str(path))
-        return PreparedPackage(
-            pkg.name, version, data, None, artifact_summary(pkg, "folder"), str(path)
-        )
+        return prepare_folder(path)
 
     def prepare_zip(
         self,
@@ -787,9 +809,16 @@ class StoreService:
             src = source if source is not None else _promotion_source(tx, graph, to, name, version)
             graph.check_promote(src, to)
             entry = tx.get_entry(src, name, version)
+            held = tx.get_entry(to, name, version)
+            if entry is None and held is not None:  # promoted before (a CI re-run)
+                return ChangeResult(
+                    False,
+                    None,
+                    (),
+                    f"{name} {version} is already in {to} (sha256 {held.artifact}): nothing to do",
+                )
             if entry is None:
                 raise NotFoundError(_not_in_stage(tx, src, name, version))
-            held = tx.get_entry(to, name, version)
             same = held is not None and held.artifact == entry.artifact
             forced = False
             if held is not None and not same:
@@ -1180,11 +1209,11 @@ class StoreService:
         return result
 
     def diff(self, stage_a: str, stage_b: str) -> StageDiff:
-        graph = self.catalog.stages()
-        graph.stage(stage_a)
-        graph.stage(stage_b)
-        a = {(e.name, e.version): e for e in self.catalog.entries(stage_a)}
-        b = {(e.name, e.version): e for e in self.catalog.entries(stage_b)}
+        """Compare two of: a stage (``NAME``: the versions stored in it), a revision of a
+        distribution (``DIST@N``, ``DIST@TAG``, ``DIST@<commit>``) or what a distribution
+        serves now (``DIST@current``; a tag named ``current`` wins)."""
+        a = self._diff_side(stage_a)
+        b = self._diff_side(stage_b)
         return StageDiff(
             stage_a=stage_a,
             stage_b=stage_b,
@@ -1194,6 +1223,22 @@ class StoreService:
                 (a[k], b[k]) for k in sorted(a.keys() & b.keys()) if a[k].artifact != b[k].artifact
             ),
         )
+
+    def _diff_side(self, ref: str) -> dict[tuple[str, str], StageEntry | RevisionEntry]:
+        name, at, rev = ref.partition("@")
+        self.catalog.stages().stage(name)  # NotFoundError naming the stages
+        if not at:
+            return {(e.name, e.version): e for e in self.catalog.entries(name)}
+        if not rev.strip():
+            raise InvalidInputError(f"{ref!r}: say which revision after '@' (N, TAG, current)")
+        try:
+            number, _ = _resolve(self.catalog, name, rev)
+        except NotFoundError:
+            current = self.catalog.current_revision(name) if rev == "current" else None
+            if current is None:
+                raise
+            number = current.number
+        return {(e.name, e.version): e for e in self.catalog.revision_entries(name, number)}
 
     def history(self, query: EventFilter | None = None) -> list[Event]:
         if query is not None and query.stage is not None:
@@ -1258,8 +1303,138 @@ class StoreService:
             checked=len(referenced),
         )
 
+    # --- tokens (management API) and signatures --------------------------------------------
+
+    def create_token(
+        self, name: str, scopes: Sequence[str], *, lifetime: timedelta | None = None
+    ) -> tuple[TokenRecord, str]:
+        """A new token and its secret (shown once; only its hash is stored). Every stage or
+        distribution a scope names must exist; ConflictError when an unrevoked token has
+        ``name``. Recorded as a ``token_create`` event."""
+        check_token_name(name)
+        parsed = parse_scopes(scopes)
+        fresh = new_secret()
+        with self.catalog.transaction() as tx:
+            graph = tx.stages()
+            for scope in parsed:
+                if scope.target not in (None, WILDCARD) and scope.target not in graph:
+                    raise InvalidInputError(
+                        f"scope {scope}: there is no stage or distribution {scope.target}"
+                        f" (stages: {', '.join(graph.names)})"
+                    )
+            record = tx.add_token(
+                TokenRecord(
+                    id=fresh.token_id,
+                    name=name,
+                    secret_hash=fresh.secret_hash,
+                    scopes=tuple(str(scope) for scope in parsed),
+                    created=tx.time,
+                    created_by=self.actor,
+                    expires=tx.time + lifetime if lifetime is not None else None,
+                )
+            )
+            tx.record_event(
+                "token_create",
+                actor=self.actor,
+                detail={
+                    "token": name,
+                    "scopes": list(record.scopes),
+                    "expires": format_time(record.expires) if record.expires else None,
+                },
+            )
+        return record, fresh.text
+
+    def current_revision(self, distribution: str) -> Revision | None:
+        """The revision ``distribution`` serves now (None before its first)."""
+        self.catalog.stages().stage(distribution)
+        return self.catalog.current_revision(distribution)
+
+    def tokens(self) -> list[TokenRecord]:
+        """Every token (never a secret), revoked ones included."""
+        return self.catalog.tokens()
+
+    def revoke_token(self, name: str) -> tuple[TokenRecord, bool]:
+        """Revoke the token ``name`` (effective on its next request): (record, changed).
+        Revoking a revoked token changes nothing; NotFoundError when no token has the name."""
+        with self.catalog.transaction() as tx:
+            held = [t for t in tx.tokens() if t.name == name]
+            live = [t for t in held if t.revoked is None]
+            if not live:
+                if held:
+                    return held[-1], False
+                raise NotFoundError(f"there is no token {name}")
+            record = tx.revoke_token(live[0].id, actor=self.actor)
+            tx.record_event("token_revoke", actor=self.actor, detail={"token": name})
+        return record, True
+
+    def authenticate(self, presented: str, *, now: datetime | None = None) -> TokenRecord:
+        """The token whose secret is ``presented``; AuthenticationError when it is unknown,
+        expired or revoked (checked on every call: a revocation takes effect at once)."""
+        token_id, secret = split_secret(presented)
+        record = self.catalog.token(token_id)
+        if record is None:
+            secret_matches(secret, "0" * 64)  # the same work as for a known id
+            raise AuthenticationError("unknown token")
+        if not secret_matches(secret, record.secret_hash):
+            raise AuthenticationError("unknown token")
+        check_usable(record.name, record.expires, record.revoked, now or datetime.now(UTC))
+        return record
+
+    def verify(self, name: str, version: str, *, stage: str | None = None) -> list[SignatureCheck]:
+        """Check the stored signature of every copy of ``name version`` (or the one in
+        ``stage``) against the store's keys. NotFoundError when there is no copy;
+        SignatureError when the store has no key to verify with."""
+        keyring = self.keyring
+        if keyring is None or not keyring.verification_keys():
+            raise SignatureError(
+                "no keys to verify with: generate or import a signing key, or trust a public key "
+                "(package-storage keys import FILE --trusted)"
+            )
+        if stage is not None:
+            self.catalog.stages().stage(stage)  # NotFoundError naming the known stages
+            entry = self.catalog.get_entry(stage, name, version)
+            entries = [entry] if entry is not None else []
+        else:
+            entries = self.catalog.find_entries(name, version)
+        if not entries:
+            where = f" in stage {stage}" if stage else ""
+            raise NotFoundError(f"{name} {version} is not in the store{where}")
+        checks: list[SignatureCheck] = []
+        for entry in entries:
+            artifact = self.catalog.get_artifact(entry.artifact)
+            if artifact is None or artifact.signature_digest is None:
+                checks.append(SignatureCheck(entry.stage, "missing", "the artifact is not signed"))
+                continue
+            data = self.blobs.get(artifact.digest)
+            signature = self.blobs.get(artifact.signature_digest)
+            try:
+                result = verify_artifact(keyring, data, signature)
+            except SignatureError as exc:
+                checks.append(SignatureCheck(entry.stage, "bad", exc.message))
+                continue
+            checks.append(
+                SignatureCheck(entry.stage, "ok" if result.ok else "failed", result.reason)
+            )
+        return checks
+
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def prepare_folder(path: Path) -> PreparedPackage:
+    """The package folder at ``path`` gated, validated and built into its deterministic zip
+    (nothing stored): what publish does first, also for a remote store's client."""
+    check_folder(path, str(path))  # the gate, before any file is opened
+    tree = FolderTree(path)
+    real = path.resolve()
+    check_tree_identity(tree, str(path), folder=real.name, parent=real.parent.name)
+    pkg = validated_package(tree, str(path), version_dir=path.name)
+    version = str(pkg.version)
+    data = build_zip(tree, pkg.name, version)
+    safety.check_artifact_size(len(data), str(path))
+    return PreparedPackage(
+        pkg.name, version, data, None, artifact_summary(pkg, "folder"), str(path)
+    )
 
 
 def check_tag_name(tag: str) -> str:
@@ -1607,6 +1782,10 @@ def event_title(event: Event) -> str:
     if action == "rollback":
         tag = f" ({d['tag']})" if d.get("tag") else ""
         return f"{prefix}Rollback to revision {d.get('revision')}{tag}"
+    if action in ("token_create", "token_revoke"):
+        verb = "Create" if action == "token_create" else "Revoke"
+        scopes = f" ({', '.join(d['scopes'])})" if d.get("scopes") else ""
+        return f"{verb} token {d.get('token')}{scopes}"
     of = f"the rollback of {d.get('rollback_of')}"
     if action == "rollback_remove":
         where = (
@@ -1643,6 +1822,7 @@ __all__: Sequence[str] = (
     "PublishValidationError",
     "RollbackMove",
     "RollbackPlan",
+    "SignatureCheck",
     "StageDiff",
     "StoreService",
     "ValidationLevel",
@@ -1655,5 +1835,6 @@ __all__: Sequence[str] = (
     "crash_point",
     "event_title",
     "plan_rollback",
+    "prepare_folder",
     "validated_package",
 )

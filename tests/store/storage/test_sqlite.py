@@ -117,7 +117,7 @@ def test_a_version_1_store_is_migrated_on_open_and_keeps_its_content(db: Path) -
     assert again.revisions_by_commit("production", "0123456")[0].number == 2
     again.close()
     raw = sqlite3.connect(db)
-    assert raw.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    assert raw.execute("SELECT version FROM schema_version").fetchone() == (schema.SCHEMA_VERSION,)
     raw.close()
 
 

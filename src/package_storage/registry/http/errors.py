@@ -1,4 +1,5 @@
-"""The one place that maps exceptions to HTTP statuses and client-visible texts (spec §1.4).
+"""The read API's error answers: statuses from the one mapping (``status.py``) and the
+client-visible texts of the reference (spec §1.4).
 
 Handlers catch, call :func:`status_for`, and render the pair as a plain-text error. The fixed
 texts of the reference's HTTP layer are constants here so the router and handlers share them.
@@ -8,14 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from package_storage.errors import (
-    ConflictError,
-    InvalidInputError,
-    NotFoundError,
-    PackageError,
-    PackageStorageError,
-    PolicyError,
-)
+from package_storage.errors import PackageError, PackageStorageError
+from package_storage.status import status_of
 
 # Exact texts of the reference (spec §1.4).
 PAGE_NOT_FOUND = "404 page not found"
@@ -41,20 +36,16 @@ def status_for(exc: BaseException, *, endpoint: Endpoint = "") -> tuple[int, str
     ``InvalidInputError``) are 400 with their message. Anything unexpected (storage failures,
     vanished files, bugs) is ``500 internal server error``: internals never reach a client.
     """
-    if isinstance(exc, InvalidInputError):
-        return 400, exc.message
     if isinstance(exc, PackageError):
+        # On the read path a package error means a served package is broken (or, on
+        # /search and /categories, a source failed): never the client's fault.
         if endpoint == "search":
             return 404, f"fetching package failed: {exc.message}"
         if endpoint == "categories":
             return 404, exc.message
         return 500, INTERNAL_SERVER_ERROR
-    if isinstance(exc, NotFoundError):
-        return 404, exc.message
-    if isinstance(exc, PolicyError):
-        return 403, exc.message
-    if isinstance(exc, ConflictError):
-        return 409, exc.message
-    if isinstance(exc, PackageStorageError):
+    status = status_of(exc)
+    # 422 means "the package you sent is broken"; a read request sends none: ours is broken.
+    if status >= 500 or status == 422 or not isinstance(exc, PackageStorageError):
         return 500, INTERNAL_SERVER_ERROR
-    return 500, INTERNAL_SERVER_ERROR
+    return status, exc.message

@@ -331,6 +331,18 @@ class Listener:
     app: ASGIApp
     sock: socket.socket
     ssl_context: ssl.SSLContext | None = None
+    on_stop: Callable[[], None] | None = None  # told when the servers start shutting down
+
+
+@dataclass
+class ExtraListener:
+    """Another app for :func:`run_server` on its own address (e.g. the management API)."""
+
+    name: str
+    app: ASGIApp
+    address: str
+    ssl_context: ssl.SSLContext | None = None
+    on_stop: Callable[[], None] | None = None
 
 
 async def serve_listeners(listeners: Sequence[Listener], stop: asyncio.Event | None = None) -> None:
@@ -339,6 +351,9 @@ async def serve_listeners(listeners: Sequence[Listener], stop: asyncio.Event | N
     loop = asyncio.get_running_loop()
 
     def request_exit(sig: int) -> None:
+        for li in listeners:
+            if li.on_stop is not None:
+                li.on_stop()
         for server in servers:
             if server.should_exit and sig == signal.SIGINT:
                 server.force_exit = True
@@ -403,9 +418,11 @@ def run_server(
     *,
     metrics_app: ASGIApp | None = None,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
+    extra: Sequence[ExtraListener] = (),
     loading: Loading | None = None,
 ) -> None:
-    """Run ``app`` on ``settings.address`` (and ``metrics_app`` on ``metrics_address``).
+    """Run ``app`` on ``settings.address`` (and ``metrics_app`` on ``metrics_address``, and
+    every ``extra`` listener on its own address), all on one event loop.
 
     Binds first (errors raise ``ConfigError`` with the address and the reason), then serves until
     SIGTERM/SIGINT. Blocks; returns after a graceful shutdown. With ``loading``, its load runs
@@ -420,6 +437,16 @@ def run_server(
     if settings.metrics_address and metrics_app is not None:
         log.info("Starting http metrics in " + settings.metrics_address)
         listeners.append(Listener(metrics_app, bind_socket(settings.metrics_address)))
+    for more in extra:
+        log.info(f"Starting http {more.name} in {more.address}")
+        listeners.append(
+            Listener(
+                RequestLogMiddleware(more.app),
+                bind_socket(more.address),
+                more.ssl_context,
+                more.on_stop,
+            )
+        )
     _route_uvicorn_logs()
     if on_listening is not None:
         on_listening([li.sock for li in listeners])

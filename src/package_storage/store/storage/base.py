@@ -209,6 +209,26 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A management API token as stored: never the secret, only its hash (``store/tokens.py``).
+
+    ``id`` is the public part of the secret (the lookup key); ``scopes`` are scope strings
+    (``read``, ``publish:snapshot``, ...). A revoked token keeps its row (the audit history
+    names it); a new token may take the name of a revoked one.
+    """
+
+    id: str
+    name: str
+    secret_hash: str
+    scopes: tuple[str, ...]
+    created: datetime
+    created_by: str
+    expires: datetime | None = None
+    revoked: datetime | None = None
+    revoked_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventFilter:
     """Which events to list; every field set narrows the result. Ordered by id."""
 
@@ -364,6 +384,14 @@ class CatalogReader(Protocol):
         """Sequence of the last committed change (0 on a fresh store). Cheap: poll it."""
         ...
 
+    def tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones included, by creation time."""
+        ...
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        """The token with public id ``token_id``, or None."""
+        ...
+
     def last_change(self) -> datetime | None:
         """Time of the last committed change, or None on a fresh store."""
         ...
@@ -441,6 +469,15 @@ class Transaction(CatalogReader, Protocol):
     def add_tag(self, distribution: str, tag: str, number: int, *, actor: str) -> Tag:
         """Name revision ``number`` permanently. ConflictError when the tag exists (tags never
         move); NotFoundError when the revision does not exist."""
+        ...
+
+    def add_token(self, token: TokenRecord) -> TokenRecord:
+        """Record a new token. ConflictError when an unrevoked token has its name."""
+        ...
+
+    def revoke_token(self, token_id: str, *, actor: str) -> TokenRecord:
+        """Mark the token revoked at this transaction's time (idempotent: a revoked token is
+        returned unchanged). NotFoundError when there is no such token."""
         ...
 
     def record_event(

@@ -18,6 +18,7 @@ Tables (see ``base.py`` for the model):
                     ``git_commit`` (v2) the git commit a history import made it from.
 ``tags``            (distribution, tag) -> revision; unique, never updated or deleted.
 ``events``          the audit history.
+``tokens``          management API tokens: name, scopes, expiry, revocation, the secret's hash.
 
 Migrations: a fresh database is created from the table definitions below and stamped with
 :data:`SCHEMA_VERSION`. An existing database at version N gets every migration with a higher
@@ -212,6 +213,30 @@ events = Table(
 )
 
 
+# Management API tokens (``store/tokens.py``): the secret's hash only, never the secret.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("secret_hash", DIGEST, nullable=False),
+    Column("scopes", JSON, nullable=False),
+    Column("created", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("expires", UTCDateTime, nullable=True),
+    Column("revoked", UTCDateTime, nullable=True),
+    Column("revoked_by", String(255), nullable=True),
+)
+# One unrevoked token per name.
+Index(
+    "uq_tokens_live_name",
+    tokens.c.name,
+    unique=True,
+    sqlite_where=tokens.c.revoked.is_(None),
+    postgresql_where=tokens.c.revoked.is_(None),
+)
+
+
 # --- migrations ------------------------------------------------------------------------------
 
 
@@ -226,6 +251,12 @@ class Migration:
 
 def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
+
+
+def _create_tokens(conn: Connection) -> None:
+    tokens.create(conn, checkfirst=True)
+    for index in tokens.indexes:
+        index.create(conn, checkfirst=True)
 
 
 def _v2_stages_commits_yanks(conn: Connection) -> None:
@@ -255,6 +286,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2, "stage publish setting, revision commits, yanked entries", _v2_stages_commits_yanks
     ),
+    Migration(3, "management API tokens", _create_tokens),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

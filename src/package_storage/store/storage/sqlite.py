@@ -48,6 +48,7 @@ from package_storage.store.storage.base import (
     RevisionEntry,
     StageEntry,
     Tag,
+    TokenRecord,
     Transaction,
     accumulate,
     check_digest,
@@ -56,6 +57,7 @@ from package_storage.store.storage.base import (
 )
 
 _MOD = 1 << 256
+_MAX_INT = 1 << 63
 
 # Above this many changed name+versions since the previous revision, a new revision's digest is
 # recomputed from scratch (a bulk import) instead of incrementally.
@@ -119,6 +121,20 @@ def _tag(row: Row[Any]) -> Tag:
         revision=int(m["revision"]),
         created=m["created"],
         created_by=m["created_by"],
+    )
+
+
+def _token(row: Row[Any]) -> TokenRecord:
+    return TokenRecord(
+        id=row.id,
+        name=row.name,
+        secret_hash=row.secret_hash,
+        scopes=tuple(row.scopes),
+        created=row.created,
+        created_by=row.created_by,
+        expires=row.expires,
+        revoked=row.revoked,
+        revoked_by=row.revoked_by,
     )
 
 
@@ -249,9 +265,11 @@ class _Reader:
 
     def _revision_row(self, distribution: str, number: int) -> Row[Any]:
         r = s.revisions
-        row = self._conn.execute(
-            select(r).where(r.c.distribution == distribution, r.c.number == number)
-        ).first()
+        row = None
+        if 0 <= number < _MAX_INT:  # larger numbers exist nowhere (and overflow SQL integers)
+            row = self._conn.execute(
+                select(r).where(r.c.distribution == distribution, r.c.number == number)
+            ).first()
         if row is None:
             raise NotFoundError(f"distribution {distribution} has no revision {number}")
         return row
@@ -360,6 +378,14 @@ class _Reader:
             select(s.catalog_state.c.change_seq).where(s.catalog_state.c.id == 1)
         ).scalar()
         return int(value or 0)
+
+    def tokens(self) -> list[TokenRecord]:
+        t = s.tokens
+        return [_token(r) for r in self._conn.execute(select(t).order_by(t.c.created, t.c.id))]
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        row = self._conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).first()
+        return None if row is None else _token(row)
 
     def last_change(self) -> datetime | None:
         value = self._conn.execute(
@@ -711,6 +737,34 @@ class SQLTransaction(_Reader):
         )
         return Tag(distribution, tag, number, self._time, actor)
 
+    # --- tokens --------------------------------------------------------------------------
+
+    def add_token(self, token: TokenRecord) -> TokenRecord:
+        t = s.tokens
+        held = self._conn.execute(
+            select(t.c.id).where(t.c.name == token.name, t.c.revoked.is_(None))
+        ).first()
+        if held is not None:
+            raise ConflictError(f"token {token.name} exists: revoke it first, or pick another name")
+        record = dataclasses.replace(token, created=self._time, revoked=None, revoked_by=None)
+        row = dataclasses.asdict(record)
+        row["scopes"] = list(record.scopes)
+        self._conn.execute(t.insert().values(**row))
+        return record
+
+    def revoke_token(self, token_id: str, *, actor: str) -> TokenRecord:
+        found = self.token(token_id)
+        if found is None:
+            raise NotFoundError(f"no token with id {token_id}")
+        if found.revoked is not None:
+            return found
+        self._conn.execute(
+            s.tokens.update()
+            .where(s.tokens.c.id == token_id)
+            .values(revoked=self._time, revoked_by=actor)
+        )
+        return dataclasses.replace(found, revoked=self._time, revoked_by=actor)
+
     def record_event(
         self,
         action: str,
@@ -888,6 +942,14 @@ class SQLCatalog:
     def last_change(self) -> datetime | None:
         with self._reader() as r:
             return r.last_change()
+
+    def tokens(self) -> list[TokenRecord]:
+        with self._reader() as r:
+            return r.tokens()
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        with self._reader() as r:
+            return r.token(token_id)
 
     # --- maintenance -----------------------------------------------------------------------
 

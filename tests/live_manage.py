@@ -1,0 +1,94 @@
+"""A real ``package-storage serve --store DIR --manage-address ...`` on loopback (a plain
+module, imported by name by the management tests and the remote CLI tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+STARTUP_SECONDS = 90.0
+
+
+def command() -> list[str]:
+    script = Path(sys.executable).parent / "package-storage"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "package_storage.cli.main"]
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
+    env.update(extra or {})
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    process: subprocess.Popen[bytes]
+    read_url: str
+    manage_url: str
+    log: Path
+
+
+@contextlib.contextmanager
+def start_server(
+    store_dir: Path, log: Path, *, max_upload: str = "512MiB", extra: Sequence[str] = ()
+) -> Iterator[LiveServer]:
+    """Start the server, wait (bounded) until the management listener answers, stop it after."""
+    read_port, manage_port = free_port(), free_port()
+    args = [
+        *command(),
+        "serve",
+        "--store",
+        str(store_dir),
+        "--address",
+        f"127.0.0.1:{read_port}",
+        "--manage-address",
+        f"127.0.0.1:{manage_port}",
+        "--max-upload-size",
+        max_upload,
+        *extra,
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=clean_env())
+    server = LiveServer(
+        process, f"http://127.0.0.1:{read_port}", f"http://127.0.0.1:{manage_port}", log
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited {process.returncode}: {log.read_text()}")
+            try:
+                if httpx.get(server.manage_url + "/api/v1/openapi.json", timeout=5).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {log.read_text()}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
