@@ -520,12 +520,21 @@ def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
         revs = store.service.revisions(distribution)
     if as_json:
         print_json(
-            [{**r.as_json(), "count": r.count, "server_version": r.server_version} for r in revs]
+            [
+                {
+                    **r.as_json(),
+                    "count": r.count,
+                    "server_version": r.server_version,
+                    "event": r.event,
+                    "event_title": r.event_title or None,
+                }
+                for r in revs
+            ]
         )
         return
     print_table(
         f"distribution {distribution}: {plural(len(revs), 'revision')}",
-        ("revision", "current", "created", "digest", "versions", "server", "tags"),
+        ("revision", "current", "created", "digest", "versions", "server", "tags", "made by"),
         [
             (
                 str(r.number),
@@ -535,6 +544,7 @@ def revisions(distribution: str, as_json: bool, store_dir: Path) -> None:
                 str(r.count),
                 r.server_version,
                 ", ".join(r.tags),
+                f"#{r.event} {r.event_title}" if r.event is not None else "",
             )
             for r in revs
         ],

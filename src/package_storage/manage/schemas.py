@@ -131,6 +131,8 @@ class RevisionOut(Model):
     stages: list[str]
     count: int
     commit: str | None = Field(default=None, description="The git commit it was imported from.")
+    event: int | None = Field(default=None, description="The event that made it (revisions).")
+    event_title: str = ""
 
     @classmethod
     def of(cls, rev: Revision) -> RevisionOut:
@@ -146,6 +148,8 @@ class RevisionOut(Model):
             stages=list(rev.stages),
             count=rev.count,
             commit=rev.commit,
+            event=rev.event,
+            event_title=rev.event_title,
         )
 
     def record(self) -> Revision:
@@ -161,6 +165,8 @@ class RevisionOut(Model):
             current=self.current,
             tags=tuple(self.tags),
             commit=self.commit,
+            event=self.event,
+            event_title=self.event_title,
         )
 
 

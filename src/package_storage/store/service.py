@@ -1246,8 +1246,29 @@ class StoreService:
         return self.catalog.events(query)
 
     def revisions(self, distribution: str) -> list[Revision]:
+        """Every revision of ``distribution``, oldest first, each with the event that made it
+        (the events a transaction records carry its time, as its revisions do)."""
         self.catalog.stages().stage(distribution)
-        return self.catalog.revisions(distribution)
+        revs = self.catalog.revisions(distribution)
+        if not revs:
+            return revs
+        query = EventFilter(
+            since=min(r.created for r in revs),
+            until=max(r.created for r in revs) + timedelta(microseconds=1),
+        )
+        by_time: dict[datetime, list[Event]] = {}
+        for event in self.catalog.events(query):
+            by_time.setdefault(event.time, []).append(event)
+        made: list[Revision] = []
+        for rev in revs:
+            events = by_time.get(rev.created, [])
+            if events:
+                more = f" (+{len(events) - 1} more)" if len(events) > 1 else ""
+                rev = dataclasses.replace(
+                    rev, event=events[0].id, event_title=event_title(events[0]) + more
+                )
+            made.append(rev)
+        return made
 
     def revision_entries(
         self, distribution: str, revision_or_tag: str | int

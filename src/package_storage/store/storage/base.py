@@ -166,6 +166,10 @@ class Revision:
     current: bool = False
     tags: tuple[str, ...] = ()
     commit: str | None = None  # the git commit a history import made this revision from
+    # Filled in by StoreService.revisions: the first event recorded by the transaction that
+    # made the revision (its id and title; "(+N more)" when it recorded several).
+    event: int | None = None
+    event_title: str = ""
 
     def as_json(self) -> JSONObject:
         """The revisions JSON object: revision, digest, created, current, tags (and commit,
