@@ -97,7 +97,7 @@ def test_dry_run_lists_and_changes_nothing(
     upstream: tuple[str, Path], down: tuple[StoreService, StoreKeyring]
 ) -> None:
     url, _ = upstream
-    service, keyring = down
+    service, _keyring = down
     opts = MirrorOptions(dry_run=True)
     report = mirror(service, url, "snapshot", MirrorFilter(packages=("acme_input",)), opts)
     assert [v.name for v in report.to_fetch] == ["acme_input"]
@@ -130,7 +130,9 @@ def test_an_unsigned_upstream_is_refused_with_a_verify_key(
     store = make_upstream(tmp_path / "plain", "acme_input/1.0.0", signed=False)
     key = public_key_of(generate_key("K <k@example.com>"))
     with serve(store) as base:
-        report = mirror(service, base + "/snapshot", "snapshot", options=MirrorOptions(verify_key=key))
+        report = mirror(
+            service, base + "/snapshot", "snapshot", options=MirrorOptions(verify_key=key)
+        )
     assert [why for _, why in report.refused] == [
         "signature refused: the upstream has no signature for it (--verify-key)"
     ]
@@ -156,7 +158,7 @@ def test_503s_and_dropped_connections_are_retried(
     upstream: tuple[str, Path], down: tuple[StoreService, StoreKeyring]
 ) -> None:
     url, _ = upstream
-    service, keyring = down
+    service, _keyring = down
     base, _, prefix = url.rpartition("/")
 
     def policy(path: str, count: int) -> str:
@@ -175,7 +177,7 @@ def test_503s_and_dropped_connections_are_retried(
 def test_an_upstream_failing_mid_way_keeps_what_arrived_and_a_rerun_fetches_the_rest(
     tmp_path: Path, down: tuple[StoreService, StoreKeyring]
 ) -> None:
-    service, keyring = down
+    service, _keyring = down
     store = make_upstream(tmp_path / "up", "hello_nginx/1.0.0", "acme_input/1.0.0")
     with serve(store) as base:
 
