@@ -6,7 +6,7 @@ upstream store's key), serves that store with ``package-storage serve --store`` 
 (pinned to CPU 0) and runs the mirror **through the CLI in a subprocess** (pinned to CPU 1) into
 an empty store, twice:
 
-* ``cold``: everything is listed, downloaded (zip + .sig), checked and recorded;
+* ``cold``: everything (``--prerelease``: all versions) is listed, downloaded (zip + .sig), checked and recorded;
 * ``again``: the same command (nothing new: only the listing and the comparison).
 
 For each run: wall time, MB/s of zip bytes over the wall time and over the download phase, peak
@@ -139,7 +139,7 @@ def main() -> None:
         shutil.rmtree(down, ignore_errors=True)
         _cli("init", "--store", str(down))
         cmd = ["mirror", base + "/production", "--stage", "production", "--store", str(down)]
-        cmd += ["--workers", str(args.workers), "--json"]
+        cmd += ["--prerelease", "--workers", str(args.workers), "--json"]
         runs = [run_mirror("cold", cmd), run_mirror("again", cmd)]
         result = {
             "benchmark": "mirror",
