@@ -4,14 +4,17 @@ a flaky forwarding server in front of it that answers 503 or drops connections).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mirror_upstream import FlakyProxy, make_upstream, publish, serve, wait_for
-from package_storage.errors import InvalidInputError, NotFoundError, PolicyError
+from package_storage.errors import InvalidInputError, NotFoundError, PolicyError, UpstreamError
 from package_storage.packages.signing import generate_key, load_public_key, public_key_of
 from package_storage.store.directory import Store
 from package_storage.store.keyring import StoreKeyring
@@ -21,6 +24,7 @@ from package_storage.store.storage.base import EventFilter
 from package_storage.transfer.mirror import (
     MirrorFilter,
     MirrorOptions,
+    _entries,
     list_upstream,
     mirror,
 )
@@ -212,3 +216,37 @@ def test_a_4xx_is_not_retried(
     service, _ = down
     with pytest.raises(Exception, match="HTTP 404"):
         mirror(service, url.rpartition("/")[0] + "/nope", "production", options=FAST)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+entries = st.lists(
+    st.fixed_dictionaries(
+        {
+            "name": st.text(max_size=6),
+            "version": st.text(max_size=6),
+            "download": st.text(max_size=12),
+        },
+        optional={"signature_path": json_values},
+    ),
+    max_size=4,
+)
+
+
+@given(st.one_of(json_values, entries))
+def test_the_search_answer_parser_takes_entries_or_refuses_in_one_line(value: object) -> None:
+    body = json.dumps(value).encode()
+    try:
+        found = _entries("http://up/production", body, "http://up/production/search")
+    except UpstreamError as exc:
+        assert "\n" not in exc.message and exc.message.startswith("http://up/production/search")
+        return
+    assert isinstance(value, list) and len(found) == len(value)
+    for entry, remote in zip(value, found, strict=True):
+        assert remote.url == "http://up/production" + entry["download"]
+        assert entry["download"].startswith("/")

@@ -223,7 +223,7 @@ def _entries(base: str, body: bytes, url: str) -> list[RemoteVersion]:
         if not (isinstance(name, str) and isinstance(version, str) and isinstance(download, str)):
             raise UpstreamError(f"{url}: an entry lacks name, version or download")
         if not download.startswith("/"):
-            raise UpstreamError(f"{url}: {name} {version}: download {download!r} is not a path")
+            raise UpstreamError(f"{url}: {name!r} {version!r}: download {download!r} is not a path")
         sig = entry.get("signature_path")
         sig_url = base + sig if isinstance(sig, str) and sig.startswith("/") else None
         found.append(RemoteVersion(name, version, base + download, sig_url))
