@@ -23,7 +23,7 @@ from typing import Any
 
 log = logging.getLogger("package_storage.filewatch")
 
-STEP_MS = 5
+STEP_MS = 10
 """Quiet time (ms) after the last event before the group is reported."""
 DEBOUNCE_MS = 100
 """Longest time (ms) events are grouped while writes keep coming."""
