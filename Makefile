@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ADDRESS ?= 127.0.0.1:8080
 
-.PHONY: install run test lint imports typecheck unit bench clean
+.PHONY: install system-deps run test lint imports typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Commands some tests drive for real (gpg interop, git repositories, TLS certificates). Installed
+# from Debian's packages when missing and we are root (CI); elsewhere a missing one is named.
+SYSTEM_COMMANDS := gpg:gnupg git:git openssl:openssl sha256sum:coreutils
+system-deps:
+	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
+	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else \
+	    echo "tests need these Debian packages:$$missing (install them, or the tests that use them skip)"; \
+	  fi; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/package-storage demo --address $(ADDRESS)
@@ -27,7 +42,7 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
 test: lint imports typecheck unit

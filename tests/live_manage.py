@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -48,9 +49,16 @@ class LiveServer:
 
 @contextlib.contextmanager
 def start_server(
-    store_dir: Path, log: Path, *, max_upload: str = "512MiB", extra: Sequence[str] = ()
+    store_dir: Path,
+    log: Path,
+    *,
+    max_upload: str = "512MiB",
+    extra: Sequence[str] = (),
+    ca: Path | None = None,
 ) -> Iterator[LiveServer]:
-    """Start the server, wait (bounded) until the management listener answers, stop it after."""
+    """Start the server, wait (bounded) until the management listener answers, stop it after.
+    With ``ca`` (its listeners serve TLS, ``extra`` gives the certificate) the URLs are https
+    and the wait trusts ``ca``."""
     read_port, manage_port = free_port(), free_port()
     args = [
         *command(),
@@ -67,16 +75,19 @@ def start_server(
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=clean_env())
+    scheme = "http" if ca is None else "https"
     server = LiveServer(
-        process, f"http://127.0.0.1:{read_port}", f"http://127.0.0.1:{manage_port}", log
+        process, f"{scheme}://127.0.0.1:{read_port}", f"{scheme}://127.0.0.1:{manage_port}", log
     )
+    verify: ssl.SSLContext | bool = True if ca is None else ssl.create_default_context(cafile=ca)
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited {process.returncode}: {log.read_text()}")
             try:
-                if httpx.get(server.manage_url + "/api/v1/openapi.json", timeout=5).is_success:
+                url = server.manage_url + "/api/v1/openapi.json"
+                if httpx.get(url, timeout=5, verify=verify).is_success:
                     break
             except httpx.HTTPError:
                 pass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -229,3 +229,109 @@ def test_init_missing_token_and_local_only_commands(
     assert r.exit_code == 1 and r.stderr.startswith("error: the store at ")
     r = cli("list", "--store", "http://127.0.0.1:1", token=token)
     assert r.exit_code == 1 and r.stderr.startswith("error: cannot reach the store at")
+
+
+_VOLATILE = re.compile(r'"(\w*id|\w*time|actor|revision|created\w*)": ("[^"]*"|\d+)')
+
+
+def same_change_locally_and_remotely(
+    root: Path, url: str, token: str, change: Sequence[str], undo: Sequence[str]
+) -> None:
+    """A change and its undoing, first on the directory, then on the URL: the same lines (and
+    the same ``--json`` but for ids, times, actors and revision numbers) and the same exit codes."""
+    runs = []
+    for store, tok in ((str(root), None), (url, token)):
+        runs.append([cli(*args, "--store", store, token=tok) for args in (change, undo)])
+    for local, remote in zip(*runs, strict=True):
+        assert remote.exit_code == local.exit_code == 0, (change, local.output, remote.output)
+        assert _VOLATILE.sub("", remote.stdout) == _VOLATILE.sub("", local.stdout), change
+
+
+def test_yank_and_stage_changes_through_the_remote_cli(
+    server: tuple[LiveServer, Path, str], tmp_path: Path
+) -> None:
+    live, root, token = server
+    url = live.manage_url
+    folder = version_of(tmp_path / "pkgs", "5.0.0")
+    assert cli("publish", str(folder), "--store", str(root)).exit_code == 0
+    for extra in ((), ("--json",)):
+        same_change_locally_and_remotely(
+            root,
+            url,
+            token,
+            ("yank", "hello_nginx", "5.0.0", "--stage", "snapshot", "--reason", "bad", *extra),
+            ("unyank", "hello_nginx", "5.0.0", "--stage", "snapshot", "--reason", "ok", *extra),
+        )
+        same_change_locally_and_remotely(
+            root,
+            url,
+            token,
+            ("stages", "freeze", "snapshot", "--reason", "release week", *extra),
+            ("stages", "unfreeze", "snapshot", "--reason", "done", *extra),
+        )
+    r = cli("yank", "hello_nginx", "5.0.0", "--stage", "snapshot", "--reason", "x", "--store", url, token=token)  # fmt: skip
+    assert r.exit_code == 0 and r.stdout.startswith("yanked hello_nginx 5.0.0 in snapshot")
+    with Store.open(root) as store:
+        entry = store.catalog.get_entry("snapshot", "hello_nginx", "5.0.0")
+        assert entry is not None and entry.yanked
+        assert store.catalog.events()[-1].actor == "release-bot"
+
+    add = ("stages", "add", "--sees", "production", "--no-publish", "--reason", "qa")
+    local = cli(*add[:2], "qa1", *add[2:], "--rank", "-1", "--store", str(root))
+    remote = cli(*add[:2], "qa2", *add[2:], "--rank", "-2", "--json", "--store", url, token=token)
+    assert (local.exit_code, local.stdout) == (0, "added stage qa1\n"), local.output
+    assert remote.exit_code == 0, remote.output
+    added = json.loads(remote.stdout)
+    assert added["changed"] is True and added["message"] == "added stage qa2"
+    assert added["stage"]["sees"] == ["production"] and added["stage"]["publish"] is False
+    with Store.open(root) as store:
+        assert {"qa1", "qa2"} <= set(store.catalog.stages().names)
+
+    # Reads and refusals print the same on the directory and on the URL.
+    for args in (
+        ("stages", "list"),
+        ("stages", "list", "--json"),
+        ("stages", "show", "snapshot"),
+        ("stages", "show", "qa2", "--json"),
+        ("list", "--stage", "snapshot", "--json"),
+    ):
+        assert same_locally_and_remotely(root, url, token, *args).exit_code == 0, args
+    assert cli("stages", "freeze", "qa1", "--reason", "r", "--store", str(root)).exit_code == 0
+    for args in (
+        ("yank", "hello_nginx", "5.0.0", "--stage", "nowhere", "--reason", "r"),
+        ("yank", "hello_nginx", "9.9.9", "--stage", "snapshot", "--reason", "r"),
+        ("yank", "hello_nginx", "5.0.0", "--stage", "snapshot", "--reason", " "),
+        ("stages", "show", "nowhere"),
+        ("stages", "freeze", "nowhere", "--reason", "r"),
+        ("stages", "add", "qa1", "--reason", "r"),
+        ("stages", "add", "qa3", "--sees", "nowhere", "--reason", "r"),
+        ("stages", "unfreeze", "qa1", "--reason", " "),
+    ):
+        r = same_locally_and_remotely(root, url, token, *args)
+        assert r.exit_code == 1 and r.stderr.startswith("error: "), (args, r.output)
+
+
+def test_yank_and_stage_changes_need_their_scopes_remotely(
+    server: tuple[LiveServer, Path, str], tmp_path: Path
+) -> None:
+    live, root, token = server
+    url = live.manage_url
+    folder = version_of(tmp_path / "pkgs", "6.0.0")
+    assert cli("publish", str(folder), "--store", str(root)).exit_code == 0
+    made = cli("tokens", "create", "qa", "--scope", "yank:staging", "--json", "--store", url, token=token)  # fmt: skip
+    qa = json.loads(made.stdout)["token"]
+    with Store.open(root) as store:
+        before = (store.catalog.events(), store.catalog.stages().as_config())
+    for args, scope in (
+        (("yank", "hello_nginx", "6.0.0", "--stage", "snapshot", "--reason", "r"), "yank:snapshot"),
+        (("unyank", "hello_nginx", "6.0.0", "--stage", "snapshot", "--reason", "r"), "yank:snapshot"),
+        (("stages", "freeze", "snapshot", "--reason", "r"), "admin"),
+        (("stages", "add", "qa", "--reason", "r"), "admin"),
+    ):  # fmt: skip
+        r = cli(*args, "--store", url, "--token", qa)
+        assert (r.exit_code, r.stderr) == (
+            1,
+            f"error: token qa lacks the scope {scope} (it has: yank:staging)\n",
+        ), args
+    with Store.open(root) as store:
+        assert (store.catalog.events(), store.catalog.stages().as_config()) == before

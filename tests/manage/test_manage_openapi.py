@@ -78,6 +78,15 @@ def test_every_operation_matches_the_document(
             raise AssertionError(f"{operation.label}: {exc}") from exc
         tested.append(operation.label)
     assert len(tested) >= 20, tested
+    for label in (
+        "POST /api/v1/packages/{name}/{version}/yank",
+        "POST /api/v1/packages/{name}/{version}/unyank",
+        "POST /api/v1/stages",
+        "POST /api/v1/stages/{name}/freeze",
+        "POST /api/v1/stages/{name}/unfreeze",
+        "GET /api/v1/stages/{name}/events",
+    ):
+        assert label in tested, (label, tested)
 
 
 def test_the_document_is_served_without_a_token(api_schema: Any) -> None:

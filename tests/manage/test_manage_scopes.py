@@ -31,6 +31,13 @@ def operations(zip_path: Path) -> list[Call]:
     def files() -> dict[str, Any]:
         return {"files": {"package": (zip_path.name, zip_path.read_bytes(), "application/zip")}}
 
+    def yank(stage: str) -> dict[str, str]:
+        return {"stage": stage, "reason": "test"}
+
+    def new_stage(name: str) -> dict[str, Any]:
+        rank = 100 + next(_tag_numbers)  # above every stage; it takes no publish
+        return {"name": name, "rank": rank, "publish": False, "reason": "test"}
+
     return [
         ("GET", f"{v}/stages", {}, "read"),
         ("GET", f"{v}/packages", {}, "read"),
@@ -55,6 +62,14 @@ def operations(zip_path: Path) -> list[Call]:
         ("POST", f"{pkg}/1.1.0/remove", {"json": {"stage": "staging"}}, "remove:staging"),
         ("POST", f"{v}/distributions/production/tags", {"json": {"tag": tag}}, "tag:production"),
         ("POST", f"{v}/distributions/staging/rollback", {"json": {"revision": 1}}, "rollback:staging"),
+        ("POST", f"{pkg}/1.0.0/yank", {"json": yank("production")}, "yank:production"),
+        ("POST", f"{pkg}/1.0.0/unyank", {"json": yank("production")}, "yank:production"),
+        ("POST", f"{pkg}/1.2.0/yank", {"json": yank("snapshot")}, "yank:snapshot"),
+        ("POST", f"{pkg}/1.2.0/unyank", {"json": yank("snapshot")}, "yank:snapshot"),
+        ("GET", f"{v}/stages/production/events", {}, "read"),
+        ("POST", f"{v}/stages", {"json": new_stage(f"s{tag}")}, "admin"),
+        ("POST", f"{v}/stages/s{tag}/freeze", {"json": {"reason": "test"}}, "admin"),
+        ("POST", f"{v}/stages/s{tag}/unfreeze", {"json": {"reason": "test"}}, "admin"),
         ("GET", f"{v}/fsck", {}, "admin"),
         ("GET", f"{v}/tokens", {}, "admin"),
         ("POST", f"{v}/tokens", {"json": {"name": f"n{tag}", "scopes": ["read"]}}, "admin"),
@@ -78,6 +93,8 @@ SCOPES = [
     "tag:*",
     "rollback:staging",
     "rollback:*",
+    "yank:production",
+    "yank:*",
 ]
 
 
@@ -98,6 +115,7 @@ def state(st: Store) -> tuple[Any, ...]:
     cat = st.catalog
     names = cat.stages().names
     return (
+        cat.stages().as_config(),
         {s: cat.entries(s) for s in names},
         {d: cat.revisions(d) for d in names},
         cat.distributions(),

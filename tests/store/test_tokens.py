@@ -64,6 +64,8 @@ def svc(store: Store) -> StoreService:
         ("publish:snapshot", Scope("publish", "snapshot")),
         ("promote:*", Scope("promote", "*")),
         (" remove:staging ", Scope("remove", "staging")),
+        ("yank:production", Scope("yank", "production")),
+        ("yank:*", Scope("yank", "*")),
         ("tag:production", Scope("tag", "production")),
         ("rollback:production-7.9", Scope("rollback", "production-7.9")),
     ],
@@ -104,7 +106,11 @@ def test_parse_scopes_deduplicates_sorts_and_needs_one() -> None:
 ALL_NEEDED = [
     Scope("read"),
     Scope("admin"),
-    *(Scope(a, t) for a in ("publish", "promote", "remove", "tag", "rollback") for t in ("x", "y")),
+    *(
+        Scope(a, t)
+        for a in ("publish", "promote", "remove", "yank", "tag", "rollback")
+        for t in ("x", "y")
+    ),
 ]
 
 

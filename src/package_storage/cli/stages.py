@@ -1,7 +1,8 @@
 """``package-storage stages list|show|add|freeze|unfreeze``: the stage configuration of a store.
 
-Thin commands over :class:`~package_storage.store.service.StoreService` (``configure_stages``,
-``add_stage``, ``freeze_stage``, ``stage_events``); the rules live in ``store/stages.py``. Every
+Thin commands over :class:`~package_storage.store.access.StoreOperations` (``add_stage``,
+``freeze_stage``, ``stage_events``: a directory or, with ``--store URL``, the management API);
+the rules live in ``store/stages.py``. Every
 change is an event with its reason. ``init --stages FILE`` (in ``cli/store.py``) sets the whole
 configuration of a new store from a YAML file (see :func:`read_stages_file`).
 """
@@ -17,7 +18,7 @@ import click
 from package_storage.cli.common import (
     StoreCommand,
     event_json,
-    open_store,
+    open_operations,
     print_json,
     print_table,
     store_option,
@@ -95,7 +96,7 @@ def stages() -> None:
 @store_option
 def list_stages(as_json: bool, store_dir: Path) -> None:
     """Every stage with its rules (least stable first)."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         graph = store.service.stages()
     if as_json:
         print_json([stage_json(graph, s) for s in reversed(graph.stages)])
@@ -111,10 +112,10 @@ def show_stage(name: str, as_json: bool, store_dir: Path) -> None:
     """One stage: its rules, how many versions it holds, and its configuration history."""
     from package_storage.store.service import event_title
 
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         graph = store.service.stages()
         stage = graph.stage(name)
-        count = len(store.catalog.entries(name))
+        count = len(store.service.list_entries(stage=name))
         events = store.service.stage_events(name)
         seen_by = [s.name for s in graph if name in s.sees]
     data = {
@@ -179,7 +180,7 @@ def add_stage(
     """Add a stage NAME to an existing store."""
     from package_storage.store.stages import Stage, StagePolicy, parse_rule
 
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         graph = store.service.stages()
         if rank is None:
             rank = max(s.rank for s in graph) + 1
@@ -217,7 +218,7 @@ def _change_json(result: ChangeResult) -> dict[str, Any]:
 @store_option
 def freeze(name: str, reason: str, as_json: bool, store_dir: Path) -> None:
     """Freeze stage NAME: still served, but every later change is refused."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.freeze_stage(name, reason=reason)
     _print_change(result, as_json)
 
@@ -229,7 +230,7 @@ def freeze(name: str, reason: str, as_json: bool, store_dir: Path) -> None:
 @store_option
 def unfreeze(name: str, reason: str, as_json: bool, store_dir: Path) -> None:
     """Unfreeze stage NAME: it follows its rules again."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.freeze_stage(name, reason=reason, frozen=False)
     _print_change(result, as_json)
 

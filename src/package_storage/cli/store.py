@@ -245,11 +245,15 @@ def remove(
 @click.argument("version")
 @click.option("--stage", required=True, metavar="STAGE", help="Stage holding the version.")
 @click.option("--reason", required=True, help="Why (recorded; required).")
+@json_option
 @store_option
-def yank(name: str, version: str, stage: str, reason: str, store_dir: Path) -> None:
+def yank(name: str, version: str, stage: str, reason: str, as_json: bool, store_dir: Path) -> None:
     """Yank a bad release: hidden from search and categories, still downloadable by version."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.yank(name, version, stage=stage, reason=reason)
+    if as_json:
+        print_json(change_json(result))
+        return
     click.echo(change_line(result, f"yanked {name} {version} in {stage}"))
 
 
@@ -258,11 +262,17 @@ def yank(name: str, version: str, stage: str, reason: str, store_dir: Path) -> N
 @click.argument("version")
 @click.option("--stage", required=True, metavar="STAGE", help="Stage holding the version.")
 @click.option("--reason", required=True, help="Why (recorded; required).")
+@json_option
 @store_option
-def unyank(name: str, version: str, stage: str, reason: str, store_dir: Path) -> None:
+def unyank(
+    name: str, version: str, stage: str, reason: str, as_json: bool, store_dir: Path
+) -> None:
     """Undo a yank: the version is listed in search and categories again."""
-    with open_store(store_dir) as store:
+    with open_operations(store_dir) as store:
         result = store.service.yank(name, version, stage=stage, reason=reason, yanked=False)
+    if as_json:
+        print_json(change_json(result))
+        return
     click.echo(change_line(result, f"unyanked {name} {version} in {stage}"))
 
 

@@ -62,8 +62,8 @@ def tokens() -> None:
     multiple=True,
     required=True,
     metavar="SCOPE",
-    help="read, admin, publish:STAGE, promote:STAGE, remove:STAGE, tag:DIST, rollback:DIST"
-    " (* for every stage); repeat for several.",
+    help="read, admin, publish:STAGE, promote:STAGE, remove:STAGE, yank:STAGE, tag:DIST,"
+    " rollback:DIST (* for every stage); repeat for several.",
 )
 @click.option(
     "--expires",

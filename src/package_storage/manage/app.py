@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from package_storage import __version__
 from package_storage.manage import errors
 from package_storage.manage.deps import ERROR_RESPONSES, Api
-from package_storage.manage.routes import admin, distributions, events, packages
+from package_storage.manage.routes import admin, distributions, events, packages, stages
 from package_storage.manage.uploads import DEFAULT_MAX_UPLOAD
 from package_storage.store.directory import Store
 
@@ -22,7 +22,8 @@ DESCRIPTION = """The store's operations over HTTP, with the same rules, messages
 transaction each as the `package-storage` CLI. Every request needs
 `Authorization: Bearer SECRET` (a token of `package-storage tokens create`) whose scopes allow
 the operation: `read` for every read, `publish:STAGE`, `promote:STAGE`, `remove:STAGE`,
-`tag:DISTRIBUTION`, `rollback:DISTRIBUTION` (`*`: every one), `admin` for everything.
+`yank:STAGE` (yank and unyank), `tag:DISTRIBUTION`, `rollback:DISTRIBUTION` (`*`: every
+one), `admin` for stage changes, tokens, fsck and everything.
 Errors are `{"error": {"code": STABLE_CODE, "message": "..."}}`."""
 
 
@@ -47,7 +48,7 @@ def create_app(
         store, max_upload, poll_interval=poll_interval, stream_seconds=stream_seconds
     )
     errors.install(app)
-    for module in (packages, distributions, events, admin):
+    for module in (packages, distributions, stages, events, admin):
         app.include_router(module.router, prefix=PREFIX)
     return app
 

@@ -53,7 +53,7 @@ from package_storage.store.service import (
     StageDiff,
     prepare_folder,
 )
-from package_storage.store.stages import StageGraph
+from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
     Event,
     EventFilter,
@@ -184,6 +184,22 @@ class RemoteStore:
         path = f"/packages/{_seg(name)}/{_seg(version)}/remove"
         return ChangeOut.model_validate(self._call("POST", path, json=body)).record()
 
+    def yank(
+        self, name: str, version: str, *, stage: str, reason: str, yanked: bool = True
+    ) -> ChangeResult:
+        verb = "yank" if yanked else "unyank"
+        path = f"/packages/{_seg(name)}/{_seg(version)}/{verb}"
+        body = self._call("POST", path, json={"stage": stage, "reason": reason})
+        return ChangeOut.model_validate(body).record()
+
+    def add_stage(self, stage: Stage, *, reason: str) -> ChangeResult:
+        body = self._call("POST", "/stages", json={**stage.as_config(), "reason": reason})
+        return ChangeOut.model_validate(body).record()
+
+    def freeze_stage(self, name: str, *, reason: str, frozen: bool = True) -> ChangeResult:
+        path = f"/stages/{_seg(name)}/{'freeze' if frozen else 'unfreeze'}"
+        return ChangeOut.model_validate(self._call("POST", path, json={"reason": reason})).record()
+
     def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
         body = {"tag": tag, "revision": revision}
         path = f"/distributions/{_seg(distribution)}/tags"
@@ -205,6 +221,10 @@ class RemoteStore:
 
     def stages(self) -> StageGraph:
         return StageGraph.from_config(self._call("GET", "/stages")["stages"])
+
+    def stage_events(self, name: str) -> list[Event]:
+        body = self._call("GET", f"/stages/{_seg(name)}/events")
+        return [EventOut.model_validate(e).record() for e in body["events"]]
 
     def list_entries(
         self,

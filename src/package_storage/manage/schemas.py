@@ -490,6 +490,29 @@ class StagesOut(Model):
     stages: list[StageOut]
 
 
+class StageIn(Model):
+    """A stage to add (``stages add``): its rules as in a stage configuration file."""
+
+    name: str
+    rank: int = Field(ge=-MAX_ID, le=MAX_ID, description="Stability: higher is more stable.")
+    overwrite: str = Field(default="never", description="yes, force or never.")
+    remove: str = Field(default="never", description="yes, force or never.")
+    frozen: bool = False
+    sees: list[str] = Field(default_factory=list)
+    promotes_to: str | None = None
+    publish: bool | None = Field(default=None, description="Default: no stage promotes to it.")
+    reason: str = Field(description="Why (recorded; required).")
+
+
+class ReasonIn(Model):
+    reason: str = Field(description="Why (recorded; required).")
+
+
+class YankIn(Model):
+    stage: str
+    reason: str = Field(description="Why (recorded; required).")
+
+
 class FsckOut(Model):
     ok: bool
     missing: list[str]

@@ -10,8 +10,9 @@ command behaves the same on a directory and on a URL.
 
 The scope each operation needs (``store/tokens.py``): reads need ``read`` (which every scope
 includes); publish ``publish:STAGE`` (the stage published to, the default one when none is
-named); promote ``promote:TARGET``; remove ``remove:STAGE``; tag ``tag:DISTRIBUTION``;
-rollback ``rollback:DISTRIBUTION``; fsck and tokens ``admin``. A refused call raises
+named); promote ``promote:TARGET``; remove ``remove:STAGE``; yank and unyank ``yank:STAGE``;
+tag ``tag:DISTRIBUTION``; rollback ``rollback:DISTRIBUTION``; stage changes (add, freeze,
+unfreeze), fsck and tokens ``admin``. A refused call raises
 :class:`~package_storage.errors.ForbiddenError` before anything is read or changed.
 """
 
@@ -32,7 +33,7 @@ from package_storage.store.service import (
     StageDiff,
     StoreService,
 )
-from package_storage.store.stages import StageGraph
+from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
     Event,
     EventFilter,
@@ -67,6 +68,14 @@ class StoreOperations(Protocol):
         self, name: str, version: str, *, stage: str, force: bool = False, reason: str = ""
     ) -> ChangeResult: ...
 
+    def yank(
+        self, name: str, version: str, *, stage: str, reason: str, yanked: bool = True
+    ) -> ChangeResult: ...
+
+    def add_stage(self, stage: Stage, *, reason: str) -> ChangeResult: ...
+
+    def freeze_stage(self, name: str, *, reason: str, frozen: bool = True) -> ChangeResult: ...
+
     def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag: ...
 
     def rollback(
@@ -76,6 +85,8 @@ class StoreOperations(Protocol):
     def rollback_plan(self, distribution: str, revision_or_tag: str | int) -> RollbackPlan: ...
 
     def stages(self) -> StageGraph: ...
+
+    def stage_events(self, name: str) -> list[Event]: ...
 
     def list_entries(
         self,
@@ -184,6 +195,20 @@ class GuardedService:
         self.require(Scope("remove", stage))
         return self.service.remove(name, version, stage=stage, force=force, reason=reason)
 
+    def yank(
+        self, name: str, version: str, *, stage: str, reason: str, yanked: bool = True
+    ) -> ChangeResult:
+        self.require(Scope("yank", stage))  # yank:STAGE covers unyank too
+        return self.service.yank(name, version, stage=stage, reason=reason, yanked=yanked)
+
+    def add_stage(self, stage: Stage, *, reason: str) -> ChangeResult:
+        self.require(_ADMIN)
+        return self.service.add_stage(stage, reason=reason)
+
+    def freeze_stage(self, name: str, *, reason: str, frozen: bool = True) -> ChangeResult:
+        self.require(_ADMIN)
+        return self.service.freeze_stage(name, reason=reason, frozen=frozen)
+
     def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
         self.require(Scope("tag", distribution))
         return self.service.tag(distribution, tag, revision=revision)
@@ -203,6 +228,10 @@ class GuardedService:
     def stages(self) -> StageGraph:
         self.require(_READ)
         return self.service.stages()
+
+    def stage_events(self, name: str) -> list[Event]:
+        self.require(_READ)
+        return self.service.stage_events(name)
 
     def list_entries(
         self,

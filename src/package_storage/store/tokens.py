@@ -12,9 +12,11 @@ Scopes (``SCOPE`` in ``tokens create --scope``):
 ``publish:STAGE``             publish into STAGE
 ``promote:STAGE``             promote *into* STAGE
 ``remove:STAGE``              remove from STAGE
+``yank:STAGE``                yank and unyank a version in STAGE
 ``tag:DISTRIBUTION``          tag a revision of DISTRIBUTION
 ``rollback:DISTRIBUTION``     roll DISTRIBUTION back
-``admin``                     tokens, stages, fsck, and everything else
+``admin``                     tokens, stage changes (add, freeze, unfreeze), fsck, and
+                              everything else
 ============================  ================================================================
 
 ``*`` in place of STAGE/DISTRIBUTION means every one. Every write scope includes ``read``;
@@ -41,8 +43,9 @@ from package_storage.errors import AuthenticationError, ForbiddenError, InvalidI
 READ = "read"
 ADMIN = "admin"
 WILDCARD = "*"
-TARGETED_ACTIONS: tuple[str, ...] = ("publish", "promote", "remove", "tag", "rollback")
-"""Scopes that name a stage (publish, promote, remove) or a distribution (tag, rollback)."""
+TARGETED_ACTIONS: tuple[str, ...] = ("publish", "promote", "remove", "yank", "tag", "rollback")
+"""Scopes that name a stage (publish, promote, remove, yank) or a distribution (tag,
+rollback)."""
 
 SECRET_PREFIX = "pst_"
 SECRET_BYTES = 32  # 256 bits

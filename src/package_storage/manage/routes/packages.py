@@ -1,4 +1,5 @@
-"""``/packages``: list, publish (upload), show, promote, remove, signatures; and ``/diff``."""
+"""``/packages``: list, publish (upload), show, promote, remove, yank, unyank, signatures;
+and ``/diff``."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from package_storage.manage.schemas import (
     ShowOut,
     SignatureCheckOut,
     VerifyOut,
+    YankIn,
 )
 from package_storage.manage.uploads import read_upload
 
@@ -120,6 +122,19 @@ def promote(name: str, version: str, body: PromoteIn, service: Guarded) -> Chang
 def remove(name: str, version: str, body: RemoveIn, service: Guarded) -> ChangeOut:
     """Needs ``remove:STAGE``."""
     result = service.remove(name, version, stage=body.stage, force=body.force, reason=body.reason)
+    return ChangeOut.of(result)
+
+
+@router.post("/packages/{name}/{version}/yank", summary="Yank a version in a stage")
+def yank(name: str, version: str, body: YankIn, service: Guarded) -> ChangeOut:
+    """Hidden from search and categories, still downloadable. Needs ``yank:STAGE``."""
+    return ChangeOut.of(service.yank(name, version, stage=body.stage, reason=body.reason))
+
+
+@router.post("/packages/{name}/{version}/unyank", summary="Undo a yank")
+def unyank(name: str, version: str, body: YankIn, service: Guarded) -> ChangeOut:
+    """Needs ``yank:STAGE``."""
+    result = service.yank(name, version, stage=body.stage, reason=body.reason, yanked=False)
     return ChangeOut.of(result)
 
 
