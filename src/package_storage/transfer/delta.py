@@ -90,7 +90,7 @@ def apply_changes(service: StoreService, stage: str, bundle: BundleCheck) -> App
             removed += 1
     for pairs, state in ((changes.yanks, True), (changes.unyanks, False)):
         for name, version in pairs:
-            if (name, version) not in held and state is False:
+            if (name, version) not in held:  # rejected by this import: reported already
                 continue
             if service.yank(name, version, stage=stage, reason=reason, yanked=state).changed:
                 if state:
