@@ -300,8 +300,18 @@ def _metrics(settings: Settings, package_count: int) -> tuple[Any, Any] | None:
 
 def run(settings: Settings) -> int:
     """Load, then serve until stopped (or print the dry-run summary)."""
-    from package_storage.registry.sources import PackagePathsWatcher, count_packages, load_sources
+    from package_storage.registry.sources import (
+        PackagePathsWatcher,
+        check_signed,
+        count_packages,
+        load_sources,
+    )
 
+    if settings.require_package_signatures:  # an unsigned bundle fails here, before loading
+        try:
+            check_signed(settings.package_paths)
+        except PackageStorageError as exc:
+            _fatal(exc.message)
     if settings.dry_run:
         log.info("Running dry-run mode")
         sources = load_packages(settings)
