@@ -138,6 +138,33 @@ def test_a_live_server_sees_store_changes(
     assert "Package registry stopped" in out
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        # a fallback poll of a minute: only the catalog's file-change event can be seen in time
+        ["--store-poll", "60"],
+        # notifications off: the short poll still finds the change
+        ["--no-store-watch", "--store-poll", "0.2"],
+    ],
+    ids=["notified", "polled"],
+)
+def test_a_publish_from_another_process_is_served_without_waiting_for_a_poll(
+    store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path, args: list[str]
+) -> None:
+    root, catalog, blobs = store
+    publish(catalog, blobs, "production", "hello_nginx", "1.0.0")
+    server = start(["--store", str(root), *args], cwd=tmp_path)
+    try:
+        for name, version in (("hello_nginx", "1.1.0"), ("acme_input", "1.0.0")):
+            publish(catalog, blobs, "production", name, version)
+            deadline = time.monotonic() + 10  # a hang guard, far below the 60 s poll
+            while server.get(f"/package/{name}/{version}/").status_code != 200:
+                assert time.monotonic() < deadline, f"{name} {version} was not served"
+                time.sleep(0.02)
+    finally:
+        stop(server)
+
+
 def test_default_distribution_from_the_environment(
     store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path
 ) -> None:

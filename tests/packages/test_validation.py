@@ -600,12 +600,13 @@ def test_input_package_layout() -> None:
 
     tree = with_manifest("    input: logfile\n", "", files)
     problems = validate_for_publish(tree)
-    problem = next(p for p in problems if p.rule == "input-policy-template-incomplete")
-    assert "'input'" in problem.message
-    assert "field policy_templates.0: input is required" in [p.message for p in problems]
+    # one problem, from the input manifest schema (which owns each template's keys)
+    assert [(p.rule, p.message) for p in problems if "input" in p.message] == [
+        ("schema-required", "field policy_templates.0: input is required")
+    ]
 
     tree = with_manifest("    type: logs\n", "    type: events\n", files)
-    assert "input-policy-template-type-invalid" in rules(validate_for_publish(tree))
+    assert rules(validate_for_publish(tree)) == ["schema-enum"]
 
     tree = with_manifest(INPUT_MANIFEST[INPUT_MANIFEST.index("policy_templates") :], "", files)
     assert "input-policy-templates-missing" in rules(validate_for_publish(tree))
@@ -632,7 +633,16 @@ def test_content_package_layout() -> None:
     with_templates = files | {
         "manifest.yml": INPUT_MANIFEST.replace("type: input", "type: content")
     }
-    assert "content-has-policy-templates" in rules(validate_for_publish(DictTree(with_templates)))
+    assert [
+        (p.rule, p.message)
+        for p in validate_for_publish(DictTree(with_templates))
+        if "policy_templates" in p.message
+    ] == [
+        (
+            "schema-additional-property",
+            "field (root): Additional property policy_templates is not allowed",
+        )
+    ]
 
     with_ds = files | {DS: DS_MANIFEST, f"{FIELDS}/base-fields.yml": BASE_FIELDS}
     assert "content-has-data-streams" in rules(validate_for_publish(DictTree(with_ds)))
@@ -641,8 +651,10 @@ def test_content_package_layout() -> None:
 def test_data_stream_manifest_required_fields() -> None:
     tree = with_file(DS, DS_MANIFEST.replace("title: Sample logs\n", ""))
     problems = validate_for_publish(tree)
-    assert Problem(DS, "data-stream-field-missing", "required field 'title' is not set") in problems
-    assert Problem(DS, "schema-required", "field (root): title is required") in problems
+    # reported once, by the rule that owns it (not again by the schema)
+    assert problems == [
+        Problem(DS, "data-stream-field-missing", "required field 'title' is not set")
+    ]
     # the package-spec requires only the title: no type is fine
     assert validate_for_publish(with_file(DS, DS_MANIFEST.replace("type: logs\n", ""))) == []
 
@@ -654,21 +666,33 @@ def test_changelog_missing() -> None:
 
 
 @pytest.mark.parametrize(
-    "content",
+    ("content", "rule"),
     [
-        "- version: [\n",
-        "version: 1.2.3\n",
-        "[]\n",
-        "- version: 1.2.3\n",
-        "- version: 1.2.3\n  changes:\n    - description: x\n      type: bugfix\n",
-        "- version: 1.2.3\n  changes:\n    - description: x\n      type: fix\n      link: l\n",
-        CHANGELOG + "- version: 0.1\n  changes:\n    - {description: x, type: bugfix, link: l}\n",
+        ("- version: [\n", "changelog-invalid"),
+        ("version: 1.2.3\n", "schema-type"),
+        ("[]\n", "changelog-invalid"),
+        ("- version: 1.2.3\n", "schema-required"),
+        ("- version: 1.2.3\n  changes: []\n", "changelog-invalid"),
+        (
+            "- version: 1.2.3\n  changes:\n    - description: x\n      type: bugfix\n",
+            "schema-required",
+        ),
+        (
+            "- version: 1.2.3\n  changes:\n    - description: x\n      type: fix\n      link: l\n",
+            "schema-enum",
+        ),
+        (
+            CHANGELOG
+            + "- version: 0.1\n  changes:\n    - {description: x, type: bugfix, link: l}\n",
+            "schema-type",  # 0.1 is a YAML number
+        ),
     ],
 )
-def test_changelog_must_be_well_formed(content: str) -> None:
+def test_changelog_must_be_well_formed(content: str, rule: str) -> None:
+    """Each problem once: the schema owns the shape of the entries, changelog-invalid what the
+    schema does not say (unparsable YAML, an empty list)."""
     problems = validate_for_publish(with_file("changelog.yml", content))
-    assert "changelog-invalid" in rules(problems)
-    assert problems[0].path == "changelog.yml"
+    assert [(p.path, p.rule) for p in problems] == [("changelog.yml", rule)]
 
 
 def test_changelog_topmost_version_must_match_manifest() -> None:
@@ -749,8 +773,8 @@ def publish_report() -> dict[str, list[str]]:
 def test_fixtures_under_publish_rules() -> None:
     report = publish_report()
     assert set(report["package/reference/1.0.0"]) >= {
-        "changelog.yml: version 1.0.3: change #1 has type 'known-issue', not one of "
-        "breaking-change, bugfix, enhancement [changelog-invalid]",
+        "changelog.yml: field 1.changes.1.type: 1.changes.1.type must be one of the following: "
+        '"breaking-change", "bugfix", "enhancement" [schema-enum]',
         "changelog.yml: the topmost changelog entry has version '1.0.4', but the manifest "
         "version is '1.0.0' (the manifest version has no changelog entry) "
         "[changelog-version-mismatch]",
@@ -798,3 +822,29 @@ EXAMPLE_PACKAGES = sorted(EXAMPLES.glob("*/*/manifest.yml")) if EXAMPLES.is_dir(
 def test_example_packages_are_publishable(manifest: Path) -> None:
     root = manifest.parent
     assert [str(p) for p in validate_for_publish(folder_tree(root), version_dir=root.name)] == []
+
+
+# --- each problem once --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule"),
+    [
+        ("name: sample\n", "", "manifest-field-missing"),
+        ("name: sample\n", "name: Sample-1\n", "name-invalid"),
+        ("title: Sample\n", "", "title-missing"),
+        ("description: A sample package.\n", "", "description-missing"),
+        ("version: 1.2.3\n", "", "version-invalid"),
+        ("version: 1.2.3\n", "version: 1.2\n", "version-invalid"),
+        ("  github: elastic/integrations\n", "", "manifest-field-missing"),
+        ("  github: elastic/integrations\n", "  github: a/b/c\n", "owner-github-invalid"),
+        ("  type: elastic\n", "  type: someone\n", "owner-type-invalid"),
+        ("  type: elastic\n", "", "schema-required"),
+    ],
+)
+def test_a_manifest_problem_is_reported_once(old: str, new: str, rule: str) -> None:
+    """One rule owns each check: the named rule, and the schema does not repeat it."""
+    problems = [
+        p for p in validate_for_publish(with_manifest(old, new)) if p.path == "manifest.yml"
+    ]
+    assert rules(problems) == [rule], [str(p) for p in problems]

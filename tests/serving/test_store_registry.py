@@ -382,6 +382,7 @@ def test_the_poll_thread_sees_changes_of_another_catalog(store: Store, tmp_path:
         store.catalog,
         store.blobs,
         poll_interval=0.05,
+        notify=False,
         on_swap=[lambda dist, built: swaps.append((dist, built.revision.number))],
     )
     other = SQLiteCatalog(store.catalog.path)  # another writer (as another process would)
@@ -403,6 +404,71 @@ def test_the_poll_thread_sees_changes_of_another_catalog(store: Store, tmp_path:
         assert ("production", 2) in swaps
     finally:
         other.close()
+
+
+def test_a_change_notification_wakes_the_watch_thread(store: Store, tmp_path: Path) -> None:
+    """With a fallback poll of a minute, only the catalog's file-change event can make the
+    thread see another writer's publish within the wait below."""
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    registry = StoreRegistry(store.catalog, store.blobs, poll_interval=60)
+    other = SQLiteCatalog(store.catalog.path)
+    try:
+        with registry:
+            assert registry.notified
+            for stage, name, version in (
+                ("production", "hello_nginx", "1.1.0"),
+                ("production", "acme_input", "1.0.0"),
+            ):
+                data = example_zip(tmp_path, name, version)
+                store.publish(stage, name, version, data, catalog=other)
+
+                def seen(name: str = name, version: str = version) -> bool:
+                    index = registry.resolve(None)
+                    return index is not None and index.lookup(name, version) is not None
+
+                wait_for(seen)
+        assert not registry.notified  # stopped with the thread
+    finally:
+        other.close()
+
+
+def test_without_notifications_the_watch_thread_polls(store: Store, tmp_path: Path) -> None:
+    store.publish(
+        "production", "hello_nginx", "1.0.0", example_zip(tmp_path, "hello_nginx", "1.0.0")
+    )
+    registry = StoreRegistry(store.catalog, store.blobs, notify=False)
+    other = SQLiteCatalog(store.catalog.path)
+    try:
+        with registry:
+            assert not registry.notified
+            assert registry.poll_interval == 0.1  # the short default without events
+            store.publish(
+                "production",
+                "hello_nginx",
+                "1.1.0",
+                example_zip(tmp_path, "hello_nginx", "1.1.0"),
+                catalog=other,
+            )
+
+            def seen() -> bool:
+                index = registry.resolve(None)
+                return index is not None and index.lookup("hello_nginx", "1.1.0") is not None
+
+            wait_for(seen)
+    finally:
+        other.close()
+
+
+def test_stop_ends_a_thread_waiting_for_a_long_poll(store: Store) -> None:
+    for notify in (True, False):
+        registry = StoreRegistry(store.catalog, store.blobs, poll_interval=3600, notify=notify)
+        registry.start()
+        thread = registry._thread
+        assert thread is not None and thread.is_alive()
+        registry.stop(timeout=30)
+        assert not thread.is_alive()
 
 
 def test_no_reader_sees_half_a_revision(store: Store, tmp_path: Path) -> None:

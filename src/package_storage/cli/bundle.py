@@ -1,6 +1,7 @@
 """``package-storage export``: write an air-gapped bundle of one distribution revision.
 
     package-storage export production@8.12.0 ./bundle --kibana-version 8.12.0 [--latest 3]
+    package-storage export production@8.13.0 ./delta --since 8.12.0 --kibana-version 8.12.0
 
 The bundle layout and selection rules are those of :mod:`package_storage.transfer.export`. A progress
 bar goes to stderr when it is a terminal; the summary (or ``--json``) goes to stdout.
@@ -76,6 +77,12 @@ def report_json(report: ExportReport) -> dict[str, object]:
         "bundle_bytes": report.bundle_bytes,
         "seconds": round(report.seconds, 3),
         "warnings": list(report.warnings),
+        "kind": "full" if report.base is None else "delta",
+        "selection_digest": report.selection_digest,
+        "base": None if report.base is None else report.base.as_json(),
+        "removes": len(report.removes),
+        "yanks": len(report.yanks),
+        "unyanks": len(report.unyanks),
     }
 
 
@@ -85,6 +92,12 @@ def summary_lines(report: ExportReport) -> list[str]:
         f"exported {source} (revision {report.revision}, digest {report.revision_digest[:12]})"
         f" to {report.out}",
     ]
+    if report.base is not None:
+        lines.append(
+            f"  delta on top of {report.base.distribution}@{report.base.ref} (revision"
+            f" {report.base.revision}): {report.versions} new, {len(report.removes)} removed,"
+            f" {len(report.yanks)} yanked, {len(report.unyanks)} unyanked"
+        )
     selection = f"  versions: {report.versions} of {report.in_revision}"
     left_out = []
     if report.kibana_version is not None:
@@ -102,9 +115,17 @@ def summary_lines(report: ExportReport) -> list[str]:
         f" in {report.files} files"
     )
     lines.append(f"  took {report.seconds:.2f} s")
+    if report.base is not None:
+        lines.append(
+            f"verify: cd {report.out} && sha256sum -c SHA256SUMS; import on top of its base:"
+            f" package-storage import {report.out} --stage STAGE"
+        )
+        return lines
+    # serve requires signatures by default: an unsigned bundle is served with the flag off.
+    unsigned = "" if report.signatures == report.versions else " --require-package-signatures=false"
     lines.append(
         f"verify: cd {report.out} && sha256sum -c SHA256SUMS;"
-        f" serve: package-storage serve --config {report.out / 'config.yml'}"
+        f" serve: package-storage serve --config {report.out / 'config.yml'}{unsigned}"
     )
     return lines
 
@@ -119,6 +140,12 @@ def summary_lines(report: ExportReport) -> list[str]:
     metavar="N",
     help="Only the newest N versions of each package (prereleases count).",
 )
+@click.option(
+    "--since",
+    metavar="TAG|N",
+    help="A delta bundle: only what the revision TAG or N of the same distribution did not"
+    " have, plus what was removed or yanked since (import it on top of that base).",
+)
 @click.option("--force", is_flag=True, help="Replace the bundle in a non-empty OUT.")
 @click.option(
     "--link", is_flag=True, help="Hard-link artifacts from the blob store instead of copying."
@@ -130,6 +157,7 @@ def export(
     out: Path,
     kibana_version: str | None,
     latest: int | None,
+    since: str | None,
     force: bool,
     link: bool,
     as_json: bool,
@@ -163,6 +191,7 @@ def export(
             link=link,
             progress=_ProgressBar(progress),
             public_key=_public_key(store.directory),
+            since=since,
         )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)

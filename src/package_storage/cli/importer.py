@@ -384,13 +384,29 @@ def import_command(
     export bundle). Stages filled by promotion (staging, production) accept an import;
     frozen stages never do. Running it again skips what is already there with identical bytes.
     """
+    from package_storage.transfer.bundle import check_bundle
+    from package_storage.transfer.delta import apply_changes, check_base
     from package_storage.transfer.importer import scan_folder
 
     with open_store(store_dir) as store:
         store.service.catalog.stages().stage(stage)
         keyring = _keyring(store.directory)
-        sources = scan_folder(source, stage, keyring=keyring)
+        bundle = check_bundle(source, keyring)
+        if bundle is not None:
+            check_base(store.service, stage, bundle)  # a delta needs its base in the stage
+        sources = scan_folder(source, stage, keyring=keyring, checked=bundle)
         report = _run(store.service, keyring, sources, options, f"Importing into {stage}")
+        applied = None
+        if bundle is not None and not report.stopped:
+            applied = apply_changes(store.service, stage, bundle)
+    if applied is not None and bundle is not None and not as_json:
+        base = bundle.changes.base
+        click.echo(
+            ("delta on top of " + base.label if base is not None else "full bundle")
+            + f": {applied.removed} removed, {applied.yanked} yanked,"
+            f" {applied.unyanked} unyanked; stage {stage} digest {applied.digest[:12]}"
+            + (" (the bundle's selection)" if applied.matches(bundle) else "")
+        )
     _finish(report, str(source), as_json)
 
 

@@ -16,7 +16,8 @@ Store mode. ``--store DIR`` (or ``PACKAGE_STORAGE_STORE``) serves a package stor
 config file's ``package_paths``: ``/{distribution}/...``, ``/{distribution}@{tag}/...``,
 ``/{distribution}@{revision}/...`` and the default distribution (``--default-distribution``,
 ``PACKAGE_STORAGE_DEFAULT_DISTRIBUTION``, ``production``) un-prefixed. Changes made by other
-processes are picked up by polling the catalog (see ``store_registry.py``). The other flags
+processes are picked up at once from file-change events on the catalog, with polling as the
+fallback (``--store-watch/--no-store-watch``, ``--store-poll SECONDS``; see ``store_registry.py``). The other flags
 apply as in EPR mode (address, TLS, metrics, logs, cache times from the config file when it
 exists). :func:`serve_store` is the same as a function (the ``demo`` command uses it).
 """
@@ -299,8 +300,18 @@ def _metrics(settings: Settings, package_count: int) -> tuple[Any, Any] | None:
 
 def run(settings: Settings) -> int:
     """Load, then serve until stopped (or print the dry-run summary)."""
-    from package_storage.registry.sources import PackagePathsWatcher, count_packages, load_sources
+    from package_storage.registry.sources import (
+        PackagePathsWatcher,
+        check_signed,
+        count_packages,
+        load_sources,
+    )
 
+    if settings.require_package_signatures:  # an unsigned bundle fails here, before loading
+        try:
+            check_signed(settings.package_paths)
+        except PackageStorageError as exc:
+            _fatal(exc.message)
     if settings.dry_run:
         log.info("Running dry-run mode")
         sources = load_packages(settings)
@@ -410,6 +421,8 @@ def _stopped(loading: Any) -> None:
 
 STORE_ENV = "PACKAGE_STORAGE_STORE"
 DEFAULT_DISTRIBUTION_ENV = "PACKAGE_STORAGE_DEFAULT_DISTRIBUTION"
+STORE_WATCH_ENV = "PACKAGE_STORAGE_STORE_WATCH"
+STORE_POLL_ENV = "PACKAGE_STORAGE_STORE_POLL"
 DEFAULT_DISTRIBUTION = "production"
 
 
@@ -427,7 +440,8 @@ def run_store(
     store_dir: str | os.PathLike[str],
     *,
     default_distribution: str = DEFAULT_DISTRIBUTION,
-    poll_interval: float = 0.5,
+    poll_interval: float | None = None,
+    notify: bool = True,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
     manage: ManageOptions | None = None,
 ) -> int:
@@ -463,6 +477,7 @@ def run_store(
                         blobs,
                         default_distribution=default_distribution,
                         poll_interval=poll_interval,
+                        notify=notify,
                     )
             except PackageStorageError as exc:
                 _fatal(exc.message)
@@ -576,7 +591,8 @@ def serve_store(
     address: str = "localhost:8080",
     *,
     default_distribution: str = DEFAULT_DISTRIBUTION,
-    poll_interval: float = 0.5,
+    poll_interval: float | None = None,
+    notify: bool = True,
     log_level: str = "info",
     log_type: str = "dev",
     settings: Settings | None = None,
@@ -599,6 +615,7 @@ def serve_store(
             store_dir,
             default_distribution=default_distribution,
             poll_interval=poll_interval,
+            notify=notify,
             on_listening=on_listening,
             manage=manage,
         )
@@ -627,10 +644,34 @@ def serve_store(
         f"[env {DEFAULT_DISTRIBUTION_ENV}; default {DEFAULT_DISTRIBUTION}]"
     ),
 )
+@click.option(
+    "--store-watch/--no-store-watch",
+    "store_watch",
+    default=True,
+    envvar=STORE_WATCH_ENV,
+    help=(
+        "Store mode: learn of catalog changes from file-change events (off: poll only)"
+        f" [env {STORE_WATCH_ENV}; default on]"
+    ),
+)
+@click.option(
+    "--store-poll",
+    "store_poll",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    envvar=STORE_POLL_ENV,
+    metavar="SECONDS",
+    help=(
+        "Store mode: read the catalog's change counter at least this often"
+        f" [env {STORE_POLL_ENV}; default 5 with file-change events, 0.1 without]"
+    ),
+)
 @manage_options
 def serve(
     store_dir: str | None,
     default_distribution: str,
+    store_watch: bool,
+    store_poll: float | None,
     manage_address: str | None,
     max_upload_size: str,
     manage_tls_cert: str | None,
@@ -649,7 +690,12 @@ def serve(
             log.info(store_note)
         if store_dir:
             code = run_store(
-                settings, store_dir, default_distribution=default_distribution, manage=manage
+                settings,
+                store_dir,
+                default_distribution=default_distribution,
+                poll_interval=store_poll,
+                notify=store_watch,
+                manage=manage,
             )
         else:
             code = run(settings)

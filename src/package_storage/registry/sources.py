@@ -13,6 +13,7 @@ depend on the pool). :class:`PackagePathsWatcher` polls the paths and rebuilds t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -153,6 +154,46 @@ def discover_folders(paths: Sequence[str]) -> list[LoadTask]:
                     )
                 )
     return tasks
+
+
+def _is_bundle(path: str) -> bool:
+    """An export bundle's ``packages/`` (or the bundle folder): ``bundle.json`` beside it."""
+    folder = os.path.normpath(path)
+    candidates = [folder]
+    if os.path.basename(folder) == "packages":
+        candidates.append(os.path.dirname(folder))
+    return any(os.path.isfile(os.path.join(c, "bundle.json")) for c in candidates)
+
+
+def check_signed(paths: Sequence[str]) -> None:
+    """Fail fast, before anything is loaded, when a package of an export bundle among
+    ``paths`` has no ``.sig``: PackageError, one line naming the first unsigned package, how
+    many there are and the flag that turns the check off. Only file names are looked at.
+    Other package paths are left to loading, which lists every unsigned package as the
+    reference does."""
+    unsigned: list[str] = []
+    total = 0
+    for base in paths:
+        if not _existing(base) or not _is_bundle(base):
+            continue
+        for zip_path in _walk_zips(base):
+            total += 1
+            if not os.path.isfile(zip_path + ".sig"):
+                unsigned.append(zip_path)
+        for first in _sorted_entries(base):
+            if not first.is_dir():
+                continue
+            with contextlib.suppress(OSError):
+                for second in _sorted_entries(first.path):
+                    if second.is_dir() and _is_strict_version(second.name):
+                        total += 1
+                        if not os.path.isfile(second.path + ".sig"):
+                            unsigned.append(second.path)
+    if unsigned:
+        raise PackageError(
+            f"{unsigned[0]}: no signature file (.sig), and signatures are required"
+            f" ({len(unsigned)} of {total} packages are unsigned): {SIGNATURE_HINT}"
+        )
 
 
 # --- reading -----------------------------------------------------------------------------------

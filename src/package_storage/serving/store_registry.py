@@ -27,9 +27,15 @@ artifacts are parsed. The new index takes over the search fragments of the share
 pre-renders the old index's most recent queries, then one reference assignment swaps it in:
 a request uses the index it resolved from start to end, so no request sees half of a revision.
 
-Change detection: a poll thread (:meth:`StoreRegistry.start`) reads ``catalog.change_counter()``
-every ``poll_interval`` seconds; when it moved, the distributions whose current revision number
-changed are rebuilt (beside the old index) and swapped, each as soon as it is ready. Tag and
+Change detection: a watch thread (:meth:`StoreRegistry.start`) reads ``catalog.change_counter()``
+when the catalog's :class:`~package_storage.store.storage.base.ChangeNotifier` wakes it (SQLite:
+file-change events on the database and its write-ahead log, a few ms after the writer's
+commit), again :data:`SETTLE_SECONDS` later (an event can arrive just before its commit is
+visible), and in any case every ``poll_interval`` seconds (the fallback: default
+:data:`DEFAULT_FALLBACK_INTERVAL` with notifications, :data:`DEFAULT_POLL_INTERVAL` without,
+i.e. when ``notify=False``, the catalog cannot notify, or watching stopped with an error). When
+the counter moved, the distributions whose current revision number changed are rebuilt (beside
+the old index) and swapped, each as soon as it is ready. Tag and
 revision indexes are immutable and built on demand, in the thread of the first request that asks
 for one (that request waits for the build: ~0.1 s for a 10,000-version revision whose packages
 are mostly cached, longer for an old revision whose artifacts must be parsed), then kept in a
@@ -58,12 +64,23 @@ from package_storage.packages.model import Package
 from package_storage.packages.trees import ZipTree
 from package_storage.registry.http.app import ROUTE_HEADS
 from package_storage.registry.index import RegistryIndex, StoredFile
-from package_storage.store.storage.base import BlobStore, CatalogReader, EventFilter, Revision
+from package_storage.store.storage.base import (
+    BlobStore,
+    CatalogReader,
+    ChangeNotifier,
+    EventFilter,
+    NotifyingCatalog,
+    Revision,
+)
 
 log = logging.getLogger("package_storage.store_registry")
 
 DEFAULT_DISTRIBUTION = "production"
-DEFAULT_POLL_INTERVAL = 0.5
+DEFAULT_POLL_INTERVAL = 0.1
+"""Seconds between two reads of the change counter when the catalog cannot notify."""
+DEFAULT_FALLBACK_INTERVAL = 5.0
+"""Seconds between two reads of the change counter while notifications work (missed events)."""
+SETTLE_SECONDS = 0.05
 DEFAULT_REVISION_CACHE = 8
 DEFAULT_PACKAGE_CACHE = 4096
 WARM_QUERIES = 32
@@ -148,17 +165,20 @@ class StoreRegistry:
         blobs: BlobStore,
         *,
         default_distribution: str = DEFAULT_DISTRIBUTION,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        poll_interval: float | None = None,
+        notify: bool = True,
         revision_cache_size: int = DEFAULT_REVISION_CACHE,
         package_cache_size: int = DEFAULT_PACKAGE_CACHE,
         on_swap: Iterable[SwapListener] = (),
     ) -> None:
-        if poll_interval <= 0:
+        if poll_interval is not None and poll_interval <= 0:
             raise ValueError(f"poll interval must be positive, got {poll_interval}")
         self.catalog = catalog
         self.blobs = blobs
         self.default_distribution = default_distribution
-        self.poll_interval = poll_interval
+        self._poll_interval = poll_interval
+        self.notify = notify
+        self._notifier: ChangeNotifier | None = None
         self._revision_cache_size = max(0, revision_cache_size)
         self._package_cache_size = max(0, package_cache_size)
         self._listeners = list(on_swap)
@@ -322,21 +342,43 @@ class StoreRegistry:
             except Exception as exc:  # a listener must not stop the swaps
                 log.error("swap listener failed: %s", exc)
 
-    # --- poll thread ---------------------------------------------------------------------------
+    # --- watch thread --------------------------------------------------------------------------
+
+    @property
+    def notified(self) -> bool:
+        """True while the watch thread is woken by catalog notifications (not only polling)."""
+        notifier = self._notifier
+        return notifier is not None and notifier.active()
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between two fallback reads of the change counter (see the module docstring)."""
+        if self._poll_interval is not None:
+            return self._poll_interval
+        return DEFAULT_FALLBACK_INTERVAL if self.notified else DEFAULT_POLL_INTERVAL
 
     def start(self) -> None:
-        """Start the poll thread (idempotent)."""
+        """Start the watch thread (idempotent): notifications when the catalog offers them and
+        ``notify`` is on, polling as the fallback."""
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        if self.notify and self._notifier is None and isinstance(self.catalog, NotifyingCatalog):
+            try:
+                self._notifier = self.catalog.change_notifier()
+            except Exception as exc:  # e.g. no inotify instance left: poll instead
+                log.warning(f"no change notifications from the catalog, polling: {exc}")
         self._thread = threading.Thread(
             target=self._poll, name="package-storage-store-poll", daemon=True
         )
         self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """Stop the poll thread and wait for it."""
+        """Stop the watch thread and wait for it."""
         self._stop.set()
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.close()
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
@@ -354,12 +396,27 @@ class StoreRegistry:
     ) -> None:
         self.stop()
 
+    def _wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True when woken early (a notification, or stop)."""
+        notifier = self._notifier
+        if notifier is not None and notifier.active():
+            return notifier.wait(timeout)
+        return self._stop.wait(timeout)
+
     def _poll(self) -> None:
-        while not self._stop.wait(self.poll_interval):
+        # A first check soon after start: a change made while the watch was being set up.
+        settle = True
+        while True:
+            woke = self._wait(SETTLE_SECONDS if settle else self.poll_interval)
+            if self._stop.is_set():
+                return
             try:
                 self.refresh()
             except Exception as exc:  # the catalog may be briefly unavailable; keep polling
                 log.error("store poll failed: %s", exc)
+            # After a notification, check once more shortly: the event may have come just
+            # before its commit was visible to readers.
+            settle = woke
 
     # --- building ------------------------------------------------------------------------------
 

@@ -23,6 +23,14 @@ Checks, in this order (the first failure is reported):
    ``bundle-signature-refused``]. Checksums only prove the bundle is intact; signatures prove
    who made it.
 
+6. The changes a bundle carries (``kind``, ``base``, ``removes``, ``yanks``, ``unyanks``,
+   ``selection_digest``) are well formed; a delta names its base (distribution, revision,
+   revision digest, selection digest); a full bundle's ``selection_digest`` is the content
+   digest of its packages; nothing is both added and removed [``bundle-json-invalid``,
+   ``bundle-json-mismatch``]. Bundles without these keys (older exports) are full bundles.
+   Whether the importing stage holds a delta's base is checked by
+   :mod:`package_storage.transfer.delta`.
+
 A folder is a bundle when it holds ``SHA256SUMS`` or ``bundle.json`` (or is the ``packages/``
 of such a folder). Other folders (a package-storage checkout, a folder of zips) are not
 checked here.
@@ -50,11 +58,14 @@ from typing import Any
 from package_storage.errors import BundleError, PackageStorageError, SignatureError
 from package_storage.packages.signing import load_public_key
 from package_storage.store.keyring import StoreKeyring, check_imported_signature
+from package_storage.store.storage.base import content_digest
 
 __all__ = [
     "BUNDLE_FILE",
     "PUBLIC_KEY_FILE",
     "SUMS_FILE",
+    "BundleBase",
+    "BundleChanges",
     "BundleCheck",
     "bundle_root",
     "check_bundle",
@@ -77,13 +88,42 @@ _SUMS_LINE = re.compile(r"(\\?)([0-9a-fA-F]{64}) [ *](.+)")
 
 
 @dataclass(frozen=True, slots=True)
+class BundleBase:
+    """The revision a delta bundle applies on top of."""
+
+    distribution: str
+    ref: str
+    revision: int
+    revision_digest: str
+    selection_digest: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.distribution}@{self.ref} (revision {self.revision})"
+
+
+@dataclass(frozen=True, slots=True)
+class BundleChanges:
+    """What importing the bundle does besides adding its packages: the base it needs (None: a
+    full bundle), the versions it removes, yanks and unyanks, and the digest of the selection
+    the stage holds afterwards (empty for an older bundle that does not name it)."""
+
+    base: BundleBase | None
+    selection_digest: str
+    removes: tuple[tuple[str, str], ...] = ()
+    yanks: tuple[tuple[str, str], ...] = ()
+    unyanks: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class BundleCheck:
     """A bundle that verified: its folder, the sha256 of every file (relative POSIX path ->
-    digest) and whether its signatures were verified against trusted keys."""
+    digest), whether its signatures were verified against trusted keys and its changes."""
 
     root: Path
     sums: Mapping[str, str]
     signatures_verified: bool
+    changes: BundleChanges = BundleChanges(None, "")
 
     def digest_of(self, path: str | os.PathLike[str]) -> str | None:
         """The verified sha256 of a file of the bundle given by its path (None: not in it)."""
@@ -233,7 +273,7 @@ def _text(value: Any) -> str | None:
 
 def _check_description(
     root: Path, sums: Mapping[str, str], sizes: Mapping[str, int]
-) -> list[tuple[str, str | None]]:
+) -> tuple[list[tuple[str, str | None]], BundleChanges]:
     """(zip, signature or None) of every package bundle.json describes, checked against the
     files; BundleError naming bundle.json (or the undescribed file) for any disagreement."""
     where = root / BUNDLE_FILE
@@ -255,6 +295,7 @@ def _check_description(
         return _refuse(where, message, "bundle-json-mismatch")
 
     described: list[tuple[str, str | None]] = []
+    keys: list[tuple[str, str, str]] = []
     covered: set[str] = set()
     for number, item in enumerate(packages, 1):
         if not isinstance(item, dict):
@@ -290,6 +331,9 @@ def _check_description(
         if signature is not None:
             covered.add(signature)
         described.append((file, signature))
+        name, version = _text(item.get("name")), _text(item.get("version"))
+        if name is not None and version is not None:
+            keys.append((name, version, sha.lower()))
     for rel in sorted(sums):
         if rel.endswith((".zip", ".zip.sig")) and rel not in covered:
             raise _refuse(root / rel, f"not described in {BUNDLE_FILE}", "bundle-json-mismatch")
@@ -301,7 +345,84 @@ def _check_description(
     key = description.get("public_key")
     if key is not None:
         _check_key(root, where, sums, key)
-    return described
+    return described, _check_changes(where, description, keys)
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _pairs(where: Path, description: Mapping[str, Any], field: str) -> tuple[tuple[str, str], ...]:
+    items = description.get(field, [])
+    if not isinstance(items, list):
+        raise _refuse(where, f"{field} is not a list", "bundle-json-invalid")
+    pairs: list[tuple[str, str]] = []
+    for number, item in enumerate(items, 1):
+        name = _text(item.get("name")) if isinstance(item, dict) else None
+        version = _text(item.get("version")) if isinstance(item, dict) else None
+        if name is None or version is None:
+            raise _refuse(
+                where, f"{field} item {number} lacks name or version", "bundle-json-invalid"
+            )
+        pairs.append((name, version))
+    return tuple(pairs)
+
+
+def _digest_field(where: Path, data: Mapping[str, Any], field: str, what: str) -> str:
+    value = data.get(field)
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise _refuse(where, f"{what} is not a sha256 hex digest", "bundle-json-invalid")
+    return value
+
+
+def _check_changes(
+    where: Path, description: Mapping[str, Any], keys: list[tuple[str, str, str]]
+) -> BundleChanges:
+    kind = description.get("kind", "full")
+    if kind not in ("full", "delta"):
+        raise _refuse(where, f"kind {kind!r} is neither full nor delta", "bundle-json-invalid")
+    removes = _pairs(where, description, "removes")
+    yanks = _pairs(where, description, "yanks")
+    unyanks = _pairs(where, description, "unyanks")
+    added = {(n, v) for n, v, _ in keys}
+    for name, version in removes:
+        if (name, version) in added:
+            raise _refuse(where, f"both adds and removes {name}-{version}", "bundle-json-mismatch")
+    selection = ""
+    if "selection_digest" in description:
+        selection = _digest_field(where, description, "selection_digest", "selection_digest")
+    base: BundleBase | None = None
+    raw = description.get("base")
+    if kind == "delta":
+        if not isinstance(raw, dict):
+            raise _refuse(where, "a delta bundle without its base", "bundle-json-invalid")
+        distribution, ref, revision = (
+            _text(raw.get("distribution")),
+            _text(raw.get("ref")),
+            raw.get("revision"),
+        )
+        if distribution is None or ref is None or not isinstance(revision, int):
+            raise _refuse(where, "base lacks distribution, ref or revision", "bundle-json-invalid")
+        base = BundleBase(
+            distribution=distribution,
+            ref=ref,
+            revision=revision,
+            revision_digest=_digest_field(where, raw, "digest", "base digest"),
+            selection_digest=_digest_field(where, raw, "selection_digest", "base selection_digest"),
+        )
+        if not selection:
+            raise _refuse(where, "a delta bundle without selection_digest", "bundle-json-invalid")
+    else:
+        if raw is not None:
+            raise _refuse(where, "a full bundle names a base", "bundle-json-invalid")
+        if removes or unyanks:
+            raise _refuse(where, "a full bundle removes or unyanks", "bundle-json-invalid")
+        if selection and content_digest(keys) != selection:
+            raise _refuse(
+                where,
+                "selection_digest differs from the digest of its packages",
+                "bundle-json-mismatch",
+            )
+    return BundleChanges(base, selection, removes, yanks, unyanks)
 
 
 def _check_key(root: Path, where: Path, sums: Mapping[str, str], key: Any) -> None:
@@ -361,9 +482,9 @@ def check_bundle(source: Path, keyring: StoreKeyring | None = None) -> BundleChe
         raise _refuse(sums_path, "is not UTF-8 text", "bundle-sums-invalid") from None
     sums = parse_sums(text, str(sums_path))
     sizes = _check_files(root, sums)
-    described = _check_description(root, sums, sizes)
+    described, changes = _check_description(root, sums, sizes)
     trusted = keyring is not None and bool(keyring.trusted_keys())
     if trusted:
         assert keyring is not None
         _check_signatures(root, keyring, described)
-    return BundleCheck(root=root, sums=dict(sums), signatures_verified=trusted)
+    return BundleCheck(root=root, sums=dict(sums), signatures_verified=trusted, changes=changes)

@@ -32,6 +32,17 @@ site trust the exporting store: after comparing the fingerprint with the one ann
 exporting site, ``package-storage keys import OUT/public-key.asc --trusted``; ``import`` then
 verifies every signature of every later bundle (:mod:`package_storage.transfer.bundle`).
 
+Delta bundles (``since``: a tag or revision number of the same distribution, the *base*): the
+same selection is applied to the base revision and to the exported one, and the bundle holds only
+the versions the base selection did not have (or had with other bytes). ``bundle.json`` then has
+``kind: "delta"``, ``base`` (distribution, ref, tag, revision, revision digest, the digest and
+count of the base selection) and the changes the importer applies after the new versions:
+``removes`` (versions of the base that are gone), ``yanks`` and ``unyanks`` (yank state changed).
+Every bundle names the digest of its whole selection (``selection_digest``, the content digest of
+``(name, version, artifact)``, equal to the revision digest when nothing is filtered out): a store
+that imported a full bundle and then each delta in order holds exactly that selection. A full
+bundle lists the yanked versions of its selection under ``yanks`` too.
+
 Every file is written to a temporary name in its final folder and renamed into place, so a file
 of the bundle is either complete or absent. ``SHA256SUMS`` is written last (an interrupted
 export has none, and a forced re-export removes the old one first). Artifacts are copied with
@@ -75,11 +86,13 @@ from package_storage.store.storage.base import (
     CatalogReader,
     Revision,
     RevisionEntry,
+    content_digest,
     format_time,
 )
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "DeltaBase",
     "ExportReport",
     "ExportedVersion",
     "ProgressCallback",
@@ -118,6 +131,7 @@ class ExportedVersion:
     file: str  # relative to the bundle, e.g. "packages/apache-1.2.3.zip"
     signature_file: str | None = None
     signature_sha256: str | None = None
+    yanked: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +142,31 @@ class ExportedVersion:
             "sha256": self.sha256,
             "size": self.size,
             "signature": self.signature_file,
+            "yanked": self.yanked,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaBase:
+    """The revision a delta bundle applies on top of, and what its selection held."""
+
+    distribution: str
+    ref: str
+    tag: str | None
+    revision: int
+    revision_digest: str
+    selection_digest: str
+    count: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "distribution": self.distribution,
+            "ref": self.ref,
+            "tag": self.tag,
+            "revision": self.revision,
+            "digest": self.revision_digest,
+            "selection_digest": self.selection_digest,
+            "count": self.count,
         }
 
 
@@ -150,6 +189,11 @@ class ExportReport:
     bundle_bytes: int  # total size of those files
     seconds: float
     warnings: tuple[str, ...] = field(default=())
+    selection_digest: str = ""
+    base: DeltaBase | None = None
+    removes: tuple[tuple[str, str], ...] = ()
+    yanks: tuple[tuple[str, str], ...] = ()
+    unyanks: tuple[tuple[str, str], ...] = ()
 
     @property
     def versions(self) -> int:
@@ -192,6 +236,16 @@ def _resolve(catalog: CatalogReader, ref: str) -> tuple[Revision, str | None]:
     if current is None:
         raise NotFoundError(f"distribution {distribution!r} has no revision to export")
     return current, None
+
+
+def _resolve_base(catalog: CatalogReader, distribution: str, since: str) -> Revision:
+    if not since:
+        raise InvalidInputError("--since: give a tag or a revision number of the base")
+    _, tag, number = parse_distribution_ref(f"{distribution}@{since}")
+    if tag is not None:
+        number = catalog.tag(distribution, tag).revision
+    assert number is not None
+    return catalog.revision(distribution, number)
 
 
 # --- selection ---------------------------------------------------------------------------------
@@ -429,13 +483,24 @@ def _config_text() -> str:
 
 
 def _readme_text(
-    revision: Revision, tag: str | None, kibana: str | None, n: int, signed: bool
+    revision: Revision,
+    tag: str | None,
+    kibana: str | None,
+    n: int,
+    signed: bool,
+    base: DeltaBase | None = None,
 ) -> str:
     source = f"{revision.distribution}@{tag}" if tag else f"{revision.distribution}"
     what = f"{n} package version{'s' if n != 1 else ''} of {source}"
     what += f" (revision {revision.number}, digest {revision.digest})"
     if kibana:
         what += f", compatible with Kibana {kibana}"
+    if base is not None:
+        what += (
+            f".\nA delta bundle: only what {base.distribution}@{base.ref} (revision"
+            f" {base.revision}) did not have. Import it into a stage that holds that base\n"
+            "(its full bundle and the deltas before this one); it cannot be served on its own"
+        )
     sig_flag = "" if signed else " -require-package-signatures=false"
     sig_note = (
         "Every package carries its detached signature (.zip.sig).\n"
@@ -487,10 +552,13 @@ def export_bundle(
     progress: ProgressCallback | None = None,
     now: datetime | None = None,
     public_key: PublicKey | None = None,
+    since: str | None = None,
 ) -> ExportReport:
     """Write the bundle of ``distribution_ref`` (``production``, ``production@8.12.0``,
     ``production@7``) to ``out``; see the module docstring for the layout and selection.
     ``public_key``: the store's public signing key, written as ``public-key.asc``.
+    ``since``: a tag or revision number of the same distribution: write a delta bundle on top
+    of that base (see the module docstring).
 
     Raises ``InvalidInputError`` for a bad reference, Kibana version or ``latest``,
     ``NotFoundError`` for an unknown distribution/tag/revision or a missing blob and
@@ -510,26 +578,73 @@ def export_bundle(
 
     warnings: list[str] = []
     records = _Records(catalog)
-    selected = list(entries)
-    if kibana is not None:
-        selected = _kibana_filter(records, blobs, selected, kibana, progress, warnings)
-    after_kibana = len(selected)
-    if latest is not None:
-        selected = _newest(selected, latest)
-    else:
-        selected.sort(key=lambda e: (e.name, _version_key(e)))
+
+    def select(rows: Sequence[RevisionEntry]) -> tuple[list[RevisionEntry], int]:
+        chosen = list(rows)
+        if kibana is not None:
+            chosen = _kibana_filter(records, blobs, chosen, kibana, progress, warnings)
+        compatible = len(chosen)
+        if latest is not None:
+            chosen = _newest(chosen, latest)
+        else:
+            chosen.sort(key=lambda e: (e.name, _version_key(e)))
+        return chosen, compatible
+
+    selected, after_kibana = select(entries)
+    selection_digest = content_digest((e.name, e.version, e.artifact) for e in selected)
+    yanks = tuple((e.name, e.version) for e in selected if e.yanked)
+    base: DeltaBase | None = None
+    removes: tuple[tuple[str, str], ...] = ()
+    unyanks: tuple[tuple[str, str], ...] = ()
+    written = selected
+    if since is not None:
+        base_revision = _resolve_base(catalog, revision.distribution, since)
+        if base_revision.number == revision.number:
+            raise InvalidInputError(
+                f"--since {since}: that is revision {revision.number}, the one exported"
+            )
+        base_rows, _ = select(
+            catalog.revision_entries(base_revision.distribution, base_revision.number)
+        )
+        old = {(e.name, e.version): e for e in base_rows}
+        new = {(e.name, e.version): e for e in selected}
+        written = [
+            e
+            for e in selected
+            if (o := old.get((e.name, e.version))) is None or o.artifact != e.artifact
+        ]
+        removes = tuple(sorted(k for k in old if k not in new))
+        yanks = tuple(
+            (e.name, e.version)
+            for e in selected
+            if e.yanked and not ((o := old.get((e.name, e.version))) is not None and o.yanked)
+        )
+        unyanks = tuple(
+            (e.name, e.version)
+            for e in selected
+            if not e.yanked and (o := old.get((e.name, e.version))) is not None and o.yanked
+        )
+        base = DeltaBase(
+            distribution=base_revision.distribution,
+            ref=since,
+            tag=None if since.isdigit() else since,
+            revision=base_revision.number,
+            revision_digest=base_revision.digest,
+            selection_digest=content_digest((e.name, e.version, e.artifact) for e in base_rows),
+            count=len(base_rows),
+        )
 
     out = Path(out)
     _prepare_out(out, force=force)
     packages_dir = out / PACKAGES_DIR
     exported: list[ExportedVersion] = []
-    for entry in selected:
+    for entry in written:
         record = records.get(entry.artifact)
         if record is None:
             raise NotFoundError(
                 f"{entry.name}-{entry.version}: artifact {entry.artifact} is not in the catalog"
             )
-        base = f"{PACKAGES_DIR}/{entry.name}-{entry.version}.zip"
+        file = f"{PACKAGES_DIR}/{entry.name}-{entry.version}.zip"
         signature = record.signature_digest
         exported.append(
             ExportedVersion(
@@ -538,9 +653,10 @@ def export_bundle(
                 stage=entry.stage,
                 sha256=entry.artifact,
                 size=record.size,
-                file=base,
-                signature_file=f"{base}.sig" if signature else None,
+                file=file,
+                signature_file=f"{file}.sig" if signature else None,
                 signature_sha256=signature,
+                yanked=entry.yanked,
             )
         )
     keep: set[str] = set()
@@ -595,6 +711,13 @@ def export_bundle(
             "versions": len(exported),
             "signatures": sum(1 for v in exported if v.signature_file),
         },
+        "kind": "full" if base is None else "delta",
+        "selection_digest": selection_digest,
+        "selection_count": len(selected),
+        "base": None if base is None else base.as_json(),
+        "removes": [{"name": n, "version": v} for n, v in removes],
+        "yanks": [{"name": n, "version": v} for n, v in yanks],
+        "unyanks": [{"name": n, "version": v} for n, v in unyanks],
         "packages": [v.as_json() for v in exported],
     }
     if public_key is not None:
@@ -606,7 +729,7 @@ def export_bundle(
         CONFIG_FILE: _config_text().encode(),
         BUNDLE_FILE: (json.dumps(description, indent=2, ensure_ascii=False) + "\n").encode(),
         README_FILE: _readme_text(
-            revision, tag, kibana_version, len(exported), all_signed
+            revision, tag, kibana_version, len(exported), all_signed, base
         ).encode(),
     }
     if public_key is not None:
@@ -648,4 +771,9 @@ def export_bundle(
         bundle_bytes=size,
         seconds=time.perf_counter() - started,
         warnings=tuple(warnings),
+        selection_digest=selection_digest,
+        base=base,
+        removes=removes,
+        yanks=yanks,
+        unyanks=unyanks,
     )

@@ -98,7 +98,7 @@ from package_storage.store.service import (
 from package_storage.store.stages import StageGraph
 from package_storage.store.storage.base import ArtifactRecord, Catalog, JSONObject
 from package_storage.store.storage.localfs import LocalBlobStore
-from package_storage.transfer.bundle import check_bundle
+from package_storage.transfer.bundle import BundleCheck, check_bundle
 from package_storage.transfer.gitsource import (
     GitPackage,
     GitReader,
@@ -170,7 +170,11 @@ def _zip_hint(filename: str) -> tuple[str, str]:
 
 
 def scan_folder(
-    source: Path, stage: str, *, keyring: StoreKeyring | None = None
+    source: Path,
+    stage: str,
+    *,
+    keyring: StoreKeyring | None = None,
+    checked: BundleCheck | None = None,
 ) -> list[ImportSource]:
     """The package versions of a folder (see the module docstring), sorted by name, version.
 
@@ -180,12 +184,14 @@ def scan_folder(
 
     An export bundle is verified first (:func:`~package_storage.transfer.bundle.check_bundle`,
     signatures too when ``keyring`` has trusted keys): BundleError refuses the whole bundle;
-    its zips are imported only with the digests they were verified with.
+    its zips are imported only with the digests they were verified with. ``checked``: the
+    bundle already verified by the caller (not verified again). A bundle may hold no package
+    (a delta that only removes or yanks): then the list is empty.
     """
     source = Path(source)
     if not source.is_dir():
         raise NotFoundError(f"{source} is not a folder: give a package-storage folder or bundle")
-    bundle = check_bundle(source, keyring)
+    bundle = checked if checked is not None else check_bundle(source, keyring)
     root = source
     if (source / "packages").is_dir() and not (source / "manifest.yml").is_file():
         root = source / "packages"
@@ -233,7 +239,7 @@ def scan_folder(
                         stage, "folder", child.path, entry.name, child.name, path=child.path
                     )
                 )
-    if not found:
+    if not found and bundle is None:
         raise NotFoundError(
             f"no packages in {source}: expected <name>/<version>/manifest.yml folders"
             " or <name>-<version>.zip files"

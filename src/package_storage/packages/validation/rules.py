@@ -19,7 +19,6 @@ from package_storage.packages.validation.core import (
     OWNER_TYPES,
     PACKAGE_TYPES,
     README,
-    SPEC_DATA_STREAM_TYPES,
     Problem,
     _DataStream,
     _maps,
@@ -112,12 +111,7 @@ def _check_type_layout(pkg: _Package) -> Iterator[Problem]:
                 "content-has-data-streams",
                 "a content package must not have data streams",
             )
-        if templates:
-            yield Problem(
-                MANIFEST,
-                "content-has-policy-templates",
-                "a content package must not have policy templates",
-            )
+        # policy templates: the content schema has no such key (schema-additional-property)
 
 
 def _check_integration_layout(
@@ -143,26 +137,8 @@ def _check_input_layout(pkg: _Package, templates: list[dict[str, Any]]) -> Itera
             "input-policy-templates-missing",
             "an input package must have at least one policy template",
         )
-    for template in templates:
-        template_name = _text(template.get("name"))
-        keys = ["input"]
-        if template.get("dynamic_signal_types") is not True:
-            keys.append("type")  # optional with dynamic_signal_types: true (spec 3.6.0)
-        for key in keys:
-            if not _text(template.get(key)):
-                yield Problem(
-                    MANIFEST,
-                    "input-policy-template-incomplete",
-                    f"policy template {template_name!r} of an input package must set {key!r}",
-                )
-        template_type = _text(template.get("type"))
-        if template_type and template_type not in SPEC_DATA_STREAM_TYPES:
-            yield Problem(
-                MANIFEST,
-                "input-policy-template-type-invalid",
-                f"policy template {template_name!r}: type {template_type!r} must be one of "
-                f"{', '.join(SPEC_DATA_STREAM_TYPES)}",
-            )
+    # each template's input, type (unless dynamic_signal_types) and type values: the input
+    # manifest schema, per format_version
     if pkg.files_in_tree(DATA_STREAM_DIR):
         yield Problem(
             DATA_STREAM_DIR,
@@ -183,7 +159,7 @@ def _check_data_stream_for_publish(ds: _DataStream) -> Iterator[Problem]:
             )
 
 
-def _check_changelog(pkg: _Package, change_types: tuple[str, ...]) -> Iterator[Problem]:
+def _check_changelog(pkg: _Package) -> Iterator[Problem]:
     data = pkg.read(CHANGELOG)
     if data is None:
         yield Problem(CHANGELOG, "changelog-missing", f"{CHANGELOG} does not exist")
@@ -193,26 +169,29 @@ def _check_changelog(pkg: _Package, change_types: tuple[str, ...]) -> Iterator[P
     except PackageError as exc:
         yield Problem(CHANGELOG, "changelog-invalid", exc.detail)
         return
-    if not isinstance(entries, list) or not entries:
+    # the shape of each entry (keys, types, version pattern, change types per format_version)
+    # is the changelog schema's; this rule owns what the schema does not say: not empty,
+    # versions unique, ordered and matching the manifest
+    if not isinstance(entries, list):
+        return
+    if not entries:
         yield Problem(CHANGELOG, "changelog-invalid", "the changelog must be a non-empty list")
         return
 
     versions: list[tuple[str, Version]] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            yield Problem(CHANGELOG, "changelog-invalid", f"entry #{index} is not a map")
             continue
         text = _text(entry.get("version"))
         parsed = _parse_strict(text) if text else None
-        if parsed is None:
+        if parsed is not None:
+            versions.append((text, parsed))
+        if entry.get("changes") == []:
             yield Problem(
                 CHANGELOG,
                 "changelog-invalid",
-                f"entry #{index}: version {text!r} is not a strict semantic version",
+                f"version {text or f'#{index}'}: changes must be a non-empty list",
             )
-        else:
-            versions.append((text, parsed))
-        yield from _check_changes(entry.get("changes"), text or f"#{index}", change_types)
 
     seen: set[str] = set()
     for text, _parsed in versions:
@@ -254,47 +233,13 @@ def _check_changelog(pkg: _Package, change_types: tuple[str, ...]) -> Iterator[P
                 )
 
 
-def _check_changes(changes: Any, version: str, change_types: tuple[str, ...]) -> Iterator[Problem]:
-    if not isinstance(changes, list) or not changes:
-        yield Problem(
-            CHANGELOG, "changelog-invalid", f"version {version}: changes must be a non-empty list"
-        )
-        return
-    for index, change in enumerate(changes):
-        if not isinstance(change, dict):
-            yield Problem(
-                CHANGELOG, "changelog-invalid", f"version {version}: change #{index} is not a map"
-            )
-            continue
-        missing = [k for k in ("description", "type", "link") if not _text(change.get(k))]
-        if missing:
-            yield Problem(
-                CHANGELOG,
-                "changelog-invalid",
-                f"version {version}: change #{index} has no {', '.join(missing)}",
-            )
-        change_type = _text(change.get("type"))
-        if change_type and change_type not in change_types:
-            yield Problem(
-                CHANGELOG,
-                "changelog-invalid",
-                f"version {version}: change #{index} has type {change_type!r}, not one of "
-                f"{', '.join(change_types)}",
-            )
-
-
 def _check_readme(pkg: _Package) -> Iterator[Problem]:
     if not pkg.is_file(README):
         yield Problem(README, "readme-missing", f"{README} is required")
 
 
-CHANGE_TYPES = ("breaking-change", "bugfix", "enhancement")
-DEPRECATION_CHANGE_SINCE = Version.parse_strict("3.6.0")
-
-
 def check(pkg: _Package, fv: Version) -> list[Problem]:
     """Every problem of these rules for a package whose manifest parsed."""
-    change_types = CHANGE_TYPES + (("deprecation",) if fv >= DEPRECATION_CHANGE_SINCE else ())
     problems = [
         *_check_required_fields(pkg),
         *_check_name(pkg),
@@ -303,6 +248,6 @@ def check(pkg: _Package, fv: Version) -> list[Problem]:
     ]
     for ds in pkg.data_streams():
         problems.extend(_check_data_stream_for_publish(ds))
-    problems.extend(_check_changelog(pkg, change_types))
+    problems.extend(_check_changelog(pkg))
     problems.extend(_check_readme(pkg))
     return problems

@@ -515,3 +515,38 @@ class Catalog(CatalogReader, Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ChangeNotifier(Protocol):
+    """Wakes a reader up when the catalog may have changed (a hint, never the change itself:
+    the reader then reads ``change_counter()`` to learn whether and what changed).
+
+    SQLite: file-change events on the catalog's database and write-ahead log
+    (:mod:`~package_storage.store.storage.filewatch`). PostgreSQL can plug in here with
+    ``LISTEN``: a writing transaction runs ``NOTIFY`` before it commits and a listening
+    connection's notification ends :meth:`wait`. A notifier may miss or merge events (a full
+    event queue, a dropped connection), so readers keep a slow poll as the fallback.
+    """
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a change may have happened (True) or ``timeout`` seconds passed
+        (False). Returns at once with True when a change arrived since the last call."""
+        ...
+
+    def active(self) -> bool:
+        """False once notifications stopped (an error, :meth:`close`): poll instead."""
+        ...
+
+    def close(self) -> None:
+        """Stop watching; a blocked :meth:`wait` returns (True) soon after."""
+        ...
+
+
+@runtime_checkable
+class NotifyingCatalog(Protocol):
+    """A catalog that can tell a reader about changes (see :class:`ChangeNotifier`)."""
+
+    def change_notifier(self) -> ChangeNotifier | None:
+        """A new notifier for this catalog (the caller closes it), or None when this
+        catalog or platform cannot notify (the reader then polls)."""
+        ...

@@ -41,6 +41,7 @@ from package_storage.store.stages import StageGraph, stage_from_config
 from package_storage.store.storage import schema as s
 from package_storage.store.storage.base import (
     ArtifactRecord,
+    ChangeNotifier,
     Event,
     EventFilter,
     JSONObject,
@@ -55,6 +56,7 @@ from package_storage.store.storage.base import (
     entry_hash,
     revision_digest,
 )
+from package_storage.store.storage.filewatch import catalog_notifier
 
 _MOD = 1 << 256
 _MAX_INT = 1 << 63
@@ -1036,6 +1038,10 @@ class SQLiteCatalog(SQLCatalog):
         engine = create_engine(f"sqlite:///{self.path}", isolation_level="AUTOCOMMIT")
         event.listen(engine, "connect", _sqlite_on_connect)
         super().__init__(engine, server_version=server_version)
+
+    def change_notifier(self) -> ChangeNotifier | None:
+        """File-change events on the database and its write-ahead log (see ``filewatch``)."""
+        return catalog_notifier(self.path)
 
     @contextmanager
     def _begin(self, statement: str) -> Iterator[Connection]:
