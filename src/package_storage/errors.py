@@ -168,6 +168,12 @@ class TooLargeError(InvalidInputError):
 # --- transfer --------------------------------------------------------------------------------
 
 
+class UpstreamError(PackageStorageError):
+    """An upstream registry (``mirror``) failed to answer, or answered something unusable."""
+
+    code = "upstream_error"
+
+
 class BundleError(PackageStorageError):
     """An export bundle that does not verify (checksums, bundle.json, signatures): refused
     whole. ``rule`` is the stable rule code shown in brackets at the end of the message."""

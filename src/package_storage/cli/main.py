@@ -12,6 +12,7 @@ from package_storage.cli.bundle import export
 from package_storage.cli.demo import demo
 from package_storage.cli.importer import import_command, import_git
 from package_storage.cli.keys import keys, verify
+from package_storage.cli.mirror import mirror
 from package_storage.cli.serve import serve
 from package_storage.cli.store import COMMANDS as STORE_COMMANDS
 from package_storage.cli.tokens import tokens
@@ -51,6 +52,7 @@ for _command in STORE_COMMANDS:
 main.add_command(demo)
 main.add_command(import_command)
 main.add_command(import_git)
+main.add_command(mirror)
 main.add_command(keys)
 main.add_command(verify)
 main.add_command(tokens)

@@ -133,6 +133,10 @@ _STAGE_ACTIONS = ("stage_add", "stage_freeze", "stage_unfreeze")
 IMPORT_ACTION = "import"
 """The event action of an imported version (``[production] Import apache-1.2.3``)."""
 
+MIRROR_ACTION = "mirror"
+"""The event action of a version mirrored from an upstream registry (an import whose event
+names the upstream: ``[production] Mirror apache-1.2.3 from https://epr.elastic.co``)."""
+
 ValidationLevel = Literal["none", "load", "publish"]
 """``load``: the rules the registry applies when it serves a package folder (spec §7.4);
 ``publish``: the stricter publish-time rules; ``none``: no package rule at all (historic content
@@ -609,8 +613,12 @@ class StoreService:
         force: bool = False,
         reason: str = "",
         stop_on_refusal: bool = False,
+        action: str = IMPORT_ACTION,
     ) -> BatchResult:
         """Record prepared versions in ONE catalog transaction: the import bypass of publish.
+
+        ``action`` is the event action: ``import``, or ``mirror`` for versions that came from an
+        upstream registry (same rules).
 
         Per item, in order: a frozen stage refuses (:func:`check_import`); the same digest
         already in the stage is ``unchanged`` (or gets its signature added); other bytes follow
@@ -622,6 +630,8 @@ class StoreService:
         checked under its lock (``fsck --repair`` may have removed an unreferenced blob in
         between); StorageError when one is gone and the item does not carry its bytes.
         """
+        if action not in (IMPORT_ACTION, MIRROR_ACTION):
+            raise InvalidInputError(f"import action {action!r} is not one of import, mirror")
         for item in items:  # blobs first, outside the lock (like publish)
             self._put_blob(item.data)
             self._put_blob(item.signature)
@@ -667,7 +677,7 @@ class StoreService:
                 self._put_artifact(
                     tx,
                     change,
-                    action=IMPORT_ACTION,
+                    action=action,
                     stage=stage,
                     name=name,
                     version=version,
@@ -1636,7 +1646,9 @@ def _cascade(tx: Transaction, graph: StageGraph, stages: Iterable[str]) -> tuple
 
 RollbackAction = Literal["remove", "return", "restore", "take_back"]
 
-_PUT_ACTIONS = frozenset({"publish", "overwrite", "promote", IMPORT_ACTION, "rollback_restore"})
+_PUT_ACTIONS = frozenset(
+    {"publish", "overwrite", "promote", IMPORT_ACTION, MIRROR_ACTION, "rollback_restore"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1787,6 +1799,9 @@ def event_title(event: Event) -> str:
         return f"{prefix}Promote {pkg}{src}{forced}"
     if action == "remove":
         return f"{prefix}Remove {pkg}{forced}"
+    if action == MIRROR_ACTION:
+        src = f" from {d['upstream']}" if d.get("upstream") else ""
+        return f"{prefix}Mirror {pkg}{src}"
     if action in ("yank", "unyank"):
         return f"{prefix}{action.capitalize()} {pkg}"
     if action == "commit":
@@ -1832,6 +1847,7 @@ __all__: Sequence[str] = (
     "CRASH_ENV",
     "CRASH_POINTS",
     "IMPORT_ACTION",
+    "MIRROR_ACTION",
     "BatchResult",
     "ChangeResult",
     "FsckReport",

@@ -84,6 +84,7 @@ from package_storage.packages.signing import PublicKey, SecretKey, sign_detached
 from package_storage.packages.trees import FolderTree, ZipTree
 from package_storage.store.keyring import StoreKeyring, check_imported_signature
 from package_storage.store.service import (
+    IMPORT_ACTION,
     BatchResult,
     ImportItem,
     StoreService,
@@ -795,6 +796,9 @@ class ImportOptions:
     force: bool = False
     reason: str = ""
     sign: bool = True
+    # the event action (``mirror`` for transfer.mirror) and what every event's detail adds
+    action: str = IMPORT_ACTION
+    detail: JSONObject = field(default_factory=dict)
 
 
 def _known(catalog: Catalog, sources: Sequence[ImportSource]) -> dict[tuple[str, str, str], Known]:
@@ -929,6 +933,7 @@ def import_sources(
             force=opts.force,
             reason=opts.reason,
             stop_on_refusal=stop_on,
+            action=opts.action,
         )
         report.batches += 1
         for rev in result.revisions:
@@ -999,7 +1004,7 @@ def import_sources(
                 )
             else:
                 seen[key] = src.location
-                detail = _detail(src, outcome, report.run)
+                detail = {**_detail(src, outcome, report.run), **opts.detail}
                 if opts.validation == "none":
                     detail["validation"] = "none"  # recorded: imported without package rules
                 batch.append(dataclasses.replace(item, detail=detail))
