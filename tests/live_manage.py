@@ -4,12 +4,9 @@ module, imported by name by the management tests and the remote CLI tests)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,26 +14,9 @@ from pathlib import Path
 
 import httpx
 
+from process_helpers import clean_env, command, free_port
+
 STARTUP_SECONDS = 90.0
-
-
-def command() -> list[str]:
-    script = Path(sys.executable).parent / "package-storage"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "package_storage.cli.main"]
-
-
-def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("EPR_", "PACKAGE_STORAGE_"))}
-    env.update(extra or {})
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
