@@ -34,7 +34,7 @@ from package_storage.store.storage.base import Event, JSONObject, StageEntry, fo
 if TYPE_CHECKING:  # imported when a store is opened: `--help` stays fast
     from package_storage.store.access import StoreOperations
     from package_storage.store.directory import Store
-    from package_storage.store.service import StoreService
+    from package_storage.store.service import StoreService, ValidationLevel
     from package_storage.store.storage.localfs import LocalBlobStore
     from package_storage.store.storage.sqlite import SQLiteCatalog
 
@@ -294,3 +294,12 @@ def event_json(event: Event, title: str) -> JSONObject:
         "title": title,
         "detail": event.detail,
     }
+
+
+def validation_level(word: str) -> ValidationLevel:
+    """The ``--validation`` word (a click Choice of none|load|publish) as the service's level."""
+    if word == "publish":
+        return "publish"
+    if word == "none":
+        return "none"
+    return "load"

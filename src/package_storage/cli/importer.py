@@ -46,6 +46,7 @@ from package_storage.cli.common import (
     plural,
     print_json,
     store_option,
+    validation_level,
 )
 
 if TYPE_CHECKING:
@@ -176,11 +177,7 @@ def _import_options(func: Callable[..., None]) -> Any:
 
         options = ImportOptions(
             on_invalid="report" if on_invalid == "report" else "stop",
-            validation="publish"
-            if validation == "publish"
-            else "none"
-            if validation == "none"
-            else "load",
+            validation=validation_level(validation),
             workers=workers,
             batch_size=batch_size,
             force=force,

@@ -30,7 +30,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from package_storage.cli.common import StoreCommand, fail, open_store, print_json, store_option
+from package_storage.cli.common import (
+    StoreCommand,
+    fail,
+    open_store,
+    print_json,
+    store_option,
+    validation_level,
+)
 
 if TYPE_CHECKING:
     from package_storage.transfer.importer import ImportProgress
@@ -230,11 +237,7 @@ def mirror(
     if verify_key is not None:
         key = load_public_key(verify_key.read_text(encoding="utf-8", errors="replace"))
     options = MirrorOptions(
-        validation="publish"
-        if validation == "publish"
-        else "none"
-        if validation == "none"
-        else "load",
+        validation=validation_level(validation),
         workers=workers,
         retries=retries,
         verify_key=key,
