@@ -23,10 +23,10 @@ from pathlib import Path
 
 import hostile_corpus as corpus
 import pytest
-from process_helpers import clean_env, command
 from test_service import state
 
 from package_storage.store.directory import Store
+from process_helpers import clean_env, command
 
 HEADLINERS = {
     "zip-bomb-1g-docs",

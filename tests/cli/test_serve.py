@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_helpers import clean_env, command, free_port
 
 from package_storage.cli.serve import normalize_go_flags
+from process_helpers import clean_env, command, free_port
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "epr"
 SETUP_A = [FIXTURES / "local-storage", FIXTURES / "second_package_path", FIXTURES / "package"]

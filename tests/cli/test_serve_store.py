@@ -10,13 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from process_helpers import clean_env, command, free_port
 
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.trees import FolderTree
 from package_storage.store.storage.base import ArtifactRecord
 from package_storage.store.storage.localfs import LocalBlobStore
 from package_storage.store.storage.sqlite import SQLiteCatalog
+from process_helpers import clean_env, command, free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "packages"
 

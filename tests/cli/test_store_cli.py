@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from process_helpers import clean_env, command, free_port
 
 from package_storage.cli import common
 from package_storage.cli import serve as serve_module
@@ -30,6 +29,7 @@ from package_storage.packages.artifacts import build_zip
 from package_storage.packages.signing import generate_key, sign_detached
 from package_storage.packages.trees import FolderTree
 from package_storage.store import directory as store_module
+from process_helpers import clean_env, command, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "packages"
