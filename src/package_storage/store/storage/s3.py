@@ -173,6 +173,11 @@ class S3BlobStore:
             if status >= 500 or code in ("SlowDown", "ServiceUnavailable", "InternalError"):
                 return UnavailableError(f"{where}: {what}: the server answered {status} {code}")
             return StorageError(f"{where}: {what}: {code or status}: {exc}")
+        if isinstance(
+            exc,
+            botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectTimeoutError,
+        ):
+            return UnavailableError(f"{where}: {what}: cannot connect to the server")
         return UnavailableError(f"{where}: {what}: {exc}")
 
     def _head(self, digest: str) -> int | None:
