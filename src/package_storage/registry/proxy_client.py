@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -181,6 +182,7 @@ class Upstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._paused_until = 0.0
         self._down = False
+        self._ssl: ssl.SSLContext | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -232,7 +234,10 @@ class Upstream:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
             self._loop = loop
+            if self._ssl is None:  # made once: loading the CA certificates takes a while
+                self._ssl = httpx.create_ssl_context()
             self._client = httpx.AsyncClient(
+                verify=self._ssl,
                 timeout=httpx.Timeout(self.options.timeout),
                 follow_redirects=True,
                 limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
