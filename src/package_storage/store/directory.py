@@ -152,7 +152,9 @@ class Store:
                     f"no package store at {root}: run `package-storage init --store {root}`"
                 )
             if blobs is not None:  # a bad or unreachable --blobs fails before anything is made
-                open_blob_location(normalize_blob_location(blobs), create=True, options=blob_options)
+                open_blob_location(
+                    normalize_blob_location(blobs), create=True, options=blob_options
+                )
             try:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
