@@ -451,6 +451,8 @@ CACHE_DIR_ENV = "PACKAGE_STORAGE_CACHE_DIR"
 CACHE_SIZE_ENV = "PACKAGE_STORAGE_CACHE_SIZE"
 ARTIFACT_REDIRECT_ENV = "PACKAGE_STORAGE_ARTIFACT_REDIRECT"
 DEFAULT_CACHE_SIZE = "10GiB"
+BLOB_CACHE_SUBDIR = "blobs"
+"""The blob cache's folder inside ``--cache-dir`` (other caches use other folders there)."""
 REDIRECT_EXPIRY = 900
 """Seconds a pre-signed artifact URL of ``--artifact-redirect`` stays valid."""
 
@@ -481,9 +483,10 @@ def serving_blobs(blobs: Any, options: BlobOptions) -> tuple[Any, Callable[[str]
                 f"blobs are in a local folder ({blobs.root}): --cache-dir is not needed, ignored"
             )
         else:
-            served = BlobCache(blobs, options.cache_dir, options.cache_size)
+            folder = options.cache_dir / BLOB_CACHE_SUBDIR
+            served = BlobCache(blobs, folder, options.cache_size)
             log.info(
-                f"blob cache {options.cache_dir}: {options.cache_size} bytes at most,"
+                f"blob cache {folder}: {options.cache_size} bytes at most,"
                 f" {served.cached_bytes} cached"
             )
     url: Callable[[str], str] | None = None
