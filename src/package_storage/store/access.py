@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from package_storage.errors import PolicyError
+from package_storage.packages.docs import PackageDocs
 from package_storage.store.service import (
     ChangeResult,
     FsckReport,
@@ -35,6 +36,7 @@ from package_storage.store.service import (
 )
 from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
+    ArtifactRecord,
     Event,
     EventFilter,
     Revision,
@@ -209,9 +211,11 @@ class GuardedService:
         self.require(_ADMIN)
         return self.service.freeze_stage(name, reason=reason, frozen=frozen)
 
-    def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
+    def tag(
+        self, distribution: str, tag: str, *, revision: int | None = None, reason: str = ""
+    ) -> Tag:
         self.require(Scope("tag", distribution))
-        return self.service.tag(distribution, tag, revision=revision)
+        return self.service.tag(distribution, tag, revision=revision, reason=reason)
 
     def rollback(
         self, distribution: str, revision_or_tag: str | int, *, reason: str = ""
@@ -274,6 +278,18 @@ class GuardedService:
     def verify(self, name: str, version: str, *, stage: str | None = None) -> list[SignatureCheck]:
         self.require(_READ)
         return self.service.verify(name, version, stage=stage)
+
+    def artifact(self, digest: str) -> ArtifactRecord:
+        self.require(_READ)
+        return self.service.artifact(digest)
+
+    def event_revisions(self, event_id: int) -> tuple[Event, list[Revision]]:
+        self.require(_READ)
+        return self.service.event_revisions(event_id)
+
+    def artifact_docs(self, digest: str) -> PackageDocs:
+        self.require(_READ)
+        return self.service.artifact_docs(digest)
 
     # --- admin -----------------------------------------------------------------------------
 

@@ -71,6 +71,7 @@ from package_storage.errors import (
 )
 from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
+from package_storage.packages.docs import PackageDocs, read_docs
 from package_storage.packages.manifest import read_package
 from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.safety import (
@@ -103,6 +104,7 @@ from package_storage.store.storage.base import (
     Tag,
     TokenRecord,
     Transaction,
+    check_digest,
     format_time,
 )
 from package_storage.store.tokens import (
@@ -918,9 +920,12 @@ class StoreService:
 
     # --- tags and rollback -----------------------------------------------------------------
 
-    def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
+    def tag(
+        self, distribution: str, tag: str, *, revision: int | None = None, reason: str = ""
+    ) -> Tag:
         """Name a revision (default: the current one) permanently. ConflictError when the tag
-        exists (tags never move, even to the same revision)."""
+        exists (tags never move, even to the same revision). ``reason`` (optional) goes into
+        the event."""
         check_tag_name(tag)
         with self.catalog.transaction() as tx:
             if tx.stages().stage(distribution).policy.frozen:
@@ -939,6 +944,7 @@ class StoreService:
                 "tag",
                 actor=self.actor,
                 stage=distribution,
+                reason=reason or None,
                 detail={"tag": tag, "revision": number},
             )
         return created
@@ -1447,6 +1453,38 @@ class StoreService:
                 SignatureCheck(entry.stage, "ok" if result.ok else "failed", result.reason)
             )
         return checks
+
+    def artifact(self, digest: str) -> ArtifactRecord:
+        """The record of the stored artifact ``digest`` (size, signature, manifest summary)."""
+        record = self.catalog.get_artifact(check_digest(digest))
+        if record is None:
+            raise NotFoundError(f"no artifact sha256:{digest} in the store")
+        return record
+
+    def event_revisions(self, event_id: int) -> tuple[Event, list[Revision]]:
+        """Event ``event_id`` and the revisions its transaction made (the distributions that
+        see its stage; a revision and its events carry the transaction's time)."""
+        found = self.catalog.events(EventFilter(after_id=event_id - 1, limit=1))
+        if not found or found[0].id != event_id:
+            raise NotFoundError(f"there is no event {event_id}")
+        event = found[0]
+        graph = self.catalog.stages()
+        if event.stage is None or event.stage not in graph:
+            return event, []
+        made = [
+            rev
+            for dist in graph.affected_distributions(event.stage)
+            for rev in self.catalog.revisions(dist)
+            if rev.created == event.time
+        ]
+        return event, made
+
+    def artifact_docs(self, digest: str) -> PackageDocs:
+        """README, changelog and icon of the stored artifact ``digest`` (one the catalog
+        knows; NotFoundError otherwise). Package content: the caller renders it as untrusted."""
+        record = self.artifact(digest)
+        tree = ZipTree.from_bytes(self.blobs.get(digest), f"{record.name}-{record.version}.zip")
+        return read_docs(tree)
 
 
 # --- helpers ---------------------------------------------------------------------------------
