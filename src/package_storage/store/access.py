@@ -18,7 +18,7 @@ unfreeze), fsck and tokens ``admin``. A refused call raises
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
@@ -251,17 +251,25 @@ class GuardedService:
         self.require(_READ)
         return self.service.show(name, version)
 
-    def diff(self, stage_a: str, stage_b: str) -> StageDiff:
+    def diff(
+        self,
+        stage_a: str,
+        stage_b: str,
+        *,
+        revision_entries: Callable[[str, int], Sequence[RevisionEntry]] | None = None,
+    ) -> StageDiff:
         self.require(_READ)
-        return self.service.diff(stage_a, stage_b)
+        return self.service.diff(stage_a, stage_b, revision_entries=revision_entries)
 
     def history(self, query: EventFilter | None = None) -> list[Event]:
         self.require(_READ)
         return self.service.history(query)
 
-    def revisions(self, distribution: str) -> list[Revision]:
+    def revisions(
+        self, distribution: str, *, newest: int | None = None, skip: int = 0
+    ) -> list[Revision]:
         self.require(_READ)
-        return self.service.revisions(distribution)
+        return self.service.revisions(distribution, newest=newest, skip=skip)
 
     def resolve_revision(self, distribution: str, revision_or_tag: str | int) -> Revision:
         self.require(_READ)

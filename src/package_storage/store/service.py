@@ -51,7 +51,7 @@ import dataclasses
 import os
 import re
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1224,12 +1224,21 @@ class StoreService:
             )
         return result
 
-    def diff(self, stage_a: str, stage_b: str) -> StageDiff:
+    def diff(
+        self,
+        stage_a: str,
+        stage_b: str,
+        *,
+        revision_entries: Callable[[str, int], Sequence[RevisionEntry]] | None = None,
+    ) -> StageDiff:
         """Compare two of: a stage (``NAME``: the versions stored in it), a revision of a
         distribution (``DIST@N``, ``DIST@TAG``, ``DIST@<commit>``) or what a distribution
-        serves now (``DIST@current``; a tag named ``current`` wins)."""
-        a = self._diff_side(stage_a)
-        b = self._diff_side(stage_b)
+        serves now (``DIST@current``; a tag named ``current`` wins). ``revision_entries``
+        (distribution, number) reads a revision's entries (default: the catalog; a caller
+        may pass a cache, a revision never changes)."""
+        read = revision_entries or self.catalog.revision_entries
+        a = self._diff_side(stage_a, read)
+        b = self._diff_side(stage_b, read)
         return StageDiff(
             stage_a=stage_a,
             stage_b=stage_b,
@@ -1240,7 +1249,9 @@ class StoreService:
             ),
         )
 
-    def _diff_side(self, ref: str) -> dict[tuple[str, str], StageEntry | RevisionEntry]:
+    def _diff_side(
+        self, ref: str, read: Callable[[str, int], Sequence[RevisionEntry]]
+    ) -> dict[tuple[str, str], StageEntry | RevisionEntry]:
         name, at, rev = ref.partition("@")
         self.catalog.stages().stage(name)  # NotFoundError naming the stages
         if not at:
@@ -1254,18 +1265,25 @@ class StoreService:
             if current is None:
                 raise
             number = current.number
-        return {(e.name, e.version): e for e in self.catalog.revision_entries(name, number)}
+        return {(e.name, e.version): e for e in read(name, number)}
 
     def history(self, query: EventFilter | None = None) -> list[Event]:
         if query is not None and query.stage is not None:
             self.catalog.stages().stage(query.stage)
         return self.catalog.events(query)
 
-    def revisions(self, distribution: str) -> list[Revision]:
+    def revisions(
+        self, distribution: str, *, newest: int | None = None, skip: int = 0
+    ) -> list[Revision]:
         """Every revision of ``distribution``, oldest first, each with the event that made it
-        (the events a transaction records carry its time, as its revisions do)."""
+        (the events a transaction records carry its time, as its revisions do). ``newest``:
+        only that many of the newest revisions after skipping the ``skip`` newest (a page;
+        only its events are read)."""
         self.catalog.stages().stage(distribution)
         revs = self.catalog.revisions(distribution)
+        if newest is not None:
+            end = max(0, len(revs) - max(0, skip))
+            revs = revs[max(0, end - max(0, newest)) : end]
         if not revs:
             return revs
         query = EventFilter(

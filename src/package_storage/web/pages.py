@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from package_storage.errors import InvalidInputError
+from package_storage.errors import InvalidInputError, NotFoundError
 from package_storage.packages.categories import CATEGORIES
 from package_storage.packages.docs import Change, PackageDocs
 from package_storage.packages.versions import sort_key_for
 from package_storage.store.access import GuardedService
-from package_storage.store.service import PackageLocation, event_title
+from package_storage.store.service import PackageLocation, StageDiff, event_title
 from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
     ArtifactRecord,
@@ -45,6 +45,7 @@ class Caches:
         self.summaries: Lru[dict[str, Any]] = Lru(200_000)
         self.docs: Lru[PackageDocs] = Lru(2048)
         self.readmes: Lru[str] = Lru(256)
+        self.diffs: Lru[StageDiff] = Lru(32)  # keyed by two DIST@N (revisions never change)
 
     def revision_entries(
         self, g: GuardedService, distribution: str, number: int
@@ -303,13 +304,28 @@ def package_page(
 # --- promotion preview -----------------------------------------------------------------------
 
 
-def diff_ref(text: str) -> str:
-    """A page's ``a``/``b``: ``STAGE`` (its distribution now) or ``STAGE@REV``, as the service
-    names them (``STAGE@current``, ``STAGE@N``, ``STAGE@TAG``)."""
+def diff_ref(g: GuardedService, text: str) -> str:
+    """A page's ``a``/``b`` (``STAGE``: what its distribution serves now, or ``STAGE@REV``: a
+    revision number, a tag, ``current``) as the service's ``DIST@N`` of that revision: a
+    revision never changes, so the comparison of two numbers can be kept."""
     ref = text.strip()
     if not ref:
         raise InvalidInputError("a and b: name a stage (its distribution) or STAGE@REVISION")
-    return ref if "@" in ref else f"{ref}@current"
+    name, at, rev = ref.partition("@")
+    g.stages().stage(name)  # NotFoundError naming the stages
+    revision: Revision | None = None
+    if at and rev.strip() and rev.strip() != "current":
+        revision = g.resolve_revision(name, rev.strip())
+    elif at and rev.strip() == "current":
+        try:  # a tag named current wins, as in the service
+            revision = g.resolve_revision(name, "current")
+        except NotFoundError:
+            revision = g.current_revision(name)
+    elif not at:
+        revision = g.current_revision(name)
+    if revision is None:
+        return ref if at else f"{ref}@current"  # the service says what is missing
+    return f"{name}@{revision.number}"
 
 
 @dataclass
@@ -324,8 +340,13 @@ class DiffRow:
 
 def diff_page(g: GuardedService, caches: Caches, a: str, b: str) -> dict[str, Any]:
     graph = g.stages()
-    ref_a, ref_b = diff_ref(a), diff_ref(b)
-    diff = g.diff(ref_a, ref_b)
+    ref_a, ref_b = diff_ref(g, a), diff_ref(g, b)
+    diff = caches.diffs.get(
+        (ref_a, ref_b),
+        lambda: g.diff(
+            ref_a, ref_b, revision_entries=lambda d, n: caches.revision_entries(g, d, n)
+        ),
+    )
     target = b.strip() if "@" not in b else None  # promote only into what b serves now
 
     def changes(entry: StageEntry | RevisionEntry, k: int) -> tuple[Change, ...] | None:
@@ -416,19 +437,18 @@ def event_page(g: GuardedService, event_id: int) -> dict[str, Any]:
 def revisions_page(g: GuardedService, distribution: str, page: int) -> dict[str, Any]:
     graph = g.stages()
     stage = graph.stage(distribution)
-    revisions = g.revisions(distribution)
-    newest_first = list(reversed(revisions))
-    start = (page - 1) * PAGE_REVISIONS
-    current = next((r for r in newest_first if r.current), None)
+    skip = (page - 1) * PAGE_REVISIONS
+    shown = list(reversed(g.revisions(distribution, newest=PAGE_REVISIONS + 1, skip=skip)))
+    newest = g.revisions(distribution, newest=1) if page > 1 else shown[:1]
     return {
         "stage": stage,
         "distribution": distribution,
-        "revisions": newest_first[start : start + PAGE_REVISIONS],
-        "count": len(revisions),
-        "current": current,
+        "revisions": shown[:PAGE_REVISIONS],
+        "count": newest[0].number if newest else 0,
+        "current": g.current_revision(distribution),
         "tags": list(reversed(g.tags(distribution))),
         "page": page,
-        "more": len(revisions) > start + PAGE_REVISIONS,
+        "more": len(shown) > PAGE_REVISIONS,
     }
 
 
