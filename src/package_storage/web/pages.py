@@ -324,7 +324,7 @@ def diff_ref(g: GuardedService, text: str) -> str:
     elif not at:
         revision = g.current_revision(name)
     if revision is None:
-        return ref if at else f"{ref}@current"  # the service says what is missing
+        raise NotFoundError(f"distribution {name} has no revision yet: nothing to compare")
     return f"{name}@{revision.number}"
 
 
