@@ -167,7 +167,9 @@ def build_store(root: Path, versions: int) -> None:
             with catalog.transaction() as tx:
                 current = tx.current_revision("production")
                 if current is not None:
-                    tx.add_tag("production", f"8.{transactions // 100}.0", current.number, actor="bench")
+                    tx.add_tag(
+                        "production", f"8.{transactions // 100}.0", current.number, actor="bench"
+                    )
     store.close()
     print(
         f"store: {len(made)} versions ({names} names) zipped in {zipped - start:.1f} s, "
@@ -272,7 +274,9 @@ def measure(url: str, secret: str, pages: dict[str, str], rounds: int) -> dict[s
             for key, path in pages.items():
                 start = time.perf_counter()
                 if path.startswith("POST "):
-                    answer = client.post(path[5:], data={"csrf": csrf, "to": "production", "from": "staging"})
+                    answer = client.post(
+                        path[5:], data={"csrf": csrf, "to": "production", "from": "staging"}
+                    )
                 else:
                     answer = client.get(path)
                 elapsed = (time.perf_counter() - start) * 1000
@@ -324,7 +328,9 @@ def main() -> None:
         print(f"load average before {before}, after {after}")
         print(f"{'page':34} {'cold ms':>8} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}")
         for key, r in results.items():
-            print(f"{key:34} {r['cold_ms']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} {r['max_ms']:8.1f}")
+            print(
+                f"{key:34} {r['cold_ms']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} {r['max_ms']:8.1f}"
+            )
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
     finally:

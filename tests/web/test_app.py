@@ -190,9 +190,10 @@ def test_sign_in_goes_back_only_to_a_page_of_this_site(
 def test_sign_out_ends_the_session(admin: TestClient) -> None:
     answer = post(admin, "/signout", "/")
     assert answer.status_code == 303 and answer.headers["location"] == "/signin"
-    assert 'ps_session=""' in answer.headers["set-cookie"] or "Max-Age=0" in answer.headers[
-        "set-cookie"
-    ]
+    assert (
+        'ps_session=""' in answer.headers["set-cookie"]
+        or "Max-Age=0" in answer.headers["set-cookie"]
+    )
     assert admin.get("/", follow_redirects=False).status_code == 303
 
 
@@ -260,7 +261,7 @@ def test_package_page_shows_the_matrix_readme_changelog_and_events(admin: TestCl
     assert "Remove from production" not in page.buttons  # production never removes
     assert "served by production, staging, snapshot" in text
     assert "^8.13.0 || ^9.0.0" in text and "Release 1.2.0." in text
-    assert '<div class="readme">' in text and "<h1>" in text
+    assert '<div class="readme">' in text and "<h4>" in text  # README headings shifted
     chosen = admin.get("/packages/hello_nginx?version=1.0.0").text
     assert "first release" in chosen  # the promote event's reason
     icon = re.search(r"/artifacts/([0-9a-f]{64})/icon", text)
@@ -302,8 +303,11 @@ def test_history_filters_and_links_events_to_their_revisions(admin: TestClient) 
     assert "[production] Promote hello_nginx-1.0.0 from staging" in text
     assert "[snapshot]" not in text
     assert "Publish" not in admin.get("/history?actor=nobody").text
-    promote = re.search(r'href="/events/(\d+)">\d+</a></td>\s*<td><time[^<]*</time></td>\s*<td>'
-                        r'<a[^>]*>setup</a></td>\s*<td><a[^>]*>\[production\] Promote', text)
+    promote = re.search(
+        r'href="/events/(\d+)">\d+</a></td>\s*<td><time[^<]*</time></td>\s*<td>'
+        r"<a[^>]*>setup</a></td>\s*<td><a[^>]*>\[production\] Promote",
+        text,
+    )
     assert promote is not None
     assert f'href="/events/{promote.group(1)}">revisions made' in text
     detail = admin.get(f"/events/{promote.group(1)}").text
@@ -382,7 +386,9 @@ def test_a_rule_refusal_shows_the_service_message(admin: TestClient) -> None:
 def test_tag_confirms_records_the_reason_and_refuses_a_taken_name(
     admin: TestClient, store: Store
 ) -> None:
-    preview = post(admin, "/distributions/production/tag", "/distributions/production", tag="8.12.0")
+    preview = post(
+        admin, "/distributions/production/tag", "/distributions/production", tag="8.12.0"
+    )
     assert "production@8.12.0 names revision 1" in preview.text
     assert store.catalog.tags("production")[-1].tag == "first"
     done = post(

@@ -57,7 +57,7 @@ STALE_FORM = (
     "this form is out of date or came from another site (its CSRF token does not match):"
     " reload the page and send it again"
 )
-STATIC_FILES = {"ui.css": "text/css; charset=utf-8"}
+STATIC_FILES = {"ui.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 
 
 @dataclass

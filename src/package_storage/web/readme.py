@@ -26,9 +26,19 @@ _ATTRIBUTES = {
 }
 
 
+HEADING_SHIFT = 3
+"""README headings move down three levels (``#`` -> ``<h4>``): they sit under the page's
+``README`` heading (``<h3>``), and the page keeps its one ``<h1>``."""
+
+
 def readme_html(text: str) -> str:
     """The README's HTML, safe to put into a page as it is."""
-    rendered = _md.render(text)
+    tokens = _md.parse(text)
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            level = int(token.tag[1:]) + HEADING_SHIFT
+            token.tag = f"h{min(level, 6)}"
+    rendered = _md.renderer.render(tokens, _md.options, {})
     return nh3.clean(
         rendered,
         tags=_TAGS,
