@@ -21,9 +21,10 @@ for folder in ("tests", "tests/store", "tests/web"):
     sys.path.insert(0, str(ROOT / folder))
 
 from browser import chromium  # noqa: E402
-from live_manage import start_server  # noqa: E402
 from test_service import make_package  # noqa: E402
 from web_helpers import build_store  # noqa: E402
+
+from live_manage import start_server  # noqa: E402
 
 SHOTS = (
     ("signin", "/signin", None),
