@@ -20,7 +20,7 @@ ROOT = HERE.parent
 for folder in ("tests", "tests/store", "tests/web"):
     sys.path.insert(0, str(ROOT / folder))
 
-from browser import chromium  # noqa: E402
+from chromium_browser import chromium  # noqa: E402
 from test_service import make_package  # noqa: E402
 from web_helpers import build_store  # noqa: E402
 

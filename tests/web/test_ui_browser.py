@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from browser import chromium, in_ci, missing
+from chromium_browser import chromium, in_ci, missing
 from web_helpers import HOSTILE_TITLE, build_store
 
 from live_manage import LiveServer, start_server
