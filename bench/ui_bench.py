@@ -182,8 +182,14 @@ def loadavg() -> str:
     return Path("/proc/loadavg").read_text().split(" ", 3)[:3].__str__()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def serve(store_dir: Path, log: Path) -> Iterator[str]:
+def serve(store_dir: Path, log: Path) -> Iterator[tuple[str, int]]:
     read_port, manage_port = free_port(), free_port()
     args = [
         "taskset",
@@ -214,7 +220,7 @@ def serve(store_dir: Path, log: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -261,35 +267,40 @@ def pages_of(store_dir: Path) -> dict[str, str]:
     }
 
 
-def measure(url: str, secret: str, pages: dict[str, str], rounds: int) -> dict[str, Any]:
+def measure(url: str, pid: int, secret: str, pages: dict[str, str], rounds: int) -> dict[str, Any]:
+    """Per page: the first answer (cold), then ``rounds`` answers in a row: wall p50/p90/max
+    and the server's CPU time per request."""
     results: dict[str, Any] = {}
     with httpx.Client(base_url=url, timeout=60) as client:
         sign_in(client, secret)
-        csrf_page = client.get("/")
-        found = re.search(r'name="csrf" value="([^"]+)"', csrf_page.text)
+        found = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
         assert found is not None
         csrf = found.group(1)
-        times: dict[str, list[float]] = {k: [] for k in pages}
-        for _ in range(rounds):
-            for key, path in pages.items():
-                start = time.perf_counter()
-                if path.startswith("POST "):
-                    answer = client.post(
-                        path[5:], data={"csrf": csrf, "to": "production", "from": "staging"}
-                    )
-                else:
-                    answer = client.get(path)
-                elapsed = (time.perf_counter() - start) * 1000
-                assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
-                times[key].append(elapsed)
-        for key, values in times.items():
-            warm = sorted(values[1:])
+
+        def request(path: str) -> tuple[float, int]:
+            start = time.perf_counter()
+            if path.startswith("POST "):
+                form = {"csrf": csrf, "to": "production", "from": "staging"}
+                answer = client.post(path[5:], data=form)
+            else:
+                answer = client.get(path)
+            elapsed = (time.perf_counter() - start) * 1000
+            assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+            return elapsed, len(answer.content)
+
+        for key, path in pages.items():
+            cold, size = request(path)
+            cpu_before = cpu_seconds(pid)
+            warm = sorted(request(path)[0] for _ in range(rounds))
+            cpu = (cpu_seconds(pid) - cpu_before) * 1000 / rounds
             results[key] = {
                 "path": pages[key],
-                "cold_ms": round(values[0], 1),
+                "bytes": size,
+                "cold_ms": round(cold, 1),
                 "p50_ms": round(statistics.median(warm), 1),
-                "p90_ms": round(warm[int(len(warm) * 0.9) - 1], 1),
+                "p90_ms": round(warm[max(0, int(len(warm) * 0.9) - 1)], 1),
                 "max_ms": round(warm[-1], 1),
+                "server_cpu_ms": round(cpu, 1),
             }
     return results
 
@@ -315,8 +326,8 @@ def main() -> None:
         pages = pages_of(store_dir)
         os.sched_setaffinity(0, {1})
         before = loadavg()
-        with serve(store_dir, work / "server.log") as url:
-            results = measure(url, secret, pages, args.rounds)
+        with serve(store_dir, work / "server.log") as (url, pid):
+            results = measure(url, pid, secret, pages, args.rounds)
         after = loadavg()
         report = {
             "versions": args.versions,
