@@ -281,7 +281,7 @@ def signout(ui: Ui, ctx: Ctx) -> Response:
 
 
 def overview(ui: Ui, ctx: Ctx) -> Response:
-    return ui.html("overview.html", pages.overview(ctx.g), ctx=ctx)
+    return ui.html("overview.html", pages.overview(ctx.g, ui.caches), ctx=ctx)
 
 
 def stage(ui: Ui, ctx: Ctx) -> Response:
@@ -356,7 +356,7 @@ def event(ui: Ui, ctx: Ctx) -> Response:
 
 def revisions(ui: Ui, ctx: Ctx) -> Response:
     values = pages.revisions_page(
-        ctx.g, ctx.path("dist"), pages.page_arg(ctx.request.query_params.get("page"))
+        ctx.g, ui.caches, ctx.path("dist"), pages.page_arg(ctx.request.query_params.get("page"))
     )
     return ui.html("revisions.html", values, ctx=ctx)
 

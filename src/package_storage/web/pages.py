@@ -25,15 +25,15 @@ from package_storage.store.storage.base import (
 from package_storage.web.cache import Lru
 from package_storage.web.readme import readme_html
 
-PAGE_PACKAGES = 500
+PAGE_PACKAGES = 100
 """Packages per page of a stage."""
 PAGE_EVENTS = 100
 """Events per page of the history."""
-PAGE_REVISIONS = 50
+PAGE_REVISIONS = 25
 """Revisions per page of a distribution."""
-DIFF_ROWS = 500
+DIFF_ROWS = 200
 """Rows shown per part of a promotion preview (the counts are always complete)."""
-DIFF_CHANGELOGS = 100
+DIFF_CHANGELOGS = 50
 """Rows per part of a promotion preview that show their changelog entries."""
 
 
@@ -46,6 +46,14 @@ class Caches:
         self.docs: Lru[PackageDocs] = Lru(2048)
         self.readmes: Lru[str] = Lru(256)
         self.diffs: Lru[StageDiff] = Lru(32)  # keyed by two DIST@N (revisions never change)
+        self.stage_rows: Lru[tuple[list[PackageRow], set[str], int]] = Lru(16)
+        # keyed by the newest event's id: every change of the catalog records an event
+        self.by_change: Lru[Any] = Lru(64)
+
+    def last_change(self, g: GuardedService) -> int:
+        """The id of the newest event (0 before any): what the catalog's state is keyed by."""
+        newest = g.history(EventFilter(newest_first=True, limit=1))
+        return newest[0].id if newest else 0
 
     def revision_entries(
         self, g: GuardedService, distribution: str, number: int
@@ -113,7 +121,12 @@ class StageRow:
     tag_count: int
 
 
-def overview(g: GuardedService) -> dict[str, Any]:
+def overview(g: GuardedService, caches: Caches) -> dict[str, Any]:
+    key = ("overview", caches.last_change(g))
+    return dict(caches.by_change.get(key, lambda: _overview(g)))
+
+
+def _overview(g: GuardedService) -> dict[str, Any]:
     graph = g.stages()
     rows: list[StageRow] = []
     for name in promotion_order(graph):
@@ -153,6 +166,36 @@ class PackageRow:
     categories: list[str]
 
 
+def package_rows(
+    g: GuardedService, caches: Caches, entries: Sequence[RevisionEntry]
+) -> tuple[list[PackageRow], set[str], int]:
+    """One row per package of a revision's entries (its newest version), the categories
+    they have, the number of entries."""
+    grouped: dict[str, list[RevisionEntry]] = {}
+    for entry in entries:
+        grouped.setdefault(entry.name, []).append(entry)
+    rows: list[PackageRow] = []
+    categories: set[str] = set()
+    for pkg in sorted(grouped):
+        versions = grouped[pkg]
+        newest = max(versions, key=lambda e: sort_key_for(e.version))
+        summary = caches.summary(g, newest.artifact)
+        cats = [str(c) for c in summary.get("categories") or []]
+        categories.update(cats)
+        rows.append(
+            PackageRow(
+                pkg,
+                str(summary.get("title") or pkg),
+                str(summary.get("description") or ""),
+                newest.version,
+                newest.artifact,
+                len(versions),
+                cats,
+            )
+        )
+    return rows, categories, len(entries)
+
+
 def category_title(cid: str) -> str:
     found = CATEGORIES.get(cid)
     return found.title if found else cid
@@ -164,37 +207,21 @@ def stage_page(
     graph = g.stages()
     stage = graph.stage(name)
     revision = g.current_revision(name)
-    entries: list[RevisionEntry] = (
-        caches.revision_entries(g, name, revision.number) if revision else []
-    )
-    grouped: dict[str, list[RevisionEntry]] = {}
-    for entry in entries:
-        grouped.setdefault(entry.name, []).append(entry)
-    rows: list[PackageRow] = []
-    categories: set[str] = set()
-    needle = query.lower()
-    for pkg in sorted(grouped):
-        versions = grouped[pkg]
-        newest = max(versions, key=lambda e: sort_key_for(e.version))
-        summary = caches.summary(g, newest.artifact)
-        cats = [str(c) for c in summary.get("categories") or []]
-        categories.update(cats)
-        title = str(summary.get("title") or pkg)
-        if needle and needle not in pkg.lower() and needle not in title.lower():
-            continue
-        if category and category not in cats:
-            continue
-        rows.append(
-            PackageRow(
-                pkg,
-                title,
-                str(summary.get("description") or ""),
-                newest.version,
-                newest.artifact,
-                len(versions),
-                cats,
-            )
+    every, categories, total = (
+        caches.stage_rows.get(
+            (name, revision.number),
+            lambda: package_rows(g, caches, caches.revision_entries(g, name, revision.number)),
         )
+        if revision
+        else ([], set(), 0)
+    )
+    needle = query.lower()
+    rows = [
+        r
+        for r in every
+        if (not needle or needle in r.name.lower() or needle in r.title.lower())
+        and (not category or category in r.categories)
+    ]
     start = (page - 1) * PAGE_PACKAGES
     return {
         "stage": stage,
@@ -202,8 +229,8 @@ def stage_page(
         "revision": revision,
         "rows": rows[start : start + PAGE_PACKAGES],
         "matched": len(rows),
-        "total": len(grouped),
-        "versions": len(entries),
+        "total": len(every),
+        "versions": total,
         "query": query,
         "category": category,
         "categories": sorted((c, category_title(c)) for c in categories),
@@ -434,7 +461,14 @@ def event_page(g: GuardedService, event_id: int) -> dict[str, Any]:
 # --- revisions and tags ----------------------------------------------------------------------
 
 
-def revisions_page(g: GuardedService, distribution: str, page: int) -> dict[str, Any]:
+def revisions_page(
+    g: GuardedService, caches: Caches, distribution: str, page: int
+) -> dict[str, Any]:
+    key = ("revisions", distribution, page, caches.last_change(g))
+    return dict(caches.by_change.get(key, lambda: _revisions_page(g, distribution, page)))
+
+
+def _revisions_page(g: GuardedService, distribution: str, page: int) -> dict[str, Any]:
     graph = g.stages()
     stage = graph.stage(distribution)
     skip = (page - 1) * PAGE_REVISIONS
