@@ -7,6 +7,7 @@ re-rendered in the full form, files, zips and signatures are 301 redirects to th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -123,10 +124,14 @@ def test_versions_nobody_has_are_the_local_404(
 
 @pytest.mark.parametrize("name", ["broken", "badversion"])
 def test_an_upstream_that_fails_a_lookup_is_a_500(
-    local: Index, upstream: CannedUpstream, name: str
+    local: Index, upstream: CannedUpstream, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    resp = request(proxy_app(local, upstream.url), f"/package/{name}/1.0.0/")
+    with caplog.at_level(logging.WARNING):
+        resp = request(proxy_app(local, upstream.url), f"/package/{name}/1.0.0/")
     assert (resp.status, resp.text) == (500, "internal server error\n")
+    [line] = [r for r in caplog.records if r.name.endswith("http.app")]
+    assert line.getMessage().startswith(f"proxy mode: {name} 1.0.0: ")
+    assert line.exc_info is None  # one line, no traceback
 
 
 def test_search_merges_and_a_failed_upstream_falls_back(
