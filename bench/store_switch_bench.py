@@ -42,6 +42,7 @@ TEMPLATES = ("hello_nginx/1.1.0", "acme_input/1.0.0", "demo_dashboards/1.0.0")
 VERSIONS_PER_NAME = 10
 
 from package_storage.packages.artifacts import build_zip  # noqa: E402
+from package_storage.packages.doccache import DocCache  # noqa: E402
 from package_storage.packages.model import SourceKind, TreeEntry  # noqa: E402
 from package_storage.packages.trees import FolderTree  # noqa: E402
 from package_storage.store.storage.base import ArtifactRecord  # noqa: E402
@@ -228,7 +229,7 @@ def measure_switch(root: Path, rounds: int) -> dict[str, Any]:
     blobs = LocalBlobStore(root / "blobs", fsync=False)
     rss0 = _rss_kib()
     start = time.perf_counter()
-    registry = StoreRegistry(catalog, blobs)
+    registry = StoreRegistry(catalog, blobs, derived=DocCache(root / "derived"))
     cold = time.perf_counter() - start
     gc.collect()
     rss_loaded = _rss_kib()

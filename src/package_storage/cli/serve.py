@@ -435,6 +435,15 @@ def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[]
     return store.catalog, store.blobs, store.close
 
 
+def store_derived(store_dir: str | os.PathLike[str]) -> Any:
+    """The derived-document folder of the store at ``store_dir`` (``DIR/derived``): package
+    documents computed at publish, so serving never parses a zip (``packages/doccache.py``)."""
+    from package_storage.packages.doccache import DocCache
+    from package_storage.store.directory import DERIVED_DIR
+
+    return DocCache(Path(store_dir) / DERIVED_DIR)
+
+
 def run_store(
     settings: Settings,
     store_dir: str | os.PathLike[str],
@@ -478,6 +487,7 @@ def run_store(
                         default_distribution=default_distribution,
                         poll_interval=poll_interval,
                         notify=notify,
+                        derived=store_derived(store_dir),
                     )
             except PackageStorageError as exc:
                 _fatal(exc.message)

@@ -33,6 +33,7 @@ a switch does not make the next requests slow.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
 from collections import OrderedDict
@@ -65,6 +66,10 @@ def _fragment(entry: JSONObject) -> bytes:
     """
     text = render.dumps(entry).rstrip(b"\n")
     return b"  " + text.replace(b"\n", b"\n  ")
+
+
+def _name_of(pkg: Package) -> str:
+    return pkg.name
 
 
 # --- stored files --------------------------------------------------------------------------
@@ -202,11 +207,14 @@ class RegistryIndex:
             if hidden
             else self._sources
         )
+        self._hidden = frozenset(hidden)
         by_name: list[dict[str, tuple[Package, ...]]] = []
         by_key: dict[tuple[str, str], Package] = {}
+        names: dict[str, list[Package]] = {}
         for source in self._sources:
             for pkg in source:
                 by_key.setdefault(pkg.key, pkg)
+                names.setdefault(pkg.name, []).append(pkg)
         for source in self._listed:
             groups: dict[str, list[Package]] = {}
             for pkg in source:
@@ -214,6 +222,8 @@ class RegistryIndex:
             by_name.append({name: tuple(pkgs) for name, pkgs in groups.items()})
         self._by_name: tuple[dict[str, tuple[Package, ...]], ...] = tuple(by_name)
         self._by_key = by_key
+        # Every package of a name over all sources (listed or not): what a change replaces.
+        self._names: dict[str, tuple[Package, ...]] = {n: tuple(p) for n, p in names.items()}
         self._fragments: dict[Package, bytes] = {}
         if previous is not None:
             old = previous._fragments
@@ -225,6 +235,71 @@ class RegistryIndex:
         self._files: PackageFiles = files if files is not None else DISK_FILES
         self._bodies = BodyCache(cache_entries, cache_bytes)
         self._documents = BodyCache(document_cache_entries, document_cache_bytes)
+
+    @classmethod
+    def updated(
+        cls,
+        previous: RegistryIndex,
+        sources: Sequence[Sequence[Package]],
+        changed: Collection[str],
+        *,
+        files: PackageFiles | None = None,
+        unlisted: Collection[Package] = (),
+    ) -> RegistryIndex:
+        """The index of ``sources`` built from ``previous`` (the index it replaces) when only
+        the packages named in ``changed`` differ between the two: the work is proportional to
+        those names, not to the whole index.
+
+        ``sources`` must be ``previous.sources`` with the packages of the ``changed`` names
+        replaced (every other package the same object, in the same place), each source
+        sorted by name (a store's revision is sorted by name and version), and ``unlisted``
+        the complete set of hidden packages. Caches start empty, search fragments of the
+        unchanged packages are shared (see :meth:`warm_from`).
+        """
+        self = cls.__new__(cls)
+        self._sources = tuple(tuple(src) for src in sources)
+        hidden = frozenset(unlisted)
+        self._hidden = hidden
+        self._listed = (
+            tuple(tuple(p for p in src if p not in hidden) for src in self._sources)
+            if hidden
+            else self._sources
+        )
+        by_key = dict(previous._by_key)
+        names = dict(previous._names)
+        fragments = dict(previous._fragments)
+        by_name = [dict(groups) for groups in previous._by_name]
+        if len(by_name) != len(self._sources):
+            raise ValueError("updated(): sources must keep the number of sources")
+        for name in changed:
+            for pkg in names.pop(name, ()):
+                if by_key.get(pkg.key) is pkg:
+                    del by_key[pkg.key]
+                fragments.pop(pkg, None)
+            found: list[Package] = []
+            for groups, src in zip(by_name, self._sources, strict=True):
+                lo = bisect.bisect_left(src, name, key=_name_of)
+                hi = bisect.bisect_right(src, name, lo=lo, key=_name_of)
+                group = src[lo:hi]
+                found.extend(group)
+                listed = tuple(p for p in group if p not in hidden) if hidden else group
+                if listed:
+                    groups[name] = listed
+                else:
+                    groups.pop(name, None)
+            for pkg in found:
+                by_key.setdefault(pkg.key, pkg)
+            if found:
+                names[name] = tuple(found)
+        self._by_key = by_key
+        self._names = names
+        self._by_name = tuple(by_name)
+        self._fragments = fragments
+        self._files = files if files is not None else DISK_FILES
+        old_bodies, old_documents = previous._bodies, previous._documents
+        self._bodies = BodyCache(old_bodies.max_entries, old_bodies.max_bytes)
+        self._documents = BodyCache(old_documents.max_entries, old_documents.max_bytes)
+        return self
 
     # -- contents ---------------------------------------------------------------------------
 

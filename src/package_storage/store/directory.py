@@ -5,6 +5,8 @@ Layout of ``DIR`` (``--store DIR``, ``PACKAGE_STORAGE_STORE``, default ``./data`
     DIR/catalog.db     the SQLite catalog (stages, artifacts, entries, revisions, tags, events)
     DIR/catalog.db-wal  (SQLite write-ahead log, while in use)
     DIR/blobs/         content-addressed blobs (``storage/localfs.py``)
+    DIR/derived/       derived documents of the artifacts, by artifact digest
+                       (``packages/doccache.py``): not authoritative, may be deleted
 
 ``Store.init(DIR)`` creates the layout (idempotent); ``Store.open(DIR)`` refuses a directory
 that is not a store with a message telling how to make one, so a typo in ``--store`` never
@@ -20,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, StorageError
+from package_storage.packages.doccache import DocCache
 from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
 from package_storage.store.storage.localfs import LocalBlobStore
@@ -31,6 +34,7 @@ DEFAULT_STORE_DIR = "./data"
 
 CATALOG_FILE = "catalog.db"
 BLOBS_DIR = "blobs"
+DERIVED_DIR = "derived"
 
 
 def default_store_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -62,6 +66,7 @@ class Store:
         self.root = root
         self.catalog = catalog
         self.blobs = blobs
+        self.derived = DocCache(root / DERIVED_DIR)
 
     @staticmethod
     def is_store(path: str | Path) -> bool:
@@ -105,6 +110,7 @@ class Store:
             self.blobs,
             actor=actor or default_actor(),
             keyring=StoreKeyring(self.root),
+            derived=self.derived,
         )
 
     def close(self) -> None:

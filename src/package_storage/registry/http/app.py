@@ -41,6 +41,7 @@ from urllib.parse import quote, unquote_to_bytes
 from package_storage import EPR_COMPAT_VERSION
 from package_storage.errors import NotFoundError, PackageStorageError, VersionError
 from package_storage.packages.artifacts import build_zip
+from package_storage.packages.derived import opened
 from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.trees import ZipTree
 from package_storage.packages.versions import Version
@@ -793,7 +794,7 @@ class ReadApp:
             return
         self._count_storage("statics")
         base = self._public_catch_all
-        tree = pkg.tree
+        tree = opened(pkg.tree)  # a store's package opens its zip on the first file asked for
         content: Content | None = None
         mtime: float | None = None
         if _safe_relative(file):
@@ -932,11 +933,12 @@ class ReadApp:
 
     async def _folder_zip(self, pkg: Package) -> bytes:
         name, version = pkg.name, str(pkg.version)
-        key = (id(pkg.tree), name, version)
+        tree = opened(pkg.tree)
+        key = (id(tree), name, version)
         data = self._zips.get(key)
         if data is None:
-            data = await asyncio.to_thread(build_zip, pkg.tree, name, version)
-            self._zips.put(key, pkg.tree, data, len(data))
+            data = await asyncio.to_thread(build_zip, tree, name, version)
+            self._zips.put(key, tree, data, len(data))
         return data
 
 
