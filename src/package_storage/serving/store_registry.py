@@ -722,20 +722,35 @@ class StoreRegistry:
         fresh_loaded, parsed = self._load_all(
             (e.artifact for _, _, e in changes if e is not None), tables
         )
-        keys = {stage: list(state.keys) for stage, state in previous.stages.items()}
-        items = {stage: list(state.items) for stage, state in previous.stages.items()}
+        # Lists copied from the previous state on a stage's first change only.
+        keys: dict[str, Sequence[tuple[str, str]]] = dict(
+            (stage, state.keys) for stage, state in previous.stages.items()
+        )
+        items: dict[str, Sequence[tuple[LoadedArtifact, bool]]] = dict(
+            (stage, state.items) for stage, state in previous.stages.items()
+        )
+
+        def editable(stage: str) -> tuple[list[tuple[str, str]], list[tuple[LoadedArtifact, bool]]]:
+            stage_keys, stage_items = keys[stage], items[stage]
+            if not isinstance(stage_keys, list) or not isinstance(stage_items, list):
+                stage_keys, stage_items = keys[stage], items[stage] = (
+                    list(stage_keys),
+                    list(stage_items),
+                )
+            return stage_keys, stage_items
+
         touched: dict[str, set[str]] = {}
         refs = dict(previous.refs)
         loaded = dict(previous.loaded)
         for name, version, entry in changes:
             key = (name, version)
             for stage in revision.stages:  # out of the stage that served it
-                stage_keys = keys[stage]
-                i = bisect.bisect_left(stage_keys, key)
-                if i < len(stage_keys) and stage_keys[i] == key:
-                    digest = items[stage][i][0].artifact
+                i = bisect.bisect_left(keys[stage], key)
+                if i < len(keys[stage]) and keys[stage][i] == key:
+                    stage_keys, stage_items = editable(stage)
+                    digest = stage_items[i][0].artifact
                     del stage_keys[i]
-                    del items[stage][i]
+                    del stage_items[i]
                     touched.setdefault(stage, set()).add(name)
                     left = refs[digest] - 1
                     if left:
@@ -745,11 +760,11 @@ class StoreRegistry:
                         loaded.pop(digest, None)
                     break
             if entry is not None:  # into the stage that serves it now
-                stage_keys = keys[entry.stage]
+                stage_keys, stage_items = editable(entry.stage)
                 i = bisect.bisect_left(stage_keys, key)
                 item = fresh_loaded[entry.artifact]
                 stage_keys.insert(i, key)
-                items[entry.stage].insert(i, (item, entry.yanked))
+                stage_items.insert(i, (item, entry.yanked))
                 touched.setdefault(entry.stage, set()).add(name)
                 refs[entry.artifact] = refs.get(entry.artifact, 0) + 1
                 loaded[entry.artifact] = item
@@ -759,7 +774,7 @@ class StoreRegistry:
         changed_names: set[str] = set()
         for stage, names in touched.items():
             old_state = previous.stages[stage]
-            stage_keys, stage_items = keys[stage], items[stage]
+            stage_keys, stage_items = editable(stage)
             packages = list(old_state.packages)
             # Old packages of the changed names leave; the served ones of those names come.
             for name in sorted(names, reverse=True):
