@@ -227,6 +227,7 @@ def load_packages(settings: Settings) -> list[list[Package]]:
             validate=not settings.disable_package_validation,
             require_signatures=settings.require_package_signatures,
             workers=settings.package_paths_workers,
+            cache=package_cache(settings),
         )
     except PackageStorageError as exc:
         _fatal(exc.message)
@@ -238,6 +239,15 @@ def load_packages(settings: Settings) -> list[list[Package]]:
     else:
         _fatal("No local packages found.")
     return sources
+
+
+def package_cache(settings: Settings) -> Any:
+    """The cache of read packages by content (``-cache-dir``; ``packages/doccache.py``), or
+    None when it is off: a restart over unchanged package folders reads it, not the YAML."""
+    from package_storage.packages.doccache import DocCache
+
+    folder = settings.package_cache_dir
+    return None if folder is None else DocCache(folder)
 
 
 def build_app(
@@ -360,6 +370,7 @@ def run(settings: Settings) -> int:
                 require_signatures=settings.require_package_signatures,
                 workers=settings.package_paths_workers,
                 executor="serial",  # no fork while the server's threads run
+                cache=package_cache(settings),
             )
 
             def swap(new: list[list[Package]]) -> None:

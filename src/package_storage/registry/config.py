@@ -282,8 +282,19 @@ FLAGS: tuple[Flag, ...] = (
         "HTTP server implementation (uvicorn, granian).",
         env_prefix=OWN_ENV_PREFIX,
     ),
+    Flag(
+        "cache-dir",
+        "cache_dir",
+        "str",
+        "Folder for the cache of read packages, by content (default: .package-storage-cache"
+        " beside the config file; off: none).",
+        env_prefix=OWN_ENV_PREFIX,
+    ),
 )
 FLAGS_BY_NAME: Mapping[str, Flag] = {f.name: f for f in FLAGS}
+
+DEFAULT_CACHE_DIR = ".package-storage-cache"
+"""The cache folder beside the config file when ``-cache-dir`` is not given."""
 
 
 def _default_workers() -> int:
@@ -312,12 +323,23 @@ class Settings:
     package_paths_enable_watcher: bool = False
     package_paths_workers: int = field(default_factory=_default_workers)
     server: ServerKind = "uvicorn"
+    cache_dir: str = ""  # "": beside the config file; "off": no cache
     # config file (spec §9.1)
     package_paths: tuple[str, ...] = ()
     cache_time_index: timedelta = timedelta(seconds=10)
     cache_time_search: timedelta = timedelta(minutes=10)
     cache_time_categories: timedelta = timedelta(minutes=10)
     cache_time_catch_all: timedelta = timedelta(minutes=10)
+
+    @property
+    def package_cache_dir(self) -> str | None:
+        """Where read packages are cached by content (``-cache-dir``), None when off."""
+        if self.cache_dir == "off":
+            return None
+        if self.cache_dir:
+            return os.path.join(self.cache_dir, "packages")
+        folder = os.path.dirname(os.path.abspath(self.config_path))
+        return os.path.join(folder, DEFAULT_CACHE_DIR, "packages")
 
     @property
     def tls_enabled(self) -> bool:
