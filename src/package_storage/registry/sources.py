@@ -227,25 +227,33 @@ def _stat_line(rel: str, st: os.stat_result) -> bytes:
 
 
 def _walk_stats(
-    root: str, rel: str, out: Callable[[bytes], None], ancestors: frozenset[str]
+    root: str, rel: str, out: Callable[[bytes], None], ancestors: frozenset[tuple[int, int]]
 ) -> None:
+    """Every entry below ``root``: its stat line (and, for a link, its target's), folders
+    and links to folders walked; ``ancestors`` (device, inode) of the folders above stops a
+    link cycle."""
     if len(ancestors) > _KEY_MAX_DEPTH:
         raise OSError(f"{root}: deeper than {_KEY_MAX_DEPTH} levels")
-    for entry in _sorted_entries(root):
-        path = entry.path
+    with os.scandir(root) as it:
+        entries = sorted(it, key=_entry_name)  # any fixed order will do
+    for entry in entries:
         name = f"{rel}/{entry.name}" if rel else entry.name
         st = entry.stat(follow_symlinks=False)
         out(_stat_line(name, st))
         if stat_mod.S_ISLNK(st.st_mode):
             try:  # what the link points at, when it resolves
-                st = os.stat(path)
+                st = os.stat(entry.path)
             except OSError:
                 continue
             out(_stat_line(name + " ->", st))
         if stat_mod.S_ISDIR(st.st_mode):
-            real = os.path.realpath(path)
-            if real not in ancestors:  # a link cycle is walked once
-                _walk_stats(path, name, out, ancestors | {real})
+            identity = (st.st_dev, st.st_ino)
+            if identity not in ancestors:  # a link cycle is walked once
+                _walk_stats(entry.path, name, out, ancestors | {identity})
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
 
 
 def content_key(task: LoadTask, validate: bool) -> str:
@@ -262,8 +270,9 @@ def content_key(task: LoadTask, validate: bool) -> str:
     if task.kind == "zip":
         h.update(_stat_line("", os.stat(task.location)))
     else:
-        h.update(_stat_line("", os.stat(task.location)))
-        _walk_stats(task.location, "", h.update, frozenset({os.path.realpath(task.location)}))
+        st = os.stat(task.location)
+        h.update(_stat_line("", st))
+        _walk_stats(task.location, "", h.update, frozenset({(st.st_dev, st.st_ino)}))
     return h.hexdigest()
 
 
