@@ -758,3 +758,47 @@ def test_an_incremental_switch_serves_what_a_full_build_serves(
             )
         incremental += sum(b.incremental for b in registry.current.values())
     assert incremental > 0
+
+
+def test_files_of_a_store_carry_strong_etags_and_answer_304(store: Store, tmp_path: Path) -> None:
+    """Zips, signatures and files in zips of a store never change: the blob digest is their
+    ETag (a file in a zip: its zip's and its path), If-None-Match answers 304; a big zip goes
+    out mapped and arrives whole."""
+    import os as _os
+
+    # The example plus an incompressible file, so the zip is above 64 KiB (sent mapped).
+    folder = tmp_path / "big" / "hello_nginx" / "1.1.0"
+    shutil.copytree(EXAMPLES / "hello_nginx" / "1.1.0", folder)
+    (folder / "img").mkdir(exist_ok=True)
+    (folder / "img" / "noise.bin").write_bytes(_os.urandom(300_000))
+    big = build_zip(FolderTree(folder), "hello_nginx", "1.1.0")
+    digest = store.publish("production", "hello_nginx", "1.1.0", big, signature=b"-----SIG-----")
+    record = store.catalog.get_artifact(digest)
+    assert record is not None and record.signature_digest
+    app = create_app(StoreRegistry(store.catalog, store.blobs), OPTIONS)
+
+    async def fetch(target: str, headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.get(target, headers=headers)
+
+    zip_url = "/epr/hello_nginx/hello_nginx-1.1.0.zip"
+    r = asyncio.run(fetch(zip_url, {}))
+    assert r.status_code == 200 and r.content == big
+    assert r.headers["etag"] == f'"{digest}"'
+    r = asyncio.run(fetch(zip_url, {"if-none-match": f'"{digest}"'}))
+    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == f'"{digest}"'
+    r = asyncio.run(fetch(zip_url, {"range": "bytes=0-9", "if-range": f'"{digest}"'}))
+    assert r.status_code == 206 and r.content == big[:10]
+    sig = asyncio.run(fetch(zip_url + ".sig", {}))
+    assert sig.status_code == 200 and sig.headers["etag"] == f'"{record.signature_digest}"'
+    manifest_url = "/package/hello_nginx/1.1.0/manifest.yml"
+    r = asyncio.run(fetch(manifest_url, {}))
+    assert r.status_code == 200 and r.headers["etag"].startswith(f'"{digest[:32]}-')
+    tag = r.headers["etag"]
+    assert asyncio.run(fetch(manifest_url, {"if-none-match": tag})).status_code == 304
+    other = asyncio.run(fetch("/package/hello_nginx/1.1.0/docs/README.md", {}))
+    assert other.headers["etag"] != tag
+    noise = asyncio.run(fetch("/package/hello_nginx/1.1.0/img/noise.bin", {}))
+    assert noise.status_code == 200
+    assert noise.content == (folder / "img" / "noise.bin").read_bytes()

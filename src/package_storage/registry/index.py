@@ -343,6 +343,13 @@ class RegistryIndex:
         """The stored detached signature of ``pkg`` (None: the package has none)."""
         return self._files.signature_file(pkg)
 
+    def file_etag(self, pkg: Package, what: str) -> str | None:
+        """A strong entity tag for a file of ``pkg`` (``what``: ``.zip``, ``.sig`` or a path
+        in the package) when its bytes can never change (a store's artifacts are content
+        addressed); None otherwise (plain EPR mode: files on disk may be edited)."""
+        tagger = getattr(self._files, "file_etag", None)
+        return tagger(pkg, what) if callable(tagger) else None
+
     # -- bodies -----------------------------------------------------------------------------
 
     @property

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import hashlib
 import logging
 import re
 import threading
@@ -125,6 +126,19 @@ class StoreFiles:
         if loaded is None or loaded.signature is None:
             return None
         return self._blob(loaded.signature)
+
+    def file_etag(self, pkg: Package, what: str) -> str | None:
+        """Strong entity tags from the blob digests: the zip's and the signature's own, a
+        file in the package that of its zip and its path (artifacts never change)."""
+        loaded = self._digests.get(pkg)
+        if loaded is None:
+            return None
+        if what == ".zip":
+            return f'"{loaded.artifact}"'
+        if what == ".sig":
+            return None if loaded.signature is None else f'"{loaded.signature}"'
+        path = hashlib.blake2b(what.encode("utf-8", "surrogateescape"), digest_size=8)
+        return f'"{loaded.artifact[:32]}-{path.hexdigest()}"'
 
 
 @dataclass(frozen=True, slots=True)

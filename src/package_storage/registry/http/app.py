@@ -430,6 +430,13 @@ def _safe_relative(file: str) -> bool:
     return all(segment not in ("", ".", "..") for segment in file.split("/"))
 
 
+def _file_etag(index: RegistryIndex, pkg: Package, what: str) -> str | None:
+    """The strong ETag of a file of an immutable revision (a store's), else None."""
+    tagger = getattr(index, "file_etag", None)
+    tag = tagger(pkg, what) if callable(tagger) else None
+    return tag if isinstance(tag, str) else None
+
+
 def _disk_root(tree: PackageTree) -> str | None:
     root = getattr(tree, "root", None) if tree.kind == "folder" else None
     return os.fspath(root) if isinstance(root, str | os.PathLike) else None
@@ -849,7 +856,9 @@ class ReadApp:
             await _send_error(send, 404, texts.RESOURCE_NOT_FOUND, base, request.head)
             return
         try:
-            await self._serve(send, request, file, content, mtime, base)
+            await self._serve(
+                send, request, file, content, mtime, base, _file_etag(index, pkg, file)
+            )
         finally:
             content.close()
 
@@ -892,6 +901,7 @@ class ReadApp:
         content: Content,
         mtime: float | None,
         base: Headers,
+        etag: str | None = None,
     ) -> None:
         planned = plan_response(
             method=request.method,
@@ -900,6 +910,7 @@ class ReadApp:
             content=content,
             mtime=mtime,
             headers=base,
+            etag=etag,
         )
         pathsend = "http.response.pathsend" in (request.scope.get("extensions") or {})
         served = content
@@ -944,20 +955,21 @@ class ReadApp:
             # The content type comes from the name the client asked for (.zip / .zip.sig):
             # stored files (blobs) need not carry an extension.
             file_name = f"{name}-{version}.zip" + (".sig" if sig else "")
+            etag = _file_etag(index, pkg, ".sig" if sig else ".zip")
             content: Content
             mtime: float | None = None
             if isinstance(stored, bytes):
                 content = BytesContent(stored)
             else:
                 try:
-                    disk = FileContent.open(os.fspath(stored))
+                    disk = FileContent.open(os.fspath(stored), immutable=etag is not None)
                 except OSError:
                     # The reference answers 500 for a package whose .sig or .zip is not on disk.
                     await _send_error(send, 500, texts.INTERNAL_SERVER_ERROR, base, request.head)
                     return
                 content, mtime = disk, disk.mtime
             try:
-                await self._serve(send, request, file_name, content, mtime, base)
+                await self._serve(send, request, file_name, content, mtime, base, etag)
             finally:
                 content.close()
             return
