@@ -16,16 +16,29 @@ Yanked versions (``package-storage yank``) stay in the revision: served by their
 
 Index of a revision: one package source per stage in the revision's ``stages`` order (most
 stable first, so on a clash the index's "earlier source wins" serves the more stable copy),
-each package read from its artifact zip (``read_package(ZipTree, validate=False)``: it was
-validated at publish) with ``signature_path`` when the artifact has a signature, deprecation
-notices propagated per source.
+each sorted by name and version, with ``signature_path`` when the artifact has a signature,
+deprecation notices propagated per source.
 
-Switching is cheap because parsed packages are reused: a package is identified by its artifact
-digest, so the packages of a new revision are looked up in the indexes already built (current
-and recently used tag/revision indexes) and in a small LRU of recently parsed ones; only new
-artifacts are parsed. The new index takes over the search fragments of the shared packages and
-pre-renders the old index's most recent queries, then one reference assignment swaps it in:
+Packages come from their *derived documents* (``packages/derived.py``; ``derived=``, a
+:class:`~package_storage.packages.doccache.DocCache`, the store's ``DIR/derived``), written
+when the version was published or imported: reading a store opens no zip (the package's tree
+is a :class:`~package_storage.packages.derived.LazyTree`, opened on the first file asked for).
+An artifact without one (stored by an older version, or by a bypass of the service) is read
+from its zip once (``read_package(ZipTree, validate=False)``: it was validated at publish) and
+its derived document stored. The catalog records of the artifacts to read are fetched in one
+query where the catalog offers ``get_artifacts``.
+
+Switching is cheap because the work follows the change, not the store: a package is
+identified by its artifact digest and parsed packages are reused from the indexes already
+built (current and recently used tag/revision indexes) and a small LRU; when the catalog offers
+``revision_changes`` (what differs between two revisions of a distribution) the new revision
+is the previous one with that difference applied (per stage, sorted lists patched by bisection;
+deprecations propagated again for the changed names only; :meth:`RegistryIndex.updated`), and
+the previous index's most recent /search and /categories answers are patched for the changed
+names (:meth:`RegistryIndex.warm_from`) before one reference assignment swaps the new index in:
 a request uses the index it resolved from start to end, so no request sees half of a revision.
+A switch the difference cannot describe (other stages, a rollback, more than 2,000 changed
+name+versions, a late signature among the reused artifacts) rebuilds the index whole.
 
 Change detection: a watch thread (:meth:`StoreRegistry.start`) reads ``catalog.change_counter()``
 when the catalog's :class:`~package_storage.store.storage.base.ChangeNotifier` wakes it (SQLite:
