@@ -140,6 +140,13 @@ class StorageError(PackageStorageError):
     code = "storage_error"
 
 
+class UnavailableError(StorageError):
+    """A backend (the S3 blob store, a database server) that cannot be reached right now:
+    retrying later may work. HTTP 503 on the read path."""
+
+    code = "unavailable"
+
+
 # --- access (management API) -------------------------------------------------------------------
 
 
