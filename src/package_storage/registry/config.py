@@ -319,14 +319,6 @@ FLAGS: tuple[Flag, ...] = (
         " (default: answer from the local packages).",
         env_prefix=OWN_ENV_PREFIX,
     ),
-    Flag(
-        "cache-dir",
-        "cache_dir",
-        "str",
-        "Folder for the cache of read packages, by content (default: .package-storage-cache"
-        " beside the config file; off: none).",
-        env_prefix=OWN_ENV_PREFIX,
-    ),
 )
 FLAGS_BY_NAME: Mapping[str, Flag] = {f.name: f for f in FLAGS}
 
@@ -369,7 +361,9 @@ class Settings:
     proxy_timeout: float = 10.0  # seconds (a float: Settings travel as JSON to Granian workers)
     proxy_retries: int = 4
     proxy_strict: bool = False
-    cache_dir: str = ""  # "": beside the config file; "off": no cache
+    # serve's --cache-dir (a click option of the command, shared with store mode's blob
+    # cache): "" = beside the config file, "off" = no package cache.
+    cache_dir: str = ""
     # config file (spec §9.1)
     package_paths: tuple[str, ...] = ()
     cache_time_index: timedelta = timedelta(seconds=10)
@@ -379,7 +373,7 @@ class Settings:
 
     @property
     def package_cache_dir(self) -> str | None:
-        """Where read packages are cached by content (``-cache-dir``), None when off."""
+        """Where read packages are cached by content (``--cache-dir``), None when off."""
         if self.cache_dir == "off":
             return None
         if self.cache_dir:

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import hashlib
 import logging
 import re
@@ -71,7 +72,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from pathlib import Path
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, PackageStorageError
@@ -81,7 +82,7 @@ from package_storage.packages.manifest import propagate_deprecations, read_packa
 from package_storage.packages.model import Package
 from package_storage.packages.trees import ZipTree
 from package_storage.registry.http.app import ROUTE_HEADS
-from package_storage.registry.index import RegistryIndex, StoredFile
+from package_storage.registry.index import FetchFile, RedirectFile, RegistryIndex, StoredFile
 from package_storage.store.storage.base import (
     ArtifactRecord,
     BlobStore,
@@ -92,6 +93,8 @@ from package_storage.store.storage.base import (
     Revision,
     RevisionEntry,
 )
+from package_storage.store.storage.blobcache import BlobCache
+from package_storage.store.storage.localfs import LocalBlobStore
 
 log = logging.getLogger("package_storage.store_registry")
 
@@ -120,13 +123,34 @@ class LoadedArtifact:
 
 class StoreFiles:
     """:class:`~package_storage.registry.index.PackageFiles` of a built revision: zips and signatures
-    are blobs (a local file when the blob store has one, else the bytes)."""
+    are blobs: a local file when the blob store has one (a local folder, or a blob already in
+    the replica cache), else a :class:`FetchFile` the server fetches off its event loop, or,
+    with ``artifact_url`` (``serve --artifact-redirect``), a redirect to that URL."""
 
-    def __init__(self, blobs: BlobStore, digests: Mapping[Package, LoadedArtifact]) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        digests: Mapping[Package, LoadedArtifact],
+        artifact_url: Callable[[str], str] | None = None,
+    ) -> None:
         self._blobs = blobs
         self._digests = digests
+        self._artifact_url = artifact_url
+        self._local = isinstance(blobs, LocalBlobStore)
 
     def _blob(self, digest: str) -> StoredFile:
+        if self._artifact_url is not None:
+            return RedirectFile(self._artifact_url(digest))
+        if self._local:
+            path = self._blobs.path_for(digest)
+            return path if path is not None else self._blobs.get(digest)
+        if isinstance(self._blobs, BlobCache):
+            hit = self._blobs.cached_path(digest)
+            if hit is not None:
+                return hit
+        return FetchFile(functools.partial(self._fetch, digest))
+
+    def _fetch(self, digest: str) -> Path | bytes:
         path = self._blobs.path_for(digest)
         return path if path is not None else self._blobs.get(digest)
 
@@ -242,12 +266,15 @@ class StoreRegistry:
         package_cache_size: int = DEFAULT_PACKAGE_CACHE,
         on_swap: Iterable[SwapListener] = (),
         derived: DocCache | None = None,
+        artifact_url: Callable[[str], str] | None = None,
     ) -> None:
         if poll_interval is not None and poll_interval <= 0:
             raise ValueError(f"poll interval must be positive, got {poll_interval}")
         self.catalog = catalog
         self.blobs = blobs
         self.derived = derived
+        # serve --artifact-redirect: blob digest -> pre-signed URL (zips and .sig answered 302)
+        self.artifact_url = artifact_url
         self.default_distribution = default_distribution
         self._poll_interval = poll_interval
         self.notify = notify
@@ -592,8 +619,8 @@ class StoreRegistry:
 
     def _open_tree(self, digest: str, location: str) -> ZipTree:
         path = self.blobs.path_for(digest)
-        if path is not None:
-            return ZipTree.open(path)
+        if path is not None:  # reopened from the blob store if a cache evicts the file
+            return ZipTree.open(path, reopen=functools.partial(self.blobs.path_for, digest))
         return ZipTree.from_bytes(self.blobs.get(digest), location)
 
     def _read(self, digest: str, record: ArtifactRecord) -> tuple[LoadedArtifact, bool]:
@@ -607,7 +634,9 @@ class StoreRegistry:
         if docs is not None:
             data = docs.get(digest)
             if data is not None:
-                tree = LazyTree("zip", location, partial(self._open_tree, digest, location))
+                tree = LazyTree(
+                    "zip", location, functools.partial(self._open_tree, digest, location)
+                )
                 try:
                     pkg = load_package(data, tree)
                 except (ValueError, KeyError, TypeError, PackageStorageError) as exc:
@@ -700,7 +729,7 @@ class StoreRegistry:
             )
         index = RegistryIndex(
             [states[s].packages for s in by_stage],
-            files=StoreFiles(self.blobs, owners),
+            files=StoreFiles(self.blobs, owners, self.artifact_url),
             previous=previous.index if previous is not None else None,
             unlisted=yanked,
         )
@@ -829,7 +858,7 @@ class StoreRegistry:
             previous.index,
             [states[s].packages for s in revision.stages],
             changed_names,
-            files=StoreFiles(self.blobs, owners),
+            files=StoreFiles(self.blobs, owners, self.artifact_url),
             unlisted=yanked,
         )
         return BuiltRevision(
