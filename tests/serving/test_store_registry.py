@@ -644,9 +644,9 @@ def test_a_cold_start_reads_derived_documents_and_opens_no_zip(
     opened: list[str] = []
     real_open = ZipTree.open
 
-    def counting_open(path: Path) -> ZipTree:
+    def counting_open(path: Path, **kwargs: Any) -> ZipTree:
         opened.append(str(path))
-        return real_open(path)
+        return real_open(path, **kwargs)
 
     monkeypatch.setattr(ZipTree, "open", counting_open)
     second = StoreRegistry(store.catalog, store.blobs, derived=docs)
