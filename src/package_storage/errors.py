@@ -140,6 +140,13 @@ class StorageError(PackageStorageError):
     code = "storage_error"
 
 
+class SchemaVersionError(StorageError):
+    """The store's catalog schema is older or newer than this package-storage (the message
+    names the command to run: ``package-storage migrate`` or an upgrade)."""
+
+    code = "schema_version"
+
+
 class UnavailableError(StorageError):
     """A backend (the S3 blob store, a database server) that cannot be reached right now:
     retrying later may work. HTTP 503 on the read path."""

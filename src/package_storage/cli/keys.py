@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING
 import click
 
 from package_storage.cli.common import (
+    CatalogURL,
     StoreCommand,
     StoreURL,
     fail,
     open_operations,
     print_json,
     print_table,
-    require_local,
+    require_directory,
     store_exists,
     store_option,
 )
@@ -48,7 +49,7 @@ DEFAULT_ALGORITHM_CHOICE = "ed25519"
 
 
 def _keyring(store_dir: Path) -> StoreKeyring:
-    require_local(store_dir, "keys")
+    require_directory(store_dir, "keys")
     if not store_exists(store_dir):
         fail(
             f"no package store at {store_dir}: run `package-storage init --store {store_dir}` first"
@@ -230,7 +231,7 @@ def verify(store_dir: Path, name: str, version: str, stage: str | None) -> None:
 
     Exit 1 when the version is missing, has no signature, or a signature does not verify.
     """
-    if not isinstance(store_dir, StoreURL):
+    if not isinstance(store_dir, StoreURL | CatalogURL):
         _keyring(store_dir)  # a store, and OpenPGP support installed
     with open_operations(store_dir) as store:
         checks = store.service.verify(name, version, stage=stage)

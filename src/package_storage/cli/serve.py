@@ -526,21 +526,34 @@ def parse_blob_options(
     return BlobOptions(Path(cache_dir) if cache_dir else None, size, artifact_redirect)
 
 
-def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[], None]]:
-    """``(catalog, blobs, close)`` of the store at ``store_dir``; raises ``NotFoundError`` when
-    the directory holds no store (nothing is created)."""
-    from package_storage.store.directory import Store
+def _shown(store_dir: str | os.PathLike[str]) -> str:
+    """The store for logs: a catalog URL without its password."""
+    from package_storage.store.locator import display
 
-    store = Store.open(Path(store_dir))
+    return display(store_dir if isinstance(store_dir, str) else Path(store_dir))
+
+
+def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[], None]]:
+    """``(catalog, blobs, close)`` of the store at ``store_dir`` (a directory or a
+    ``postgresql://`` URL); raises ``NotFoundError`` when it holds no store (nothing is
+    created) and ``SchemaVersionError`` when its schema is not this package-storage's."""
+    from package_storage.store.locator import open_store as open_located
+
+    store = open_located(store_dir if isinstance(store_dir, str) else Path(store_dir))
     return store.catalog, store.blobs, store.close
 
 
-def store_derived(store_dir: str | os.PathLike[str]) -> Any:
+def store_derived(store_dir: str | os.PathLike[str], cache_dir: Path | None = None) -> Any:
     """The derived-document folder of the store at ``store_dir`` (``DIR/derived``): package
-    documents computed at publish, so serving never parses a zip (``packages/doccache.py``)."""
+    documents computed at publish, so serving never parses a zip (``packages/doccache.py``).
+    A store named by a URL has no directory: ``--cache-dir``'s ``derived`` folder when given
+    (documents derived once there, on first start), else None (derived in memory)."""
     from package_storage.packages.doccache import DocCache
     from package_storage.store.directory import DERIVED_DIR
+    from package_storage.store.locator import is_store_url
 
+    if isinstance(store_dir, str) and is_store_url(store_dir):
+        return None if cache_dir is None else DocCache(cache_dir / DERIVED_DIR)
     return DocCache(Path(store_dir) / DERIVED_DIR)
 
 
@@ -586,14 +599,14 @@ def run_store(
 
         def build() -> Any:
             try:
-                with _progress(f"Loading package store {store_dir}"):
+                with _progress(f"Loading package store {_shown(store_dir)}"):
                     registry = StoreRegistry(
                         catalog,
                         blobs,
                         default_distribution=default_distribution,
                         poll_interval=poll_interval,
                         notify=notify,
-                        derived=store_derived(store_dir),
+                        derived=store_derived(store_dir, (blob_options or BlobOptions()).cache_dir),
                         artifact_url=artifact_url,
                     )
             except PackageStorageError as exc:
@@ -619,7 +632,7 @@ def run_store(
         if settings.dry_run:
             current = build().current
             click.echo(
-                f"dry run: store {store_dir}: "
+                f"dry run: store {_shown(store_dir)}: "
                 + (
                     ", ".join(
                         f"{name}@{built.revision.number} ({built.index.package_count} packages)"
@@ -749,8 +762,11 @@ def serve_store(
     "store_dir",
     default=None,
     envvar=STORE_ENV,
-    metavar="DIR",
-    help=f"Serve this package store instead of package_paths [env {STORE_ENV}]",
+    metavar="DIR|URL",
+    help=(
+        "Serve this package store (a directory or postgresql://USER@HOST:PORT/DB) instead of"
+        f" package_paths [env {STORE_ENV}]"
+    ),
 )
 @click.option(
     "--default-distribution",
@@ -887,7 +903,7 @@ def _choose_mode(store_dir: str | None, config_flag: bool) -> tuple[str | None, 
         )
         sys.exit(2)
     if config_flag:
-        return None, f"serving the --config file: {STORE_ENV}={store_dir} is ignored"
+        return None, f"serving the --config file: {STORE_ENV}={_shown(store_dir)} is ignored"
     if from_env:
-        return store_dir, f"serving store {store_dir} (from {STORE_ENV})"
+        return store_dir, f"serving store {_shown(store_dir)} (from {STORE_ENV})"
     return store_dir, ""
