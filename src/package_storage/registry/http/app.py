@@ -38,7 +38,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
 from package_storage import EPR_COMPAT_VERSION
-from package_storage.errors import NotFoundError, PackageStorageError, VersionError
+from package_storage.errors import (
+    NotFoundError,
+    PackageStorageError,
+    UpstreamError,
+    VersionError,
+)
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.derived import opened
 from package_storage.packages.model import Package, PackageTree
@@ -65,6 +70,7 @@ from package_storage.registry.http.static import (
 )
 from package_storage.registry.index import FetchFile, RedirectFile, StoredFile
 from package_storage.registry.proxy import ProxyIndex, UpstreamPackage
+from package_storage.registry.proxy_client import UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -788,7 +794,15 @@ class ReadApp:
             return None
         pkg = index.lookup(name, version)
         if pkg is None and upstream is not None and isinstance(index, ProxyIndex):
-            remote = await index.upstream_package(name, version)
+            try:
+                remote = await index.upstream_package(name, version)
+            except UpstreamError as exc:  # one line, not a traceback per request of an outage
+                level = logging.DEBUG if isinstance(exc, UpstreamUnavailable) else logging.WARNING
+                log.log(level, f"proxy mode: {name} {version}: {exc.message}")
+                await _send_error(
+                    send, 500, texts.INTERNAL_SERVER_ERROR, [CORS, *NO_CACHE], request.head
+                )
+                return None
             if remote is not None:
                 await upstream(index, remote)
                 return None
