@@ -337,10 +337,13 @@ def main() -> None:
             "pages": results,
         }
         print(f"load average before {before}, after {after}")
-        print(f"{'page':34} {'cold ms':>8} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}")
+        print(
+            f"{'page':30} {'KB':>5} {'cold ms':>8} {'p50':>6} {'p90':>6} {'max':>6} {'CPU ms':>6}"
+        )
         for key, r in results.items():
             print(
-                f"{key:34} {r['cold_ms']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} {r['max_ms']:8.1f}"
+                f"{key:30} {r['bytes'] / 1000:5.0f} {r['cold_ms']:8.1f} {r['p50_ms']:6.1f}"
+                f" {r['p90_ms']:6.1f} {r['max_ms']:6.1f} {r['server_cpu_ms']:6.1f}"
             )
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
