@@ -4,12 +4,13 @@
    1,000 names x 12 versions made from the example packages (new name, version, changelog
    entry; README and icon kept), half of each name's versions in production, a quarter in
    staging and a quarter in snapshot, recorded as publish/promote events in transactions of
-   ten versions (each makes the revisions of the distributions it changes: ~3,300 revisions),
+   ten versions (each makes the revisions of the distributions it changes: ~2,700 revisions),
    production tagged every 100 transactions.
 2. Starts ``package-storage serve --store DIR --manage-address ...`` (pinned to CPU 0), signs in
-   with a token (this process on CPU 1, one keep-alive httpx connection) and requests every page
-   ``--rounds`` times, round robin: the first answer of each page (cold: nothing cached) and
-   p50/p90/max of the rest, with the load average before and after.
+   with a token (this process on CPU 1, one keep-alive httpx connection) and requests every
+   page: the first answer (cold: nothing cached yet), then ``--rounds`` answers in a row:
+   p50/p90/max and the server's CPU time per request (from /proc), with the load average before
+   and after.
 
     python bench/ui_bench.py [--versions 12000] [--rounds 30] [--store DIR] [--json OUT]
 """
