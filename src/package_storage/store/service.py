@@ -63,6 +63,7 @@ from package_storage.errors import (
     InvalidInputError,
     NotFoundError,
     PackageError,
+    PackageStorageError,
     PolicyError,
     SignatureError,
     StorageError,
@@ -71,6 +72,8 @@ from package_storage.errors import (
 )
 from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
+from package_storage.packages.derived import dump_package
+from package_storage.packages.doccache import DocCache
 from package_storage.packages.docs import PackageDocs, read_docs
 from package_storage.packages.manifest import read_package
 from package_storage.packages.model import Package, PackageTree
@@ -256,6 +259,7 @@ class PreparedPackage:
     signature: bytes | None
     summary: JSONObject
     location: str
+    derived: bytes | None = None  # the derived document (packages/derived.py), when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +278,7 @@ class ImportItem:
     detail: JSONObject = field(default_factory=dict)  # source description for the event
     data: bytes | None = None
     signature: bytes | None = None
+    derived: bytes | None = None  # the derived document (packages/derived.py), when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +339,7 @@ class StoreService:
         *,
         actor: str,
         keyring: StoreKeyring | None = None,
+        derived: DocCache | None = None,
     ) -> None:
         if not actor or not actor.strip():
             raise InvalidInputError("actor must not be empty")
@@ -341,6 +347,7 @@ class StoreService:
         self.blobs = blobs
         self.actor = actor
         self.keyring = keyring
+        self.derived = derived
 
     # --- publish ---------------------------------------------------------------------------
 
@@ -416,7 +423,13 @@ class StoreService:
             raise PackageError("signature file is empty", path=f"{location}.sig")
         summary = artifact_summary(pkg, "zip")
         return PreparedPackage(
-            pkg.name, str(pkg.version), bytes(data), signature, summary, location
+            pkg.name,
+            str(pkg.version),
+            bytes(data),
+            signature,
+            summary,
+            location,
+            derived=dump_package(pkg),  # read from these very bytes
         )
 
     def _signed(self, artifact: PreparedPackage) -> PreparedPackage:
@@ -436,6 +449,23 @@ class StoreService:
         if signature is None:
             return artifact
         return dataclasses.replace(artifact, signature=signature)
+
+    def _store_derived(
+        self, digest: str, derived: bytes | None, data: bytes | None = None, location: str = ""
+    ) -> None:
+        """Keep the derived document of artifact ``digest`` (``packages/derived.py``) so that
+        a server never parses the zip: ``derived`` when the caller has it, else read from
+        ``data`` (the zip) now. Best effort: a server derives a missing one itself."""
+        if self.derived is None:
+            return
+        if derived is None and data is not None:
+            try:
+                pkg = read_package(ZipTree.from_bytes(data, location or digest), validate=False)
+            except PackageStorageError:
+                return
+            derived = dump_package(pkg)
+        if derived is not None:
+            self.derived.put(digest, derived)
 
     def _put_blob(self, data: bytes | None) -> str | None:
         """Write a blob before the transaction that references it (outside the write lock);
@@ -552,6 +582,7 @@ class StoreService:
         artifact = self._signed(artifact)
         digest = self.blobs.put(artifact.data)
         sig_digest = self._put_blob(artifact.signature)
+        self._store_derived(digest, artifact.derived, artifact.data, artifact.location)
         crash_point("publish:after-blob-put")
         with self.catalog.transaction() as tx:
             graph = tx.stages()
@@ -637,6 +668,8 @@ class StoreService:
         for item in items:  # blobs first, outside the lock (like publish)
             self._put_blob(item.data)
             self._put_blob(item.signature)
+            if item.derived is not None:
+                self._store_derived(item.digest, item.derived)
         results: list[ItemResult] = []
         stopped = False
         with self.catalog.transaction() as tx:

@@ -45,6 +45,7 @@ from package_storage.errors import (
     VersionError,
 )
 from package_storage.packages.artifacts import build_zip
+from package_storage.packages.derived import opened
 from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.trees import ZipTree
 from package_storage.packages.versions import Version
@@ -434,6 +435,13 @@ def _safe_relative(file: str) -> bool:
         except UnicodeEncodeError:  # surrogates left by invalid UTF-8
             return False
     return all(segment not in ("", ".", "..") for segment in file.split("/"))
+
+
+def _file_etag(index: RegistryIndex, pkg: Package, what: str) -> str | None:
+    """The strong ETag of a file of an immutable revision (a store's), else None."""
+    tagger = getattr(index, "file_etag", None)
+    tag = tagger(pkg, what) if callable(tagger) else None
+    return tag if isinstance(tag, str) else None
 
 
 def _disk_root(tree: PackageTree) -> str | None:
@@ -846,7 +854,7 @@ class ReadApp:
             return
         self._count_storage("statics")
         base = self._public_catch_all
-        tree = pkg.tree
+        tree = opened(pkg.tree)  # a store's package opens its zip on the first file asked for
         content: Content | None = None
         mtime: float | None = None
         if _safe_relative(file):
@@ -865,7 +873,9 @@ class ReadApp:
             await _send_error(send, 404, texts.RESOURCE_NOT_FOUND, base, request.head)
             return
         try:
-            await self._serve(send, request, file, content, mtime, base)
+            await self._serve(
+                send, request, file, content, mtime, base, _file_etag(index, pkg, file)
+            )
         finally:
             content.close()
 
@@ -908,6 +918,7 @@ class ReadApp:
         content: Content,
         mtime: float | None,
         base: Headers,
+        etag: str | None = None,
     ) -> None:
         planned = plan_response(
             method=request.method,
@@ -916,6 +927,7 @@ class ReadApp:
             content=content,
             mtime=mtime,
             headers=base,
+            etag=etag,
         )
         pathsend = "http.response.pathsend" in (request.scope.get("extensions") or {})
         served = content
@@ -966,20 +978,21 @@ class ReadApp:
             # The content type comes from the name the client asked for (.zip / .zip.sig):
             # stored files (blobs) need not carry an extension.
             file_name = f"{name}-{version}.zip" + (".sig" if sig else "")
+            etag = _file_etag(index, pkg, ".sig" if sig else ".zip")
             content: Content
             mtime: float | None = None
             if isinstance(stored, bytes):
                 content = BytesContent(stored)
             else:
                 try:
-                    disk = FileContent.open(os.fspath(stored))
+                    disk = FileContent.open(os.fspath(stored), immutable=etag is not None)
                 except OSError:
                     # The reference answers 500 for a package whose .sig or .zip is not on disk.
                     await _send_error(send, 500, texts.INTERNAL_SERVER_ERROR, base, request.head)
                     return
                 content, mtime = disk, disk.mtime
             try:
-                await self._serve(send, request, file_name, content, mtime, base)
+                await self._serve(send, request, file_name, content, mtime, base, etag)
             finally:
                 content.close()
             return
@@ -996,11 +1009,12 @@ class ReadApp:
 
     async def _folder_zip(self, pkg: Package) -> bytes:
         name, version = pkg.name, str(pkg.version)
-        key = (id(pkg.tree), name, version)
+        tree = opened(pkg.tree)
+        key = (id(tree), name, version)
         data = self._zips.get(key)
         if data is None:
-            data = await asyncio.to_thread(build_zip, pkg.tree, name, version)
-            self._zips.put(key, pkg.tree, data, len(data))
+            data = await asyncio.to_thread(build_zip, tree, name, version)
+            self._zips.put(key, tree, data, len(data))
         return data
 
 
