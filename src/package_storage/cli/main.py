@@ -9,6 +9,7 @@ import click
 from package_storage import __version__
 from package_storage.cli.build import build, validate
 from package_storage.cli.bundle import export
+from package_storage.cli.copystore import copy_store_command
 from package_storage.cli.demo import demo
 from package_storage.cli.importer import import_command, import_git
 from package_storage.cli.keys import keys, verify
@@ -56,6 +57,7 @@ main.add_command(mirror)
 main.add_command(keys)
 main.add_command(verify)
 main.add_command(tokens)
+main.add_command(copy_store_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
