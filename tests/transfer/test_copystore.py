@@ -15,11 +15,15 @@ from sqlalchemy import select
 from test_service import make_package
 
 from package_storage.cli.main import main
-from package_storage.errors import ConflictError
+from package_storage.errors import ConflictError, SignatureError
+from package_storage.packages.signing import generate_key, is_sealed, public_key_of
 from package_storage.store.directory import Store
+from package_storage.store.keyring import PASSPHRASE_ENV, StoreKeyring
 from package_storage.store.storage import schema as s
+from package_storage.store.storage.keystore import CatalogKeyStore
 from package_storage.transfer.copystore import (
     CopyProgress,
+    check_key_files,
     copied_tables,
     copy_store,
     snapshot,
@@ -196,3 +200,48 @@ def test_cli_refuses_a_missing_source(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "no package store at" in result.output
     assert not (tmp_path / "dst").exists()
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+
+def test_keys_travel_catalog_rows_and_old_key_files(
+    source: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    signing, old_trusted, new_trusted = (generate_key(n) for n in ("Sign", "Old", "New"))
+    files = StoreKeyring(source.root)  # an older store: keys as files in DIR/keys
+    files.set_signing_key(signing.armored)
+    files.add_trusted(public_key_of(old_trusted).armored)
+    source.keyring().add_trusted(public_key_of(new_trusted).armored)  # in the catalog
+    with Store.init(tmp_path / "dst") as target:
+        report = copy_store(source, target)
+        assert report.same and report.key_files == 2
+        keyring = target.keyring()
+        assert {k.fingerprint for k in keyring.trusted_keys()} == {
+            old_trusted.fingerprint,
+            new_trusted.fingerprint,
+        }
+        assert keyring.signing_key() is not None  # no passphrase: the target's DIR/keys
+        assert (target.root / "keys" / "signing.asc").is_file()
+    # with a passphrase the key goes into the target's catalog, sealed
+    monkeypatch.setenv(PASSPHRASE_ENV, "pw")
+    with Store.init(tmp_path / "sealed") as target:
+        assert copy_store(source, target).same
+        records = CatalogKeyStore(target.catalog).records()
+        (record,) = [r for r in records if r.role == "signing"]
+        assert record.fingerprint == signing.fingerprint and is_sealed(record.secret or "")
+        assert not (target.root / "keys" / "signing.asc").exists()
+        assert target.keyring().signing_key() is not None
+
+
+def test_a_clear_key_file_is_refused_up_front_for_a_catalog_only_target(
+    source: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    StoreKeyring(source.root).set_signing_key(generate_key("Sign").armored)
+    with Store.init(tmp_path / "dst") as target:
+        catalog_only = StoreKeyring(None, keystore=CatalogKeyStore(target.catalog))
+        with pytest.raises(SignatureError, match="never in clear") as info:
+            check_key_files(source.keyring(), catalog_only, "postgresql://db")
+        assert PASSPHRASE_ENV in str(info.value)

@@ -22,6 +22,7 @@ from package_storage.transfer.export import ExportReport, export_bundle
 
 if TYPE_CHECKING:
     from package_storage.packages.signing import PublicKey
+    from package_storage.store.service import StoreService
 
 _PHASES = {"scan": "Reading Kibana conditions", "copy": "Copying artifacts"}
 
@@ -51,11 +52,9 @@ class _ProgressBar:
         self._progress.update(task, completed=done, total=total)
 
 
-def _public_key(store_dir: Path) -> PublicKey | None:
+def _public_key(service: StoreService) -> PublicKey | None:
     """The store's public signing key, carried by the bundle (None: no signing key)."""
-    from package_storage.store.keyring import StoreKeyring
-
-    return StoreKeyring(store_dir).signing_public_key()
+    return None if service.keyring is None else service.keyring.signing_public_key()
 
 
 def report_json(report: ExportReport) -> dict[str, object]:
@@ -190,7 +189,7 @@ def export(
             force=force,
             link=link,
             progress=_ProgressBar(progress),
-            public_key=_public_key(store.directory),
+            public_key=_public_key(store.service),
             since=since,
         )
     for warning in report.warnings:

@@ -83,11 +83,14 @@ def summary_lines(report: CopyReport, source: str, target: str) -> list[str]:
     )
     rows = ", ".join(f"{count} {table}" for table, count in report.rows.items() if count)
     verb = "refreshed the copy" if report.refreshed else "copied"
-    return [
+    lines = [
         f"{verb} {source} -> {target} at change {report.change_seq}",
         blobs,
         f"catalog rows: {rows or 'none'}",
     ]
+    if report.key_files:
+        lines.append(f"keys: {report.key_files} key file(s) of {source}/keys carried over")
+    return lines
 
 
 def _report_json(report: CopyReport, source: str, target: str) -> dict[str, Any]:

@@ -192,10 +192,13 @@ def _import_options(func: Callable[..., None]) -> Any:
     return decorated
 
 
-def _keyring(store_dir: Path) -> StoreKeyring:
+def _keyring(service: StoreService) -> StoreKeyring:
+    """The store's keyring (its catalog's keys and those of ``DIR/keys``)."""
     from package_storage.store.keyring import StoreKeyring
 
-    return StoreKeyring(store_dir)
+    if service.keyring is None:  # pragma: no cover - a store always has one
+        return StoreKeyring(None, keystore=None)
+    return service.keyring
 
 
 def _run(
@@ -387,7 +390,7 @@ def import_command(
 
     with open_store(store_dir) as store:
         store.service.catalog.stages().stage(stage)
-        keyring = _keyring(store.directory)
+        keyring = _keyring(store.service)
         bundle = check_bundle(source, keyring)
         if bundle is not None:
             check_base(store.service, stage, bundle)  # a delta needs its base in the stage
@@ -482,7 +485,7 @@ def import_git(
             )
         report = _run(
             store.service,
-            _keyring(store.directory),
+            _keyring(store.service),
             plan.sources,
             options,
             "Importing " + ", ".join(stage for stage, _, _ in plan.branches),
@@ -516,7 +519,7 @@ def _import_states(
                 pairs,
                 history=history,
                 options=options,
-                keyring=_keyring(store_dir),
+                keyring=_keyring(service),
                 subdir=subdir,
                 progress=_ProgressBar(
                     progress, "Importing " + ("history" if history else "states")

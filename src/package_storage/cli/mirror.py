@@ -229,7 +229,6 @@ def mirror(
     Downloads only what STAGE does not hold yet: running it again fetches only what is new.
     """
     from package_storage.packages.signing import load_public_key
-    from package_storage.store.keyring import StoreKeyring
     from package_storage.transfer.mirror import MirrorFilter, MirrorOptions
     from package_storage.transfer.mirror import mirror as run_mirror
 
@@ -252,7 +251,7 @@ def mirror(
     )
     stderr = Console(file=sys.stderr)
     with open_store(store_dir) as store:
-        keyring = StoreKeyring(store.directory)
+        keyring = store.service.keyring
         try:
             with _progress(stderr) as progress:
                 bars = _Bars(progress)

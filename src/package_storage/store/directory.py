@@ -22,6 +22,7 @@ from types import TracebackType
 from package_storage.errors import NotFoundError, StorageError
 from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
+from package_storage.store.storage.keystore import CatalogKeyStore
 from package_storage.store.storage.localfs import LocalBlobStore
 from package_storage.store.storage.sqlite import SQLiteCatalog
 
@@ -98,13 +99,20 @@ class Store:
         """Create the store at ``path`` (idempotent: an existing store is opened unchanged)."""
         return cls.open(path, create=True)
 
+    def keyring(self, actor: str | None = None) -> StoreKeyring:
+        """The store's keys: in its catalog, plus the key files of stores made before keys
+        moved there (``DIR/keys``, still read; see ``store/keyring.py``)."""
+        return StoreKeyring(
+            self.root, keystore=CatalogKeyStore(self.catalog), actor=actor or default_actor()
+        )
+
     def service(self, actor: str | None = None) -> StoreService:
         """The service acting as ``actor`` (default: :func:`default_actor`)."""
         return StoreService(
             self.catalog,
             self.blobs,
             actor=actor or default_actor(),
-            keyring=StoreKeyring(self.root),
+            keyring=self.keyring(actor),
         )
 
     def close(self) -> None:

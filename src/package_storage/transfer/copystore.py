@@ -3,7 +3,10 @@
 What is copied: every blob the catalog references (artifacts and signatures), then every row
 of every catalog table (``store/storage/schema.py``: the stage configuration, artifacts, stage
 entries with their whole temporal history, distributions, revisions, tags, events, tokens and
-the keys kept in the catalog) and the change counter. Both catalogs share the table
+the keys kept in the catalog) and the change counter. Keys an older directory store keeps as
+files (``DIR/keys``) go into the target's keyring (its catalog; a signing key without
+passphrase is sealed with ``PACKAGE_STORAGE_KEY_PASSPHRASE``, or kept in the target's own
+``DIR/keys`` for a directory target, or refused up front for a database target). Both catalogs share the table
 definitions, so the copy is table by table, in batches, below the record API: ids, change
 sequences, times and actors stay exactly as they were, and so do revision numbers and digests.
 
@@ -44,7 +47,9 @@ from typing import Any, Protocol
 from sqlalchemy import BigInteger, Engine, Integer, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
 
-from package_storage.errors import ConflictError, NotFoundError, StorageError
+from package_storage.errors import ConflictError, NotFoundError, SignatureError, StorageError
+from package_storage.packages.signing import load_secret_key
+from package_storage.store.keyring import StoreKeyring
 from package_storage.store.storage import schema as s
 from package_storage.store.storage.base import BlobStore
 from package_storage.store.storage.sqlite import SQLCatalog
@@ -69,6 +74,8 @@ class CopySide(Protocol):
 
     @property
     def blobs(self) -> BlobStore: ...
+
+    def keyring(self, actor: str | None = None) -> StoreKeyring: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +109,7 @@ class CopyReport:
     blobs_skipped: int
     bytes_copied: int
     rows: dict[str, int]
+    key_files: int  # keys of the source's DIR/keys carried into the target's keyring
     change_seq: int
     refreshed: bool  # the target was an earlier copy (a rerun), not an empty store
     distributions: tuple[DistributionCheck, ...]
@@ -122,6 +130,7 @@ class CopyReport:
                 "bytes": self.bytes_copied,
             },
             "rows": dict(self.rows),
+            "key_files": self.key_files,
             "distributions": [
                 {
                     "distribution": d.distribution,
@@ -440,6 +449,55 @@ def compare_revisions(
     return tuple(checks), tuple(problems)
 
 
+# --- key files of older directory stores ------------------------------------------------------
+
+
+def _legacy_signing_text(source: StoreKeyring) -> str | None:
+    """The source's signing key when only its ``DIR/keys`` file holds it (a key in the
+    catalog travels with the rows)."""
+    if source.keystore is not None and any(r.role == "signing" for r in source.keystore.records()):
+        return None
+    path = source.store_dir / "keys" / "signing.asc" if source.store_dir is not None else None
+    if path is None or not path.is_file():
+        return None
+    return source.signing_key_armored()
+
+
+def check_key_files(source: StoreKeyring, target: StoreKeyring, target_name: str) -> None:
+    """Refuse, before anything is copied, a signing key file the target could not keep (a
+    key without passphrase, no passphrase set, a target without a directory)."""
+    text = _legacy_signing_text(source)
+    if text is None or target.store_dir is not None or target.passphrase() is not None:
+        return
+    try:
+        load_secret_key(text, None)
+    except SignatureError:
+        return  # protected: stored as it is
+    raise SignatureError(
+        f"the source's signing key ({source.signing_location()}) has no passphrase and"
+        f" {target_name} keeps keys only in its catalog, never in clear: set"
+        " PACKAGE_STORAGE_KEY_PASSPHRASE to store it encrypted, or import it there later with"
+        " `package-storage keys import FILE --key-file`"
+    )
+
+
+def copy_key_files(source: StoreKeyring, target: StoreKeyring) -> int:
+    """Carry the source's ``DIR/keys`` files into the target's keyring; how many keys."""
+    carried = 0
+    if source.store_dir is None:
+        return 0
+    files = set(source.legacy_files())
+    for key in source.trusted_keys():
+        if source.trusted_dir / f"{key.fingerprint}.asc" in files:
+            target.add_trusted(key.armored)
+            carried += 1
+    text = _legacy_signing_text(source)
+    if text is not None:
+        target.set_signing_key(text, replace=True)
+        carried += 1
+    return carried
+
+
 # --- the whole copy --------------------------------------------------------------------------
 
 
@@ -461,6 +519,8 @@ def copy_store(
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
+    source_keys, target_keys = source.keyring(), target.keyring()
+    check_key_files(source_keys, target_keys, target_name)
     with snapshot(source.catalog.engine) as src:
         with snapshot(target.catalog.engine) as probe:
             mine, theirs = _schema_version(src), _schema_version(probe)
@@ -477,6 +537,7 @@ def copy_store(
         with target.catalog.write_connection() as dst:
             refreshed = check_target(src, dst, target_name)  # again, under the write lock
             rows = copy_rows(src, dst, copied_tables(src), batch=batch, progress=progress)
+        key_files = copy_key_files(source_keys, target_keys)
         distributions, problems = compare_revisions(src, target.catalog)
         change_seq = _change_seq(src)
     return CopyReport(
@@ -484,6 +545,7 @@ def copy_store(
         blobs_skipped=skipped,
         bytes_copied=size,
         rows=rows,
+        key_files=key_files,
         change_seq=change_seq,
         refreshed=refreshed,
         distributions=distributions,

@@ -19,6 +19,8 @@ Tables (see ``base.py`` for the model):
 ``tags``            (distribution, tag) -> revision; unique, never updated or deleted.
 ``events``          the audit history.
 ``tokens``          management API tokens: name, scopes, expiry, revocation, the secret's hash.
+``store_keys``      the store's OpenPGP keys: the signing key (protected, sealed or a file's
+                    path: never in clear) and the trusted keys (``store/keyrecord.py``).
 
 Migrations: a fresh database is created from the table definitions below and stamped with
 :data:`SCHEMA_VERSION`. An existing database at version N gets every migration with a higher
@@ -237,6 +239,22 @@ Index(
 )
 
 
+# The store's OpenPGP keys (``store/keyrecord.py``): the signing key (at most one row) and
+# trusted keys. ``public`` always; a signing key also ``secret`` (passphrase-protected or sealed
+# with the passphrase: never in clear) or ``path`` (a key file the operator named).
+store_keys = Table(
+    "store_keys",
+    metadata,
+    Column("role", String(16), primary_key=True),
+    Column("fingerprint", String(40), primary_key=True),
+    Column("public", Text, nullable=False),
+    Column("secret", Text, nullable=True),
+    Column("path", Text, nullable=True),
+    Column("created", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
+)
+
+
 # --- migrations ------------------------------------------------------------------------------
 
 
@@ -287,6 +305,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         2, "stage publish setting, revision commits, yanked entries", _v2_stages_commits_yanks
     ),
     Migration(3, "management API tokens", _create_tokens),
+    Migration(
+        4, "store keys in the catalog", lambda conn: store_keys.create(conn, checkfirst=True)
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
