@@ -29,14 +29,15 @@ class LiveServer:
 
 @contextlib.contextmanager
 def start_server(
-    store_dir: Path,
+    store_dir: Path | str,
     log: Path,
     *,
     max_upload: str = "512MiB",
     extra: Sequence[str] = (),
     ca: Path | None = None,
 ) -> Iterator[LiveServer]:
-    """Start the server, wait (bounded) until the management listener answers, stop it after.
+    """Start the server over ``store_dir`` (a directory, or a store URL as a ``str``: a Path
+    would fold its ``//``), wait (bounded) until the management listener answers, stop it after.
     With ``ca`` (its listeners serve TLS, ``extra`` gives the certificate) the URLs are https
     and the wait trusts ``ca``."""
     read_port, manage_port = free_port(), free_port()

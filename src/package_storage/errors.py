@@ -140,6 +140,13 @@ class StorageError(PackageStorageError):
     code = "storage_error"
 
 
+class SchemaVersionError(StorageError):
+    """The store's catalog schema is older or newer than this package-storage (the message
+    names the command to run: ``package-storage migrate`` or an upgrade)."""
+
+    code = "schema_version"
+
+
 # --- access (management API) -------------------------------------------------------------------
 
 

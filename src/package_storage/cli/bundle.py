@@ -22,7 +22,7 @@ from package_storage.transfer.export import ExportReport, export_bundle
 
 if TYPE_CHECKING:
     from package_storage.packages.signing import PublicKey
-    from package_storage.store.service import StoreService
+    from package_storage.store.keyring import StoreKeyring
 
 _PHASES = {"scan": "Reading Kibana conditions", "copy": "Copying artifacts"}
 
@@ -52,9 +52,9 @@ class _ProgressBar:
         self._progress.update(task, completed=done, total=total)
 
 
-def _public_key(service: StoreService) -> PublicKey | None:
+def _public_key(keyring: StoreKeyring | None) -> PublicKey | None:
     """The store's public signing key, carried by the bundle (None: no signing key)."""
-    return None if service.keyring is None else service.keyring.signing_public_key()
+    return None if keyring is None else keyring.signing_public_key()
 
 
 def report_json(report: ExportReport) -> dict[str, object]:
@@ -189,7 +189,7 @@ def export(
             force=force,
             link=link,
             progress=_ProgressBar(progress),
-            public_key=_public_key(store.service),
+            public_key=_public_key(store.keyring),
             since=since,
         )
     for warning in report.warnings:

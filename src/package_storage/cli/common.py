@@ -2,11 +2,14 @@
 handling and output (rich tables for people, stable JSON for scripts).
 
 A store is one directory (``--store DIR``, env ``PACKAGE_STORAGE_STORE``, default ``./data``;
-layout in ``store/directory.py``) or, for the store commands, the URL of a remote store's
-management listener (``--store https://host:port``, token from ``--token`` or
-``PACKAGE_STORAGE_TOKEN``): :func:`open_operations` gives the same interface for both. ``package-storage init`` creates it; every other command
-refuses a directory without a catalog (exit 1, with a hint to run ``init``) instead of silently
-creating an empty store.
+layout in ``store/directory.py``), a PostgreSQL catalog (``--store
+postgresql://USER@HOST:PORT/DB``, whose blob location the catalog records; ``store/locator.py``)
+or, for the store commands, the URL of a remote store's management listener (``--store
+https://host:port``, token from ``--token`` or ``PACKAGE_STORAGE_TOKEN``):
+:func:`open_operations` gives the same interface for all. ``package-storage init`` creates a
+store; every other command refuses a location without a catalog (exit 1, with a hint to run
+``init``) instead of silently creating an empty store, and a catalog whose schema is older or
+newer than this package-storage (with a hint to run ``migrate`` or to upgrade).
 
 Errors: a command declared with ``cls=StoreCommand`` turns any :class:`PackageStorageError` into
 ``error: <message>`` on stderr and exit status 1. Usage errors stay click's (exit 2).
@@ -34,9 +37,10 @@ from package_storage.store.storage.base import Event, JSONObject, StageEntry, fo
 if TYPE_CHECKING:  # imported when a store is opened: `--help` stays fast
     from package_storage.store.access import StoreOperations
     from package_storage.store.directory import Store
+    from package_storage.store.keyring import StoreKeyring
     from package_storage.store.service import StoreService, ValidationLevel
-    from package_storage.store.storage.localfs import LocalBlobStore
-    from package_storage.store.storage.sqlite import SQLiteCatalog
+    from package_storage.store.storage.base import BlobStore
+    from package_storage.store.storage.sqlite import SQLCatalog
 
 # The same values as package_storage.store.directory (not imported here so that building the command line
 # does not import the catalog and SQLAlchemy; tests check that they agree).
@@ -74,18 +78,35 @@ class StoreURL(str):
     """``--store http(s)://host:port``: the management listener of a remote store."""
 
 
+class CatalogURL(str):
+    """``--store postgresql://USER@HOST:PORT/DB``: a store whose catalog is that database
+    (opened from this machine, like a directory)."""
+
+
+CATALOG_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
 class StoreLocation(click.ParamType):  # type: ignore[type-arg]
-    """A store directory (a :class:`Path`) or the URL of a management listener
-    (:class:`StoreURL`)."""
+    """A store directory (a :class:`Path`), a PostgreSQL catalog URL (:class:`CatalogURL`) or
+    the URL of a management listener (:class:`StoreURL`)."""
 
     name = "DIR|URL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, Path | StoreURL):
+        if isinstance(value, Path | StoreURL | CatalogURL):
             return value
         text = str(value)
         if text.lower().startswith(("http://", "https://")):
             return StoreURL(text.rstrip("/"))
+        if text.lower().startswith(CATALOG_SCHEMES):
+            return CatalogURL(text)
+        if "://" in text:
+            self.fail(
+                f"store {text}: give a directory, postgresql://USER@HOST:PORT/DB or the"
+                " http(s)://host:port of a management listener",
+                param,
+                ctx,
+            )
         path = Path(text)
         if path.exists() and not path.is_dir():
             self.fail(f"store {text} is a file, not a directory", param, ctx)
@@ -103,7 +124,10 @@ def store_option(func: F) -> F:
         default=DEFAULT_STORE_DIR,
         show_default=True,
         show_envvar=True,
-        help="The store directory, or the http(s)://host:port of a management listener.",
+        help=(
+            "The store: a directory, postgresql://USER@HOST:PORT/DB, or the http(s)://host:port"
+            " of a management listener."
+        ),
     )
     token = click.option(
         "--token",
@@ -130,8 +154,18 @@ def _token(location: StoreURL) -> str:
     return str(token)
 
 
+def shown(store_dir: Path) -> str:
+    """``store_dir`` for messages (a catalog URL without its password)."""
+    if isinstance(store_dir, CatalogURL):
+        from package_storage.store.locator import display
+
+        return display(str(store_dir))
+    return str(store_dir)
+
+
 def require_local(store_dir: Path, command: str) -> Path:
-    """``store_dir`` when it is a directory; for a URL fail with a one-line error."""
+    """``store_dir`` when this process can open it (a directory or a catalog URL); for the URL
+    of a management listener fail with a one-line error."""
     if isinstance(store_dir, StoreURL):
         fail(
             f"{command} works on a store directory, not on a remote store ({store_dir}):"
@@ -140,10 +174,21 @@ def require_local(store_dir: Path, command: str) -> Path:
     return store_dir
 
 
+def require_directory(store_dir: Path, command: str) -> Path:
+    """``store_dir`` when it is a store directory; for any URL fail with a one-line error."""
+    require_local(store_dir, command)
+    if isinstance(store_dir, CatalogURL):
+        fail(
+            f"{command} works on a store directory, not yet on a store named by URL"
+            f" ({shown(store_dir)})"
+        )
+    return store_dir
+
+
 def store_exists(store_dir: Path) -> bool:
     from package_storage.store.directory import Store
 
-    if isinstance(store_dir, StoreURL):
+    if isinstance(store_dir, StoreURL | CatalogURL):
         return True
     return Store.is_store(store_dir)
 
@@ -161,7 +206,7 @@ def note_store_origin(store_dir: Path) -> None:
     """Explicit beats implicit: when ``--store`` came from the environment, say on stderr
     which store the command acts on (stdout, e.g. ``--json``, stays as it is)."""
     if store_from_environment():
-        click.echo(f"store: {store_dir} (from {STORE_ENV})", err=True)
+        click.echo(f"store: {shown(store_dir)} (from {STORE_ENV})", err=True)
 
 
 @dataclass
@@ -173,29 +218,45 @@ class OpenStore:
 
     @property
     def directory(self) -> Path:
-        return self.store.root
+        """The store directory; fails (one line) for a store named by URL."""
+        root = self.store.root
+        if root is None:
+            fail(
+                f"{_command_name()} needs a store directory, not yet a store named by URL"
+                f" ({self.store.location})"
+            )
+        return root
 
     @property
-    def catalog(self) -> SQLiteCatalog:
+    def keyring(self) -> StoreKeyring | None:
+        """The store's keys (None when the store has none)."""
+        return self.service.keyring
+
+    @property
+    def catalog(self) -> SQLCatalog:
         return self.store.catalog
 
     @property
-    def blobs(self) -> LocalBlobStore:
+    def blobs(self) -> BlobStore:
         return self.store.blobs
 
 
 @contextmanager
-def open_store(store_dir: Path, *, create: bool = False) -> Iterator[OpenStore]:
-    """Open the store in ``store_dir`` (``create`` makes it when absent); closes it after.
+def open_store(
+    store_dir: Path, *, create: bool = False, blobs: str | None = None
+) -> Iterator[OpenStore]:
+    """Open the store at ``store_dir`` (a directory or catalog URL; ``create`` makes it when
+    absent, its blobs at ``blobs``); closes it after.
 
-    Without ``create``, a directory that holds no store is refused (NotFoundError, exit 1) with
-    a hint to run ``package-storage init``.
+    Without ``create``, a location that holds no store is refused (NotFoundError, exit 1) with
+    a hint to run ``package-storage init``; a schema older or newer than this package-storage
+    is refused (SchemaVersionError) with the command to run.
     """
-    from package_storage.store.directory import Store
+    from package_storage.store.locator import open_store as open_located
 
     require_local(store_dir, _command_name())
     note_store_origin(store_dir)
-    with Store.open(store_dir, create=create) as store:
+    with open_located(store_dir, create=create, blobs=blobs) as store:
         yield OpenStore(store, store.service())
 
 

@@ -192,18 +192,9 @@ def _import_options(func: Callable[..., None]) -> Any:
     return decorated
 
 
-def _keyring(service: StoreService) -> StoreKeyring:
-    """The store's keyring (its catalog's keys and those of ``DIR/keys``)."""
-    from package_storage.store.keyring import StoreKeyring
-
-    if service.keyring is None:  # pragma: no cover - a store always has one
-        return StoreKeyring(None, keystore=None)
-    return service.keyring
-
-
 def _run(
     service: StoreService,
-    keyring: StoreKeyring,
+    keyring: StoreKeyring | None,
     sources: Sequence[ImportSource],
     options: ImportOptions,
     description: str,
@@ -390,7 +381,7 @@ def import_command(
 
     with open_store(store_dir) as store:
         store.service.catalog.stages().stage(stage)
-        keyring = _keyring(store.service)
+        keyring = store.keyring
         bundle = check_bundle(source, keyring)
         if bundle is not None:
             check_base(store.service, stage, bundle)  # a delta needs its base in the stage
@@ -473,9 +464,7 @@ def import_git(
         graph = store.service.catalog.stages()
         chosen = pairs or git_branches(repo, graph)
         if history or needs_history_import(repo, chosen, graph):
-            _import_states(
-                store.service, store.directory, repo, chosen, history, subdir, options, as_json
-            )
+            _import_states(store.service, repo, chosen, history, subdir, options, as_json)
             return
         plan = plan_git_import(repo, pairs or default_branches(graph), graph, subdir=subdir)
         for stage, branch in plan.missing:
@@ -485,7 +474,7 @@ def import_git(
             )
         report = _run(
             store.service,
-            _keyring(store.service),
+            store.keyring,
             plan.sources,
             options,
             "Importing " + ", ".join(stage for stage, _, _ in plan.branches),
@@ -499,7 +488,6 @@ def import_git(
 
 def _import_states(
     service: StoreService,
-    store_dir: Path,
     repo: Path,
     pairs: Sequence[tuple[str, str]],
     history: bool,
@@ -519,7 +507,7 @@ def _import_states(
                 pairs,
                 history=history,
                 options=options,
-                keyring=_keyring(service),
+                keyring=service.keyring,
                 subdir=subdir,
                 progress=_ProgressBar(
                     progress, "Importing " + ("history" if history else "states")

@@ -64,9 +64,9 @@ def _keyring(store_dir: Path) -> Iterator[StoreKeyring]:
         import package_storage.packages.signing  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the installation
         fail(f"OpenPGP support is not installed ({exc}): pip install pysequoia")
-    from package_storage.store.directory import Store
+    from package_storage.store.locator import open_store
 
-    with Store.open(store_dir) as store:
+    with open_store(store_dir) as store:
         yield store.keyring()
 
 

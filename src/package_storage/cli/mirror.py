@@ -251,7 +251,7 @@ def mirror(
     )
     stderr = Console(file=sys.stderr)
     with open_store(store_dir) as store:
-        keyring = store.service.keyring
+        keyring = store.keyring
         try:
             with _progress(stderr) as progress:
                 bars = _Bars(progress)

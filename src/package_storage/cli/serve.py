@@ -426,12 +426,20 @@ STORE_POLL_ENV = "PACKAGE_STORAGE_STORE_POLL"
 DEFAULT_DISTRIBUTION = "production"
 
 
-def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[], None]]:
-    """``(catalog, blobs, close)`` of the store at ``store_dir``; raises ``NotFoundError`` when
-    the directory holds no store (nothing is created)."""
-    from package_storage.store.directory import Store
+def _shown(store_dir: str | os.PathLike[str]) -> str:
+    """The store for logs: a catalog URL without its password."""
+    from package_storage.store.locator import display
 
-    store = Store.open(Path(store_dir))
+    return display(store_dir if isinstance(store_dir, str) else Path(store_dir))
+
+
+def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[], None]]:
+    """``(catalog, blobs, close)`` of the store at ``store_dir`` (a directory or a
+    ``postgresql://`` URL); raises ``NotFoundError`` when it holds no store (nothing is
+    created) and ``SchemaVersionError`` when its schema is not this package-storage's."""
+    from package_storage.store.locator import open_store as open_located
+
+    store = open_located(store_dir if isinstance(store_dir, str) else Path(store_dir))
     return store.catalog, store.blobs, store.close
 
 
@@ -471,7 +479,7 @@ def run_store(
 
         def build() -> Any:
             try:
-                with _progress(f"Loading package store {store_dir}"):
+                with _progress(f"Loading package store {_shown(store_dir)}"):
                     registry = StoreRegistry(
                         catalog,
                         blobs,
@@ -502,7 +510,7 @@ def run_store(
         if settings.dry_run:
             current = build().current
             click.echo(
-                f"dry run: store {store_dir}: "
+                f"dry run: store {_shown(store_dir)}: "
                 + (
                     ", ".join(
                         f"{name}@{built.revision.number} ({built.index.package_count} packages)"
@@ -630,8 +638,11 @@ def serve_store(
     "store_dir",
     default=None,
     envvar=STORE_ENV,
-    metavar="DIR",
-    help=f"Serve this package store instead of package_paths [env {STORE_ENV}]",
+    metavar="DIR|URL",
+    help=(
+        "Serve this package store (a directory or postgresql://USER@HOST:PORT/DB) instead of"
+        f" package_paths [env {STORE_ENV}]"
+    ),
 )
 @click.option(
     "--default-distribution",
@@ -724,7 +735,7 @@ def _choose_mode(store_dir: str | None, config_flag: bool) -> tuple[str | None, 
         )
         sys.exit(2)
     if config_flag:
-        return None, f"serving the --config file: {STORE_ENV}={store_dir} is ignored"
+        return None, f"serving the --config file: {STORE_ENV}={_shown(store_dir)} is ignored"
     if from_env:
-        return store_dir, f"serving store {store_dir} (from {STORE_ENV})"
+        return store_dir, f"serving store {_shown(store_dir)} (from {STORE_ENV})"
     return store_dir, ""

@@ -106,7 +106,7 @@ def manage_listener(
     """``(ExtraListener, close)``: the management app over the store at ``store_dir``."""
     from package_storage.manage.app import create_app, stop
     from package_storage.registry.http.server import ExtraListener, build_ssl_context
-    from package_storage.store.directory import Store
+    from package_storage.store.locator import open_store
 
     if options.address == settings.address:
         raise ConfigError(
@@ -118,7 +118,7 @@ def manage_listener(
         ssl_context = build_ssl_context(options.tls_cert, options.tls_key, settings.tls_minimum)
     elif settings.tls_enabled:
         ssl_context = build_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_minimum)
-    store = Store.open(Path(store_dir))
+    store = open_store(store_dir if isinstance(store_dir, str) else Path(store_dir))
     app = create_app(store, max_upload=options.max_upload)
     listener = ExtraListener(
         "management API", app, options.address, ssl_context, on_stop=lambda: stop(app)

@@ -1,4 +1,4 @@
-"""The store commands: ``init``, ``publish``, ``promote``, ``remove``, ``list``, ``show``,
+"""The store commands: ``init``, ``migrate``, ``publish``, ``promote``, ``remove``, ``list``, ``show``,
 ``diff``, ``history``, ``revisions``, ``tag``, ``tags``, ``rollback`` and ``fsck``.
 
 Thin commands over :class:`~package_storage.store.service.StoreService`: the rules live there. Exit
@@ -19,6 +19,7 @@ import click
 from package_storage.cli.common import (
     SHORT_DIGEST,
     StoreCommand,
+    StoreURL,
     entry_json,
     event_json,
     fail,
@@ -27,8 +28,9 @@ from package_storage.cli.common import (
     plural,
     print_json,
     print_table,
+    require_local,
     short,
-    store_exists,
+    shown,
     store_option,
     when,
 )
@@ -100,30 +102,88 @@ def change_line(result: ChangeResult, fallback: str) -> str:
     metavar="FILE",
     help="Stage configuration (YAML; default: snapshot -> staging -> production).",
 )
+@click.option(
+    "--blobs",
+    "blobs",
+    default=None,
+    metavar="LOCATION",
+    help=(
+        "Where a new store keeps its blobs: a folder or s3://BUCKET/PREFIX, recorded in the"
+        " catalog (default: DIR/blobs; required for a postgresql:// store)."
+    ),
+)
 @json_option
 @store_option
-def init(stages_file: Path | None, as_json: bool, store_dir: Path) -> None:
+def init(stages_file: Path | None, blobs: str | None, as_json: bool, store_dir: Path) -> None:
     """Create the store (idempotent: an existing store is left as it is).
 
-    With --stages FILE the store gets the stages of FILE (a store that already holds packages
-    keeps its stages: change them with `package-storage stages`).
+    The store is a directory (the default), or a PostgreSQL database
+    (--store postgresql://USER@HOST:PORT/DB --blobs LOCATION). With --stages FILE the store
+    gets the stages of FILE (a store that already holds packages keeps its stages: change them
+    with `package-storage stages`).
     """
     from package_storage.cli.stages import read_stages_file
 
     graph = read_stages_file(stages_file) if stages_file is not None else None
-    existed = store_exists(store_dir)
-    if graph is not None:
-        with open_store(store_dir, create=True) as local:  # a directory only
+    if isinstance(store_dir, StoreURL):
+        if blobs is not None or graph is not None:
+            fail(f"init of a remote store ({store_dir}) takes no --blobs or --stages")
+        with open_operations(store_dir) as remote:
+            names = list(reversed(remote.service.stages().names))
+        _print_init(str(store_dir), False, names, None, as_json)
+        return
+    with open_store(store_dir, create=True, blobs=blobs) as local:
+        created = local.catalog.created
+        if graph is not None:
             local.service.configure_stages(
                 graph, reason=f"initial stage configuration from {stages_file}"
             )
-    with open_operations(store_dir, create=True) as store:
-        names = list(reversed(store.service.stages().names))
+        names = list(reversed(local.service.stages().names))
+        # Named only when not the directory's own blobs folder (the default).
+        location = None if local.store.blobs_default else local.store.blobs_location
+    _print_init(shown(store_dir), created, names, location, as_json)
+
+
+def _print_init(
+    store: str, created: bool, names: list[str], blobs: str | None, as_json: bool
+) -> None:
     if as_json:
-        print_json({"store": str(store_dir), "created": not existed, "stages": names})
+        out: dict[str, object] = {"store": store, "created": created, "stages": names}
+        if blobs is not None:
+            out["blobs"] = blobs
+        print_json(out)
         return
-    verb = "store exists" if existed else "created store"
-    click.echo(f"{verb} at {store_dir} (stages: {', '.join(names)})")
+    verb = "created store" if created else "store exists"
+    where = f", blobs: {blobs}" if blobs is not None else ""
+    click.echo(f"{verb} at {store} (stages: {', '.join(names)}{where})")
+
+
+@click.command("migrate", cls=StoreCommand)
+@json_option
+@store_option
+def migrate(as_json: bool, store_dir: Path) -> None:
+    """Upgrade the store's catalog schema to this package-storage's (idempotent).
+
+    Run it once after installing a newer package-storage, before the other commands (which
+    refuse an older schema). Several processes may run it at once: one migrates, the others
+    find the store current. A store written by a newer package-storage is refused.
+    """
+    from package_storage.store.locator import migrate_store
+
+    require_local(store_dir, "migrate")
+    result = migrate_store(store_dir)
+    if as_json:
+        print_json(
+            {"store": shown(store_dir), "applied": list(result.applied), "revision": result.head}
+        )
+        return
+    if result.applied:
+        click.echo(
+            f"migrated store {shown(store_dir)} to revision {result.head}"
+            f" (applied {', '.join(result.applied)})"
+        )
+    else:
+        click.echo(f"store {shown(store_dir)} is up to date (revision {result.head})")
 
 
 # --- publish / promote / remove ----------------------------------------------------------------
@@ -763,6 +823,7 @@ def fsck(repair: bool, as_json: bool, store_dir: Path) -> None:
 
 COMMANDS: tuple[click.Command, ...] = (
     init,
+    migrate,
     stages,
     publish,
     promote,

@@ -1,14 +1,19 @@
-"""One store directory: the embedded default backend (SQLite catalog + local blob folder).
+"""An open store (:class:`Store`: catalog + blobs + service) and the store directory, the
+embedded default backend (SQLite catalog + local blob folder).
 
 Layout of ``DIR`` (``--store DIR``, ``PACKAGE_STORAGE_STORE``, default ``./data``)::
 
     DIR/catalog.db     the SQLite catalog (stages, artifacts, entries, revisions, tags, events)
     DIR/catalog.db-wal  (SQLite write-ahead log, while in use)
-    DIR/blobs/         content-addressed blobs (``storage/localfs.py``)
+    DIR/blobs/         content-addressed blobs (``storage/localfs.py``), unless the catalog's
+                       ``blobs`` setting (``init --blobs LOCATION``) names another place
+    DIR/keys/          the signing and trusted keys (``keyring.py``)
 
 ``Store.init(DIR)`` creates the layout (idempotent); ``Store.open(DIR)`` refuses a directory
 that is not a store with a message telling how to make one, so a typo in ``--store`` never
-silently creates an empty store.
+silently creates an empty store, and refuses a catalog whose schema is older or newer than
+this package-storage (``package-storage migrate``). A store named by a URL
+(``postgresql://...``) is opened by ``locator.py``, into the same :class:`Store`.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from package_storage.errors import NotFoundError, StorageError
+from package_storage.errors import InvalidInputError, NotFoundError, StorageError
 from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
+from package_storage.store.storage.base import BlobStore
 from package_storage.store.storage.keystore import CatalogKeyStore
 from package_storage.store.storage.localfs import LocalBlobStore
-from package_storage.store.storage.sqlite import SQLiteCatalog
+from package_storage.store.storage.schema import SETTING_BLOBS
+from package_storage.store.storage.sqlite import SQLCatalog, SQLiteCatalog
 
 STORE_ENV = "PACKAGE_STORAGE_STORE"
 ACTOR_ENV = "PACKAGE_STORAGE_ACTOR"
@@ -52,28 +59,76 @@ def default_actor(environ: Mapping[str, str] | None = None) -> str:
         return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-class Store:
-    """An open store directory: ``.catalog``, ``.blobs`` and ``.service(actor)``.
+def open_blob_location(location: str) -> BlobStore:
+    """The blob store at ``location`` (a folder; ``s3://BUCKET/PREFIX`` once available)."""
+    if "://" in location:
+        raise InvalidInputError(
+            f"blob location {location}: only folders are supported by this package-storage"
+        )
+    try:
+        return LocalBlobStore(Path(location))
+    except OSError as exc:
+        raise StorageError(f"cannot open blob folder {location}: {exc}") from exc
 
-    Use as a context manager or call :meth:`close`. One ``Store`` per process (the catalog is
-    thread-safe; several processes may open the same directory at once).
+
+def normalize_blob_location(location: str) -> str:
+    """``location`` as recorded in the catalog: a folder made absolute, a URL as given."""
+    text = location.strip()
+    if not text:
+        raise InvalidInputError("--blobs is empty: give a folder or s3://BUCKET/PREFIX")
+    if "://" in text:
+        return text
+    return str(Path(text).expanduser().absolute())
+
+
+class Store:
+    """An open store: ``.catalog``, ``.blobs``, ``.keyring()`` and ``.service(actor)``.
+
+    ``location`` names it as ``--store`` does (a directory, or a catalog URL with any password
+    hidden); ``root`` is the store directory (None for a store named by a URL);
+    ``blobs_location`` where its blobs are. Use as a context manager or call :meth:`close`.
+    One ``Store`` per process (the catalog is thread-safe; several processes, on several hosts
+    for a PostgreSQL catalog, may open the same store at once).
     """
 
-    def __init__(self, root: Path, catalog: SQLiteCatalog, blobs: LocalBlobStore) -> None:
+    def __init__(
+        self,
+        root: Path | None,
+        catalog: SQLCatalog,
+        blobs: BlobStore,
+        *,
+        location: str | None = None,
+        blobs_location: str | None = None,
+    ) -> None:
         self.root = root
         self.catalog = catalog
         self.blobs = blobs
+        self.location = location or str(root)
+        default = str(root / BLOBS_DIR) if root is not None else None
+        self.blobs_location = blobs_location or default or "?"
+        self.blobs_default = self.blobs_location == default
+        """True when the blobs are in the store directory's own ``blobs`` folder."""
 
     @staticmethod
     def is_store(path: str | Path) -> bool:
         return (Path(path) / CATALOG_FILE).is_file()
 
     @classmethod
-    def open(cls, path: str | Path, *, create: bool = False) -> Store:
-        """Open the store at ``path``; with ``create`` make it first when absent.
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        create: bool = False,
+        blobs: str | None = None,
+        upgrade: bool = False,
+    ) -> Store:
+        """Open the store at ``path``; with ``create`` make it first when absent (its blobs
+        at ``blobs`` when given, else ``DIR/blobs``); with ``upgrade`` migrate an older schema.
 
-        NotFoundError when ``path`` holds no store (and ``create`` is False); StorageError when
-        it cannot be created or opened.
+        NotFoundError when ``path`` holds no store (and ``create`` is False);
+        SchemaVersionError when its schema is not this package-storage's (and not upgraded);
+        InvalidInputError when ``blobs`` differs from where an existing store keeps them;
+        StorageError when it cannot be created or opened.
         """
         root = Path(path)
         if root.exists() and not root.is_dir():
@@ -87,17 +142,26 @@ class Store:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"cannot create store {root}: {exc}") from exc
+        catalog = SQLiteCatalog(
+            root / CATALOG_FILE, create=create, upgrade=upgrade, location=str(root)
+        )
         try:
-            blobs = LocalBlobStore(root / BLOBS_DIR)
-        except OSError as exc:
-            raise StorageError(f"cannot open blob folder {root / BLOBS_DIR}: {exc}") from exc
-        catalog = SQLiteCatalog(root / CATALOG_FILE)
-        return cls(root, catalog, blobs)
+            location = record_blob_location(catalog, blobs, str(root / BLOBS_DIR))
+            return cls(
+                root,
+                catalog,
+                open_blob_location(location),
+                location=str(root),
+                blobs_location=location,
+            )
+        except BaseException:
+            catalog.close()
+            raise
 
     @classmethod
-    def init(cls, path: str | Path) -> Store:
+    def init(cls, path: str | Path, *, blobs: str | None = None) -> Store:
         """Create the store at ``path`` (idempotent: an existing store is opened unchanged)."""
-        return cls.open(path, create=True)
+        return cls.open(path, create=True, blobs=blobs)
 
     def keyring(self, actor: str | None = None) -> StoreKeyring:
         """The store's keys: in its catalog, plus the key files of stores made before keys
@@ -130,7 +194,42 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({str(self.root)!r})"
+        return f"Store({self.location!r})"
+
+
+def record_blob_location(catalog: SQLCatalog, wanted: str | None, default: str | None) -> str:
+    """Where the store's blobs are: the catalog's ``blobs`` setting, else ``default``.
+
+    ``wanted`` (``init --blobs``) is recorded when the store has no setting yet (a store just
+    created, or one that used ``default``); an existing different setting is refused (moving
+    blobs is ``copy-store``'s work). InvalidInputError when there is neither a setting nor a
+    default (a catalog without a directory must be told where its blobs are).
+    """
+    recorded = catalog.settings().get(SETTING_BLOBS)
+    if wanted is None:
+        if recorded is not None:
+            return recorded
+        if default is None:
+            raise InvalidInputError(
+                f"store {catalog.location} records no blob location: run `package-storage"
+                f" init --store {catalog.location} --blobs LOCATION`"
+            )
+        return default
+    location = normalize_blob_location(wanted)
+    if recorded is not None and recorded != location:
+        raise InvalidInputError(
+            f"store {catalog.location} keeps its blobs at {recorded}, not {location}:"
+            " copy a store to new blobs with `package-storage copy-store`"
+        )
+    if recorded is None and default is not None and not (catalog.created or location == default):
+        raise InvalidInputError(
+            f"store {catalog.location} exists with its blobs at {default}: --blobs applies"
+            " to a new store only"
+        )
+    if recorded is None and location != default:
+        with catalog.transaction() as tx:
+            tx.set_setting(SETTING_BLOBS, location)
+    return location
 
 
 __all__ = [
@@ -140,4 +239,7 @@ __all__ = [
     "Store",
     "default_actor",
     "default_store_dir",
+    "normalize_blob_location",
+    "open_blob_location",
+    "record_blob_location",
 ]

@@ -29,7 +29,8 @@ is not ahead of the source): a rerun refreshes such a copy. Anything else is ref
 line, and nothing is changed.
 
 Tables whose rows describe the target itself rather than the store's contents
-(:data:`NOT_COPIED`: the schema version and where its blobs live) are left as they are.
+(:data:`NOT_COPIED`: the schema version and the ``settings``, e.g. where its blobs live) are
+left as they are.
 """
 
 from __future__ import annotations
@@ -50,13 +51,14 @@ from sqlalchemy.engine import Connection
 from package_storage.errors import ConflictError, NotFoundError, SignatureError, StorageError
 from package_storage.packages.signing import load_secret_key
 from package_storage.store.keyring import StoreKeyring
+from package_storage.store.storage import migrations
 from package_storage.store.storage import schema as s
 from package_storage.store.storage.base import BlobStore
 from package_storage.store.storage.sqlite import SQLCatalog
 
 # Rows that describe the catalog itself, not the store's contents. The change counter
 # (``catalog_state``) is set, not copied row for row.
-NOT_COPIED = frozenset({"schema_version", "catalog_state", "alembic_version", "store_settings"})
+NOT_COPIED = frozenset({"schema_version", "catalog_state", "alembic_version", "settings"})
 
 # Tables whose rows make a store "not empty" (a fresh ``init`` has only stages).
 _CONTENT_TABLES = ("artifacts", "stage_entries", "revisions", "tags", "events", "tokens")
@@ -192,8 +194,8 @@ def _count(conn: Connection, table: Table) -> int:
     return int(conn.execute(select(func.count()).select_from(table)).scalar() or 0)
 
 
-def _schema_version(conn: Connection) -> int | None:
-    return s.current_version(conn)
+def _schema_version(conn: Connection) -> str:
+    return migrations.schema_state(conn).describe()
 
 
 # --- the target's relation to the source -----------------------------------------------------

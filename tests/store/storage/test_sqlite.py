@@ -1,4 +1,5 @@
-"""SQLiteCatalog and schema specifics: pragmas, migrations, self-checks."""
+"""SQLiteCatalog specifics: pragmas, schema on open, self-checks (migrations:
+test_migrations.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from package_storage.errors import StorageError
 from package_storage.store.stages import StageGraph
-from package_storage.store.storage import schema
+from package_storage.store.storage import migrations
 from package_storage.store.storage.base import ArtifactRecord, content_digest
 from package_storage.store.storage.sqlite import SQLiteCatalog
 
@@ -44,80 +44,7 @@ def test_pragmas_and_schema_version(db: Path) -> None:
         assert (conn.exec_driver_sql("PRAGMA busy_timeout").scalar() or 0) >= 1000
     cat.close()
     raw = sqlite3.connect(db)
-    assert raw.execute("SELECT version FROM schema_version").fetchone() == (schema.SCHEMA_VERSION,)
-    raw.close()
-
-
-def test_newer_schema_is_refused(db: Path) -> None:
-    SQLiteCatalog(db).close()
-    raw = sqlite3.connect(db)
-    raw.execute("UPDATE schema_version SET version = 999")
-    raw.commit()
-    raw.close()
-    with pytest.raises(StorageError, match="schema version 999 is newer than this server"):
-        SQLiteCatalog(db)
-
-
-def test_migrations_run_in_order(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    SQLiteCatalog(db).close()
-    applied: list[int] = []
-    base = schema.SCHEMA_VERSION
-
-    def step(version: int) -> schema.Migration:
-        return schema.Migration(version, f"step {version}", lambda conn: applied.append(version))
-
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, step(base + 1), step(base + 2)))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", base + 2)
-    cat = SQLiteCatalog(db)
-    cat.close()
-    assert applied == [base + 1, base + 2]
-    SQLiteCatalog(db).close()
-    assert applied == [base + 1, base + 2]  # not applied twice
-    raw = sqlite3.connect(db)
-    assert raw.execute("SELECT version FROM schema_version").fetchone() == (base + 2,)
-    raw.close()
-
-
-def test_a_version_1_store_is_migrated_on_open_and_keeps_its_content(db: Path) -> None:
-    """A store written before schema 2 (no publish, git_commit, yanked columns) opens: the
-    migration adds them, and entries, revisions and events stay as they were."""
-    cat = SQLiteCatalog(db)
-    digest = "ab" * 32
-    with cat.transaction() as tx:
-        tx.add_artifact(ArtifactRecord(digest, 3, "apache", "1.0.0"))
-        tx.put_entry("production", "apache", "1.0.0", digest, actor="old")
-        tx.record_event("publish", actor="old", stage="production", name="apache")
-        for dist in tx.stages().affected_distributions("production"):
-            tx.new_revision(dist)
-    before = (cat.revision_entries("production", 1), cat.revision("production", 1).digest)
-    cat.close()
-    raw = sqlite3.connect(db)  # turn it into a version 1 store
-    raw.execute("DROP INDEX ix_revisions_commit")
-    for table, column in (
-        ("stages", "publish"),
-        ("revisions", "git_commit"),
-        ("stage_entries", "yanked"),
-    ):
-        raw.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    raw.execute("UPDATE schema_version SET version = 1")
-    raw.commit()
-    assert "yanked" not in {r[1] for r in raw.execute("PRAGMA table_info(stage_entries)")}
-    raw.close()
-    again = SQLiteCatalog(db)
-    assert (again.revision_entries("production", 1), again.revision("production", 1).digest) == (
-        before
-    )
-    assert again.stages() == StageGraph.default()
-    assert [e.actor for e in again.events()] == ["old"]
-    assert again.check(deep=True) == []
-    with again.transaction() as tx:  # the new columns work
-        tx.set_yanked("production", "apache", "1.0.0", True)
-        tx.new_revision("production", commit="0123456789abcdef0123456789abcdef01234567")
-    assert [e.yanked for e in again.revision_entries("production", 2)] == [True]
-    assert again.revisions_by_commit("production", "0123456")[0].number == 2
-    again.close()
-    raw = sqlite3.connect(db)
-    assert raw.execute("SELECT version FROM schema_version").fetchone() == (schema.SCHEMA_VERSION,)
+    assert raw.execute("SELECT version_num FROM alembic_version").fetchone() == (migrations.head(),)
     raw.close()
 
 

@@ -396,6 +396,10 @@ class CatalogReader(Protocol):
         """The token with public id ``token_id``, or None."""
         ...
 
+    def settings(self) -> dict[str, str]:
+        """The store's settings (key -> value; e.g. ``blobs``: where its blobs live)."""
+        ...
+
     def last_change(self) -> datetime | None:
         """Time of the last committed change, or None on a fresh store."""
         ...
@@ -482,6 +486,10 @@ class Transaction(CatalogReader, Protocol):
     def revoke_token(self, token_id: str, *, actor: str) -> TokenRecord:
         """Mark the token revoked at this transaction's time (idempotent: a revoked token is
         returned unchanged). NotFoundError when there is no such token."""
+        ...
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Set the store setting ``key`` to ``value``."""
         ...
 
     def record_event(

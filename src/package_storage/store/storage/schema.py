@@ -1,10 +1,14 @@
-"""Catalog tables (SQLAlchemy Core 2), shared by SQLite and PostgreSQL, and their migrations.
+"""Catalog tables (SQLAlchemy Core 2), shared by SQLite and PostgreSQL.
 
 Tables (see ``base.py`` for the model):
 
-``schema_version``  one row: the schema version of the store.
+``schema_version``  one row, kept for package-storage before Alembic: the hand-written schema
+                    version (3 at the Alembic baseline, 4 since; older code refuses a store
+                    whose version it does not know).
+``alembic_version`` (Alembic's) the revision the schema is at (``migrations/``).
 ``catalog_state``   one row: ``change_seq`` (sequence of the last committed change) and
                     ``changed_at``; writers lock this row (PostgreSQL) and servers poll it.
+``settings``        key/value settings of the store, e.g. ``blobs`` (where its blobs live).
 ``stages``          the stage configuration (one row per stage; ``publish`` since v2).
 ``artifacts``       one row per stored zip (digest = blob digest).
 ``stage_entries``   temporal table of stage contents: a row is live from ``added_seq`` until
@@ -22,17 +26,14 @@ Tables (see ``base.py`` for the model):
 ``store_keys``      the store's OpenPGP keys: the signing key (protected, sealed or a file's
                     path: never in clear) and the trusted keys (``store/keyrecord.py``).
 
-Migrations: a fresh database is created from the table definitions below and stamped with
-:data:`SCHEMA_VERSION`. An existing database at version N gets every migration with a higher
-version, in order, inside the caller's (write-locked) transaction. To change the schema: edit
-the tables, bump ``SCHEMA_VERSION`` and append a :class:`Migration` that brings version
-``SCHEMA_VERSION - 1`` to it. A store newer than the code is refused.
+The tables here are what the code reads and writes; the schema of a database is made and
+upgraded only by the Alembic migrations of ``migrations/`` (see its docstring: to change the
+schema, edit the tables here *and* add a revision there; a test checks that the migrated
+schema equals these tables on SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,14 +53,8 @@ from sqlalchemy import (
     Table,
     Text,
     false,
-    inspect,
-    select,
-    text,
 )
-from sqlalchemy.engine import Connection
 from sqlalchemy.types import TypeDecorator
-
-from package_storage.errors import StorageError
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -85,7 +80,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-NAME = String(255)
+def _key(length: int) -> String:
+    """Names, versions and stage names: compared and sorted byte by byte on every backend
+    (SQLite's default; PostgreSQL databases often default to a language collation)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+NAME = _key(255)
+STAGE = _key(64)
 DIGEST = String(64)
 
 metadata = MetaData()
@@ -106,16 +108,31 @@ catalog_state = Table(
     Column("changed_at", UTCDateTime, nullable=True),
 )
 
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+# The keys of ``settings``.
+SETTING_BLOBS = "blobs"
+"""Where the blobs of the store live (a folder or ``s3://BUCKET/PREFIX``), set by ``init``."""
+
+LEGACY_SCHEMA_VERSION = 4
+"""``schema_version.version`` of every Alembic-managed store: higher than package-storage
+before Alembic knew (3), so that older code refuses the store instead of writing into it."""
+
 stages = Table(
     "stages",
     metadata,
-    Column("name", String(64), primary_key=True),
+    Column("name", STAGE, primary_key=True),
     Column("rank", Integer, nullable=False),
     Column("overwrite", String(16), nullable=False),
     Column("remove", String(16), nullable=False),
     Column("frozen", Boolean, nullable=False),
     Column("sees", JSON, nullable=False),
-    Column("promotes_to", String(64), nullable=True),
+    Column("promotes_to", STAGE, nullable=True),
     Column("publish", Boolean, nullable=True),  # v2; NULL: derived from the graph
 )
 
@@ -136,7 +153,7 @@ stage_entries = Table(
     "stage_entries",
     metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("stage", String(64), nullable=False),
+    Column("stage", STAGE, nullable=False),
     Column("name", NAME, nullable=False),
     Column("version", NAME, nullable=False),
     Column("artifact", DIGEST, ForeignKey("artifacts.digest"), nullable=False),
@@ -164,14 +181,14 @@ Index("ix_stage_entries_removed", stage_entries.c.stage, stage_entries.c.removed
 distributions = Table(
     "distributions",
     metadata,
-    Column("name", String(64), primary_key=True),
+    Column("name", STAGE, primary_key=True),
     Column("current_revision", Integer, nullable=True),
 )
 
 revisions = Table(
     "revisions",
     metadata,
-    Column("distribution", String(64), ForeignKey("distributions.name"), primary_key=True),
+    Column("distribution", STAGE, ForeignKey("distributions.name"), primary_key=True),
     Column("number", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("stages", JSON, nullable=False),
@@ -187,8 +204,8 @@ Index("ix_revisions_commit", revisions.c.distribution, revisions.c.git_commit)
 tags = Table(
     "tags",
     metadata,
-    Column("distribution", String(64), primary_key=True),
-    Column("tag", String(128), primary_key=True),
+    Column("distribution", STAGE, primary_key=True),
+    Column("tag", _key(128), primary_key=True),
     Column("revision", Integer, nullable=False),
     Column("created", UTCDateTime, nullable=False),
     Column("created_by", String(255), nullable=False),
@@ -204,7 +221,7 @@ events = Table(
     Column("time", UTCDateTime, nullable=False),
     Column("actor", String(255), nullable=False),
     Column("action", String(64), nullable=False),
-    Column("stage", String(64), nullable=True),
+    Column("stage", STAGE, nullable=True),
     Column("name", NAME, nullable=True),
     Column("version", NAME, nullable=True),
     Column("reason", Text, nullable=True),
@@ -253,96 +270,3 @@ store_keys = Table(
     Column("created", UTCDateTime, nullable=False),
     Column("created_by", String(255), nullable=False),
 )
-
-
-# --- migrations ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """Brings a store from ``version - 1`` to ``version``."""
-
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
-
-
-def _create_v1(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-def _create_tokens(conn: Connection) -> None:
-    tokens.create(conn, checkfirst=True)
-    for index in tokens.indexes:
-        index.create(conn, checkfirst=True)
-
-
-def _v2_stages_commits_yanks(conn: Connection) -> None:
-    """v2: ``stages.publish`` (explicit publish setting), ``revisions.git_commit`` (the git commit
-    of a revision made by a history import, indexed for ``dist@<commit>``) and
-    ``stage_entries.yanked``."""
-    columns = {
-        table: {c["name"] for c in inspect(conn).get_columns(table)}
-        for table in ("stages", "revisions", "stage_entries")
-    }
-    if "publish" not in columns["stages"]:
-        conn.execute(text("ALTER TABLE stages ADD COLUMN publish BOOLEAN"))
-    if "git_commit" not in columns["revisions"]:
-        conn.execute(text("ALTER TABLE revisions ADD COLUMN git_commit VARCHAR(40)"))
-    if "yanked" not in columns["stage_entries"]:
-        conn.execute(
-            text("ALTER TABLE stage_entries ADD COLUMN yanked BOOLEAN NOT NULL DEFAULT FALSE")
-        )
-    indexes = {i["name"] for i in inspect(conn).get_indexes("revisions")}
-    if "ix_revisions_commit" not in indexes:
-        next(i for i in revisions.indexes if i.name == "ix_revisions_commit").create(conn)
-
-
-# Ordered; version 1 is the initial schema.
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial catalog schema", _create_v1),
-    Migration(
-        2, "stage publish setting, revision commits, yanked entries", _v2_stages_commits_yanks
-    ),
-    Migration(3, "management API tokens", _create_tokens),
-    Migration(
-        4, "store keys in the catalog", lambda conn: store_keys.create(conn, checkfirst=True)
-    ),
-)
-SCHEMA_VERSION = MIGRATIONS[-1].version
-
-
-def current_version(conn: Connection) -> int | None:
-    """The store's schema version, or None when the database has no catalog yet."""
-    if not inspect(conn).has_table(schema_version.name):
-        return None
-    row = conn.execute(select(schema_version.c.version).where(schema_version.c.id == 1)).first()
-    return None if row is None else int(row[0])
-
-
-def migrate(conn: Connection) -> bool:
-    """Create or upgrade the schema on ``conn`` (inside the caller's locked transaction).
-
-    Returns True when the database was created from scratch (the caller then seeds it).
-    """
-    now = datetime.now(UTC)
-    version = current_version(conn)
-    if version is None:
-        metadata.create_all(conn, checkfirst=True)
-        conn.execute(schema_version.insert().values(id=1, version=SCHEMA_VERSION, updated=now))
-        conn.execute(catalog_state.insert().values(id=1, change_seq=0, changed_at=None))
-        return True
-    if version > SCHEMA_VERSION:
-        raise StorageError(
-            f"catalog schema version {version} is newer than this server supports"
-            f" ({SCHEMA_VERSION}): upgrade package-storage"
-        )
-    for migration in MIGRATIONS:
-        if migration.version > version:
-            migration.apply(conn)
-            conn.execute(
-                schema_version.update()
-                .where(schema_version.c.id == 1)
-                .values(version=migration.version, updated=now)
-            )
-    return False

@@ -38,6 +38,7 @@ from package_storage.errors import (
     StorageError,
 )
 from package_storage.store.stages import StageGraph, stage_from_config
+from package_storage.store.storage import migrations
 from package_storage.store.storage import schema as s
 from package_storage.store.storage.base import (
     ArtifactRecord,
@@ -66,6 +67,15 @@ _MAX_INT = 1 << 63
 _INCREMENTAL_LIMIT = 256
 
 _Key = tuple[str, str]
+
+
+def one_line(exc: BaseException) -> str:
+    """The driver's own first line of a SQLAlchemy error (without SQLAlchemy's statement and
+    background link), e.g. ``connection failed: ... Connection refused``."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    first = text.splitlines()[0].strip() if text else type(exc).__name__
+    return first
 
 
 def _valid_tag(tag: str) -> bool:
@@ -389,6 +399,10 @@ class _Reader:
         row = self._conn.execute(select(s.tokens).where(s.tokens.c.id == token_id)).first()
         return None if row is None else _token(row)
 
+    def settings(self) -> dict[str, str]:
+        t = s.settings
+        return {r.key: r.value for r in self._conn.execute(select(t).order_by(t.c.key))}
+
     def last_change(self) -> datetime | None:
         value = self._conn.execute(
             select(s.catalog_state.c.changed_at).where(s.catalog_state.c.id == 1)
@@ -412,6 +426,7 @@ class SQLTransaction(_Reader):
         self._time = datetime.now(UTC)
         self._dirty = False
         self._revised = False
+        self._changed = False
 
     @property
     def seq(self) -> int:
@@ -425,7 +440,13 @@ class SQLTransaction(_Reader):
     def dirty(self) -> bool:
         return self._dirty
 
+    @property
+    def changed(self) -> bool:
+        """True when this transaction changed anything (it will commit a new change_seq)."""
+        return self._changed
+
     def _touch(self) -> None:
+        self._changed = True
         if not self._dirty:
             self._conn.execute(
                 s.catalog_state.update()
@@ -739,6 +760,17 @@ class SQLTransaction(_Reader):
         )
         return Tag(distribution, tag, number, self._time, actor)
 
+    # --- settings ------------------------------------------------------------------------
+
+    def set_setting(self, key: str, value: str) -> None:
+        """Set the store setting ``key`` (see ``schema.settings``)."""
+        t = s.settings
+        self._touch()
+        if self._conn.execute(select(t.c.key).where(t.c.key == key)).first() is None:
+            self._conn.execute(t.insert().values(key=key, value=value))
+        else:
+            self._conn.execute(t.update().where(t.c.key == key).values(value=value))
+
     # --- tokens --------------------------------------------------------------------------
 
     def add_token(self, token: TokenRecord) -> TokenRecord:
@@ -802,25 +834,63 @@ class SQLCatalog:
     """The :class:`~package_storage.store.storage.base.Catalog` over a SQLAlchemy engine.
 
     Subclasses may override ``_write_connection`` / ``_read_connection`` (how transactions begin
-    and hold the write lock) and ``_integrity_problems`` (backend self-checks).
+    and hold the write lock), ``_before_commit`` (e.g. a change notification) and
+    ``_integrity_problems`` (backend self-checks).
+
+    Opening checks the schema (``migrations``): an empty database is created at the head
+    (``create``, else NotFoundError) and seeded with the default stages; a schema older than the
+    head is upgraded only with ``upgrade`` (``package-storage migrate``), otherwise refused like
+    a newer one (SchemaVersionError naming the command to run). ``location`` names the store in
+    those messages. After opening, ``created`` and ``migrated`` (revisions applied) tell what
+    happened.
     """
 
-    def __init__(self, engine: Engine, *, server_version: str = __version__) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        server_version: str = __version__,
+        create: bool = True,
+        upgrade: bool = False,
+        location: str | None = None,
+    ) -> None:
         self._engine = engine
         self._server_version = server_version
+        self.location = location or engine.url.render_as_string(hide_password=True)
+        self.created = False
+        self.migrated: list[str] = []
         self._schema_ready = False
-        self._initialise()
+        try:
+            self._initialise(create=create, upgrade=upgrade)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise StorageError(f"cannot open catalog {self.location}: {one_line(exc)}") from exc
+        except BaseException:
+            engine.dispose()
+            raise
         self._schema_ready = True
 
     @property
     def engine(self) -> Engine:
         return self._engine
 
-    def _initialise(self) -> None:
+    def _initialise(self, *, create: bool, upgrade: bool) -> None:
         with self._write_connection() as conn:
-            if s.migrate(conn):
+            state = migrations.schema_state(conn)
+            if state.empty:
+                if not create:
+                    raise NotFoundError(
+                        f"no package store at {self.location}: run `package-storage init"
+                        f" --store {self.location}`"
+                    )
+                self.migrated = migrations.upgrade(conn)
+                self.created = True
                 tx = SQLTransaction(conn, self._server_version)
                 tx.set_stages(StageGraph.default())
+            elif upgrade and not state.current and not state.newer:
+                self.migrated = migrations.upgrade(conn)
+            else:
+                migrations.check_current(state, self.location)
 
     # --- transaction plumbing (backend hooks) ----------------------------------------------
 
@@ -856,13 +926,22 @@ class SQLCatalog:
         del conn
         return []
 
+    def _before_commit(self, conn: Connection, tx: SQLTransaction) -> None:
+        """Called inside a transaction that changed something, just before it commits."""
+        del conn, tx
+
     @contextmanager
     def _transaction(self) -> Iterator[Transaction]:
         try:
             with self._write_connection() as conn:
-                yield SQLTransaction(conn, self._server_version)
+                tx = SQLTransaction(conn, self._server_version)
+                yield tx
+                if tx.changed:
+                    self._before_commit(conn, tx)
         except SQLAlchemyError as exc:
-            raise StorageError(f"catalog transaction failed: {exc}") from exc
+            raise StorageError(
+                f"catalog transaction failed, nothing was changed: {one_line(exc)}"
+            ) from exc
 
     def transaction(self) -> AbstractContextManager[Transaction]:
         return self._transaction()
@@ -879,7 +958,7 @@ class SQLCatalog:
             with self._read_connection() as conn:
                 yield _Reader(conn)
         except SQLAlchemyError as exc:
-            raise StorageError(f"catalog read failed: {exc}") from exc
+            raise StorageError(f"catalog read failed: {one_line(exc)}") from exc
 
     # --- reads -----------------------------------------------------------------------------
 
@@ -959,6 +1038,11 @@ class SQLCatalog:
         with self._reader() as r:
             return r.token(token_id)
 
+    def settings(self) -> dict[str, str]:
+        """The store settings (``schema.settings``: e.g. ``blobs``)."""
+        with self._reader() as r:
+            return r.settings()
+
     # --- maintenance -----------------------------------------------------------------------
 
     def check(self, *, deep: bool = False) -> list[str]:
@@ -967,9 +1051,12 @@ class SQLCatalog:
             problems += self._integrity_problems(conn)
             if problems:
                 return problems
-            version = s.current_version(conn)
-            if version != s.SCHEMA_VERSION:
-                problems.append(f"schema version is {version}, expected {s.SCHEMA_VERSION}")
+            state = migrations.schema_state(conn)
+            if not state.current:
+                problems.append(
+                    f"catalog schema is at {state.describe()}, expected revision"
+                    f" {migrations.head()}"
+                )
                 return problems
             reader = _Reader(conn)
             seq = reader.change_counter()
@@ -1035,15 +1122,30 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
 
 
 class SQLiteCatalog(SQLCatalog):
-    """The embedded catalog: one SQLite file (``path``), created and migrated on open."""
+    """The embedded catalog: one SQLite file (``path``), created when new (``create``), its
+    schema checked on open (see :class:`SQLCatalog`)."""
 
-    def __init__(self, path: str | Path, *, server_version: str = __version__) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        server_version: str = __version__,
+        create: bool = True,
+        upgrade: bool = False,
+        location: str | None = None,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # AUTOCOMMIT at the driver level: we issue BEGIN IMMEDIATE / BEGIN / COMMIT ourselves.
         engine = create_engine(f"sqlite:///{self.path}", isolation_level="AUTOCOMMIT")
         event.listen(engine, "connect", _sqlite_on_connect)
-        super().__init__(engine, server_version=server_version)
+        super().__init__(
+            engine,
+            server_version=server_version,
+            create=create,
+            upgrade=upgrade,
+            location=location or str(self.path),
+        )
 
     def change_notifier(self) -> ChangeNotifier | None:
         """File-change events on the database and its write-ahead log (see ``filewatch``)."""

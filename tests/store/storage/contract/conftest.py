@@ -6,9 +6,10 @@ function ``(tmp_path) -> factory``; the factory is a *picklable* zero-argument c
 opens the same (fresh, per test) store, so tests can open it again after a "crash" and in
 other processes (multiprocessing spawn).
 
-To add a backend (PostgreSQL, S3): add an entry to ``CATALOG_BACKENDS`` / ``BLOB_BACKENDS``
-whose function creates an empty database / bucket for the test (``pytest.skip`` when the
-server is not available) and returns e.g. ``functools.partial(PostgresCatalog, url)``.
+To add a backend: add an entry to ``CATALOG_BACKENDS`` / ``BLOB_BACKENDS`` whose function
+creates an empty database / bucket for the test (``pytest.skip`` when the server is not
+available) and returns e.g. ``functools.partial(PostgresCatalog, url)``. Catalog backends also
+get the test's ``request`` to register the clean-up (``postgresql`` drops its database).
 """
 
 from __future__ import annotations
@@ -21,27 +22,42 @@ import pytest
 
 from package_storage.store.storage.base import BlobStore, Catalog
 from package_storage.store.storage.localfs import LocalBlobStore
+from package_storage.store.storage.postgres import PostgresCatalog
 from package_storage.store.storage.sqlite import SQLiteCatalog
+from pg_server import create_database, drop_database, require_server
 
 CatalogFactory = Callable[[], Catalog]
 BlobStoreFactory = Callable[[], BlobStore]
 
 
-def _sqlite(tmp_path: Path) -> CatalogFactory:
+def _sqlite(tmp_path: Path, request: pytest.FixtureRequest) -> CatalogFactory:
+    del request
     return functools.partial(SQLiteCatalog, tmp_path / "store" / "catalog.db")
+
+
+def _postgresql(tmp_path: Path, request: pytest.FixtureRequest) -> CatalogFactory:
+    """A database of its own on the local PostgreSQL server, dropped after the test."""
+    del tmp_path
+    require_server()
+    url = create_database("ps_contract")
+    request.addfinalizer(lambda: drop_database(url))
+    return functools.partial(PostgresCatalog, url)
 
 
 def _localfs(tmp_path: Path) -> BlobStoreFactory:
     return functools.partial(LocalBlobStore, tmp_path / "store" / "blobs")
 
 
-CATALOG_BACKENDS: dict[str, Callable[[Path], CatalogFactory]] = {"sqlite": _sqlite}
+CATALOG_BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], CatalogFactory]] = {
+    "sqlite": _sqlite,
+    "postgresql": _postgresql,
+}
 BLOB_BACKENDS: dict[str, Callable[[Path], BlobStoreFactory]] = {"localfs": _localfs}
 
 
 @pytest.fixture(params=sorted(CATALOG_BACKENDS))
 def catalog_factory(request: pytest.FixtureRequest, tmp_path: Path) -> CatalogFactory:
-    return CATALOG_BACKENDS[request.param](tmp_path)
+    return CATALOG_BACKENDS[request.param](tmp_path, request)
 
 
 @pytest.fixture
