@@ -40,6 +40,7 @@ from package_storage.cli.common import (
     print_json,
     print_table,
     short,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -65,14 +66,17 @@ class _Bars:
 
 @contextmanager
 def _open(location: Path, *, create: bool, role: str) -> Iterator[Store]:
-    from package_storage.store.directory import Store
+    """The store at ``location``; ``create`` makes a directory store that does not exist yet
+    (a database store is made by ``init --store URL --blobs LOCATION``, which says where its
+    blobs go)."""
+    from package_storage.store.locator import is_store_url, open_store
 
     if isinstance(location, StoreURL):
         fail(
             f"copy-store {role} {location} is a management listener: copy-store reads and writes"
-            " the stores themselves (a directory or a database URL)"
+            " the stores themselves (a directory or a postgresql:// URL)"
         )
-    with Store.open(location, create=create) as store:
+    with open_store(location, create=create and not is_store_url(str(location))) as store:
         yield store
 
 
@@ -125,7 +129,7 @@ def copy_store_command(source: Path, target: Path, batch: int, threads: int, as_
     """
     from package_storage.transfer.copystore import copy_store
 
-    src_name, dst_name = str(source), str(target)
+    src_name, dst_name = shown(source), shown(target)
     stderr = Console(file=sys.stderr)
     with (
         _open(source, create=False, role="source") as src,

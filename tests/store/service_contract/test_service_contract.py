@@ -175,3 +175,8 @@ def test_copy_store_to_and_from_the_default_combination(
             keyring = back.keyring()
             assert keyring.signing_key() is not None and len(keyring.trusted_keys()) == 1
             assert [t.name for t in back.catalog.tokens()] == ["ci"]
+            # the copy takes the next change: ids and sequences continue after the copied ones
+            last = back.catalog.events()[-1].id
+            back.service().publish(make_package(tmp_path / "p", "2.0.0"))
+            assert [e.id for e in back.catalog.events()][-1] > last
+            assert back.catalog.check(deep=True) == []

@@ -6,6 +6,7 @@ from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 from package_storage.store.directory import Store
+from package_storage.store.locator import open_store
 
 # Operations per version of a writer's package, in this order (one transaction each).
 OPS_PER_VERSION = 8
@@ -13,7 +14,7 @@ OPS_PER_VERSION = 8
 
 def open_location(location: str) -> Store:
     """The store at ``location`` (a directory or a store URL), as every CLI command opens it."""
-    return Store.open(location)
+    return open_store(location)
 
 
 def writer(location: str, worker: int, zips: list[str], start: BarrierType) -> None:
