@@ -20,17 +20,25 @@ import pytest
 from test_service import make_package
 
 from package_storage.store.directory import Store
+from package_storage.store.locator import init_store, open_store
+from pg_server import temporary_database
 from replicas import Replica, add_versions, build_zips, start_replica, stop_replica, wait_for
 
 BATCH = 40  # versions per change: enough for a switch that takes the replica a while
 ROUNDS = 2
 
 
-@pytest.fixture
-def location(tmp_path: Path) -> Iterator[str]:
-    root = tmp_path / "store"
-    Store.init(root).close()
-    yield str(root)
+@pytest.fixture(params=["directory", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store directory, or a PostgreSQL catalog (its blobs in a folder) served by URL."""
+    if request.param == "directory":
+        root = tmp_path / "store"
+        Store.init(root).close()
+        yield str(root)
+        return
+    with temporary_database("ps_replicas") as url:
+        init_store(url, blobs=str(tmp_path / "blobs")).store.close()
+        yield url
 
 
 class Watcher(threading.Thread):
@@ -55,6 +63,7 @@ class Watcher(threading.Thread):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_replica_killed_during_a_switch(location: str, tmp_path: Path) -> None:
     folders = [
         make_package(tmp_path / "pkgs", f"1.{r}.{i}")
@@ -62,7 +71,7 @@ def test_replica_killed_during_a_switch(location: str, tmp_path: Path) -> None:
         for i in range(BATCH)
     ]
     zips = build_zips(folders)
-    with Store.open(location) as store:
+    with open_store(location) as store:
         add_versions(store.catalog, store.blobs, "production", zips[:BATCH])
         logs = tmp_path / "logs"
         logs.mkdir()
