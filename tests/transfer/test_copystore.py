@@ -245,3 +245,34 @@ def test_a_clear_key_file_is_refused_up_front_for_a_catalog_only_target(
         with pytest.raises(SignatureError, match="never in clear") as info:
             check_key_files(source.keyring(), catalog_only, "postgresql://db")
         assert PASSPHRASE_ENV in str(info.value)
+
+
+# --- stores named by URL ---------------------------------------------------------------------
+
+
+def test_cli_copies_a_directory_store_into_postgresql_and_back(
+    source: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pg_server import temporary_database
+
+    monkeypatch.setenv(PASSPHRASE_ENV, "pw")
+    source.keyring().set_signing_key(generate_key("Sign").armored)
+    runner = CliRunner()
+    with temporary_database("ps_copy") as url:
+        uninitialised = runner.invoke(main, ["copy-store", str(source.root), url])
+        assert uninitialised.exit_code == 1
+        assert "init --store" in uninitialised.output  # a database store is made by init
+        made = runner.invoke(main, ["init", "--store", url, "--blobs", str(tmp_path / "pgblobs")])
+        assert made.exit_code == 0, made.output
+        there = runner.invoke(main, ["copy-store", str(source.root), url, "--json"])
+        assert there.exit_code == 0, there.output
+        assert json.loads(there.output)["same"] is True
+        back = runner.invoke(main, ["copy-store", url, str(tmp_path / "back"), "--json"])
+        assert back.exit_code == 0, back.output
+        report = json.loads(back.output)
+        assert report["same"] is True and report["blobs"]["copied"] > 0
+        with Store.open(tmp_path / "back") as copy:
+            assert dump(copy) == dump(source)
+            assert copy.keyring().signing_key() is not None  # the sealed key came along
+        listed = runner.invoke(main, ["keys", "list", "--store", url, "--json"])
+        assert [k["role"] for k in json.loads(listed.output)] == ["signing"]
