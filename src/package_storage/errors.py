@@ -147,6 +147,13 @@ class SchemaVersionError(StorageError):
     code = "schema_version"
 
 
+class UnavailableError(StorageError):
+    """A backend (the S3 blob store, a database server) that cannot be reached right now:
+    retrying later may work. HTTP 503 on the read path."""
+
+    code = "unavailable"
+
+
 # --- access (management API) -------------------------------------------------------------------
 
 

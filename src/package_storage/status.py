@@ -19,6 +19,7 @@ from package_storage.errors import (
     PolicyError,
     SignatureError,
     TooLargeError,
+    UnavailableError,
     UnsafePackageError,
 )
 
@@ -35,6 +36,7 @@ STATUSES: tuple[tuple[type[PackageStorageError], int], ...] = (
     (ForbiddenError, 403),
     (PolicyError, 403),
     (ConflictError, 409),
+    (UnavailableError, 503),  # a backend that cannot be reached right now
 )
 
 INTERNAL = 500

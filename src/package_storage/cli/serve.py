@@ -50,6 +50,7 @@ from package_storage.errors import ConfigError, PackageStorageError
 from package_storage.logs import FATAL, SERVICE_NAME, flush_logs, get_logger, setup_logging
 from package_storage.packages.model import Package
 from package_storage.registry.config import (
+    DEFAULT_PROXY_TO,
     FLAGS,
     FLAGS_BY_NAME,
     FlagOrigin,
@@ -206,6 +207,8 @@ def load_settings(
             log.info(line)
     if settings.httpprof:
         log.warning("-httpprof is not supported by this server; ignored")
+    if settings.proxy_to != DEFAULT_PROXY_TO and not settings.feature_proxy_mode:
+        log.warning("-proxy-to is ignored without -feature-proxy-mode")
     return settings
 
 
@@ -233,6 +236,8 @@ def load_packages(settings: Settings) -> list[list[Package]]:
     count = count_packages(sources)
     if count > 0:
         log.info(f"{count} local package manifests loaded.")
+    elif settings.feature_proxy_mode:
+        log.info("No local packages found: proxy mode serves the upstream's packages.")
     elif settings.package_paths_enable_watcher:
         log.info("No local packages found, but the package paths watcher is enabled.")
     else:
@@ -263,6 +268,7 @@ def build_app(
     if sources is None:
         sources = load_packages(settings)
     registry = SingleIndexRegistry(RegistryIndex(sources))
+    served = with_proxy(settings, registry)
     options = AppOptions(
         cache_time_index=settings.cache_time_index.total_seconds(),
         cache_time_search=settings.cache_time_search.total_seconds(),
@@ -272,7 +278,24 @@ def build_app(
         service_name=service_name_from_env(os.environ if environ is None else environ),
         metrics=metrics,
     )
-    return create_app(registry, options), registry
+    return create_app(served, options), registry
+
+
+def with_proxy(settings: Settings, registry: Any) -> Any:
+    """``registry`` as served: wrapped for the proxy mode (spec §10) when it is on."""
+    if not settings.feature_proxy_mode:
+        return registry
+    from package_storage.registry.proxy import ProxyRegistry
+    from package_storage.registry.proxy_client import Upstream, UpstreamOptions
+
+    options = UpstreamOptions.for_timeout(settings.proxy_timeout, settings.proxy_retries)
+    upstream = Upstream(settings.proxy_to, options, strict=settings.proxy_strict)
+    log.info(
+        f"Proxy mode: versions not found locally come from {upstream.shown}"
+        f" (time limit {options.timeout:g} s, {options.retries} retries"
+        + (")" if settings.proxy_strict else "; local answers while it is unavailable)")
+    )
+    return ProxyRegistry(registry, upstream)
 
 
 def granian_app() -> Any:
@@ -591,7 +614,7 @@ def create_store_app(
         metrics=metrics,
         ready=ready,
     )
-    return create_app(registry, options)
+    return create_app(with_proxy(settings, registry), options)
 
 
 def serve_store(

@@ -14,6 +14,7 @@ The environment prefix ``PACKAGE_STORAGE_`` is reserved for settings of our own 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import ssl
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import Enum
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -211,7 +213,7 @@ def _frac(value: int, scale: int) -> str:
 
 # --- flags -------------------------------------------------------------------------------------
 
-FlagKind = Literal["str", "bool", "int", "level", "logtype", "tls", "server"]
+FlagKind = Literal["str", "bool", "int", "level", "logtype", "tls", "server", "duration"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +284,46 @@ FLAGS: tuple[Flag, ...] = (
         "HTTP server implementation (uvicorn, granian).",
         env_prefix=OWN_ENV_PREFIX,
     ),
+    Flag(
+        "feature-proxy-mode",
+        "feature_proxy_mode",
+        "bool",
+        "Proxy mode: packages not found locally come from -proxy-to.",
+    ),
+    Flag("proxy-to", "proxy_to", "str", "Upstream registry of the proxy mode."),
+    Flag(
+        "proxy-allow-insecure",
+        "proxy_allow_insecure",
+        "bool",
+        "Allow an http:// (not HTTPS) -proxy-to.",
+    ),
+    Flag(
+        "proxy-timeout",
+        "proxy_timeout",
+        "duration",
+        "Proxy mode: time limit of one upstream attempt (default 10s).",
+        env_prefix=OWN_ENV_PREFIX,
+    ),
+    Flag(
+        "proxy-retries",
+        "proxy_retries",
+        "int",
+        "Proxy mode: retries of a failed upstream request (default 4).",
+        env_prefix=OWN_ENV_PREFIX,
+    ),
+    Flag(
+        "proxy-strict",
+        "proxy_strict",
+        "bool",
+        "Proxy mode: an unavailable upstream fails /search and /categories with 500"
+        " (default: answer from the local packages).",
+        env_prefix=OWN_ENV_PREFIX,
+    ),
 )
 FLAGS_BY_NAME: Mapping[str, Flag] = {f.name: f for f in FLAGS}
+
+
+DEFAULT_PROXY_TO = "https://epr.elastic.co/"
 
 
 def _default_workers() -> int:
@@ -312,6 +352,12 @@ class Settings:
     package_paths_enable_watcher: bool = False
     package_paths_workers: int = field(default_factory=_default_workers)
     server: ServerKind = "uvicorn"
+    feature_proxy_mode: bool = False
+    proxy_to: str = DEFAULT_PROXY_TO
+    proxy_allow_insecure: bool = False
+    proxy_timeout: float = 10.0  # seconds (a float: Settings travel as JSON to Granian workers)
+    proxy_retries: int = 4
+    proxy_strict: bool = False
     # config file (spec §9.1)
     package_paths: tuple[str, ...] = ()
     cache_time_index: timedelta = timedelta(seconds=10)
@@ -353,6 +399,8 @@ def _parse_flag_value(flag: Flag, text: str, origin: FlagOrigin) -> Any:
             if text not in TLS_VERSIONS:
                 raise ConfigError(f"unsupported TLS version: {text}")
             return text
+        if kind == "duration":
+            return parse_go_duration_ns(text) / 1e9
         if kind == "server":
             if text not in SERVERS:
                 raise ConfigError(
@@ -420,10 +468,42 @@ def check_flags(settings: Settings) -> None:
         )
     if settings.package_paths_workers <= 0:
         raise ConfigError("package-paths-workers must be greater than 0")
+    if settings.feature_proxy_mode:
+        check_proxy_to(settings.proxy_to, allow_insecure=settings.proxy_allow_insecure)
+        if settings.proxy_timeout <= 0:
+            raise ConfigError("-proxy-timeout must be greater than 0s")
+        if settings.proxy_retries < 0:
+            raise ConfigError("-proxy-retries must not be negative")
     if settings.log_type not in LOG_TYPES:
         raise ConfigError(
             f'Failed to initialize logging: invalid logger type "{settings.log_type}"'
         )
+
+
+def check_proxy_to(url: str, *, allow_insecure: bool) -> None:
+    """The upstream of the proxy mode: HTTPS unless ``allow_insecure`` (reference texts), and
+    (ours) an absolute http(s) URL with a host."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (a port that is not a number raises here)
+    except ValueError as exc:
+        raise ConfigError(f'invalid -proxy-to URL: parse "{url}": {exc}') from None
+    if not allow_insecure and parts.scheme != "https":
+        raise ConfigError(
+            f"-proxy-to must use HTTPS (got {go_quote_string(url)}); "
+            "use -proxy-allow-insecure to allow HTTP"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f'invalid -proxy-to URL: parse "{url}": need an absolute http:// or https:// URL'
+            " with a host"
+        )
+
+
+def go_quote_string(text: str) -> str:
+    """Go ``%q`` of a string (enough for URLs: backslash and double quote escaped, other
+    non-printable characters as JSON escapes)."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 # --- config file -------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from package_storage.errors import InvalidInputError, NotFoundError, StorageErro
 from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
 from package_storage.store.storage.base import BlobStore
+from package_storage.store.storage.blobs_location import open_blob_store
 from package_storage.store.storage.keystore import CatalogKeyStore
 from package_storage.store.storage.localfs import LocalBlobStore
 from package_storage.store.storage.schema import SETTING_BLOBS
@@ -60,11 +61,10 @@ def default_actor(environ: Mapping[str, str] | None = None) -> str:
 
 
 def open_blob_location(location: str) -> BlobStore:
-    """The blob store at ``location`` (a folder; ``s3://BUCKET/PREFIX`` once available)."""
+    """The blob store at ``location``: a folder or ``s3://BUCKET/PREFIX``
+    (``storage/blobs_location.py``; S3 settings from the ``AWS_*`` environment)."""
     if "://" in location:
-        raise InvalidInputError(
-            f"blob location {location}: only folders are supported by this package-storage"
-        )
+        return open_blob_store(location)
     try:
         return LocalBlobStore(Path(location))
     except OSError as exc:

@@ -14,6 +14,8 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
 from package_storage.store.storage.base import BlobStore
@@ -68,8 +70,22 @@ def _folder(tmp: Path) -> Iterator[BlobStore]:
     yield LocalBlobStore(tmp / "store" / "blobs", fsync=False)
 
 
+@contextmanager
+def _s3(tmp: Path) -> Iterator[BlobStore]:
+    """A fresh prefix of the session's SeaweedFS bucket (``tests/s3_server.py``)."""
+    del tmp
+    from package_storage.store.storage.blobs_location import open_blob_store
+    from s3_server import S3Unavailable, shared_server
+
+    try:
+        server = shared_server()
+    except S3Unavailable as exc:
+        pytest.skip(f"S3 TESTS SKIPPED: SeaweedFS cannot start: {exc}")
+    yield open_blob_store(server.location(server.new_prefix("service")), environ=server.env())
+
+
 CATALOGS: dict[str, CatalogMaker] = {"sqlite": _sqlite, "postgresql": _postgresql}
-BLOBS: dict[str, BlobMaker] = {"folder": _folder}
+BLOBS: dict[str, BlobMaker] = {"folder": _folder, "s3": _s3}
 
 
 def combination_names() -> list[str]:

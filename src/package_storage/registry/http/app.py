@@ -63,6 +63,7 @@ from package_storage.registry.http.static import (
     plan_response,
     send_response,
 )
+from package_storage.registry.proxy import ProxyIndex, UpstreamPackage
 
 log = logging.getLogger(__name__)
 
@@ -736,7 +737,16 @@ class ReadApp:
     ) -> None:
         allow = self.options.allow_unknown_query_parameters
         try:
-            if endpoint == "search":
+            if isinstance(index, ProxyIndex):  # proxy mode (proxy.py): the upstream's too
+                body = await (
+                    index.proxied_search_body(SEARCH, request.raw_query(), allow_unknown=allow)
+                    if endpoint == "search"
+                    else index.proxied_categories_body(
+                        CATEGORIES, request.raw_query(), allow_unknown=allow
+                    )
+                )
+                cache = self._search_cache if endpoint == "search" else self._categories_cache
+            elif endpoint == "search":
                 body = index.search_body(request.raw_query(), allow_unknown=allow)
                 cache = self._search_cache
             else:
@@ -756,22 +766,45 @@ class ReadApp:
         name: str,
         version: str,
         missing: str,
+        upstream: Callable[[ProxyIndex, UpstreamPackage], Awaitable[None]] | None = None,
     ) -> Package | None:
+        """The local package, else None after answering: 400, 404, or (proxy mode, a version
+        only the upstream has) ``upstream(index, package)``'s answer."""
         if not _is_strict_version(version):
             await _send_error(
                 send, 400, texts.INVALID_PACKAGE_VERSION, [CORS, *NO_CACHE], request.head
             )
             return None
         pkg = index.lookup(name, version)
+        if pkg is None and upstream is not None and isinstance(index, ProxyIndex):
+            remote = await index.upstream_package(name, version)
+            if remote is not None:
+                await upstream(index, remote)
+                return None
         if pkg is None:
             await _send_error(send, 404, missing, [CORS, *NO_CACHE], request.head)
         return pkg
 
+    async def _redirect(self, send: Send, request: _Request, location: str) -> None:
+        """A 301 to ``location`` (an upstream's file) the Go ``http.Redirect`` way, with the
+        public catch-all cache headers."""
+        headers: Headers = [*self._public_catch_all, (b"location", location.encode("ascii"))]
+        body = b""
+        if request.method in ("GET", "HEAD"):
+            headers.append((b"content-type", b"text/html; charset=utf-8"))
+        if request.method == "GET":
+            body = f'<a href="{_html_escape(location)}">Moved Permanently</a>.\n\n'.encode()
+        headers.append(_length(len(body)))
+        await _send(send, 301, headers, body, request.head)
+
     async def _package_index(
         self, send: Send, request: _Request, index: RegistryIndex, name: str, version: str
     ) -> None:
+        async def remote(_: ProxyIndex, found: UpstreamPackage) -> None:
+            await _send_json(send, request, found.body, self._index_cache)
+
         pkg = await self._lookup(
-            send, request, index, name, version, texts.PACKAGE_REVISION_NOT_FOUND
+            send, request, index, name, version, texts.PACKAGE_REVISION_NOT_FOUND, remote
         )
         if pkg is None:
             return
@@ -786,8 +819,11 @@ class ReadApp:
         version: str,
         file: str,
     ) -> None:
+        async def remote(proxy: ProxyIndex, found: UpstreamPackage) -> None:
+            await self._redirect(send, request, proxy.file_url(found, "static", file))
+
         pkg = await self._lookup(
-            send, request, index, name, version, texts.PACKAGE_REVISION_NOT_FOUND
+            send, request, index, name, version, texts.PACKAGE_REVISION_NOT_FOUND, remote
         )
         if pkg is None:
             return
@@ -888,7 +924,12 @@ class ReadApp:
         sig: bool,
     ) -> None:
         missing = texts.SIGNATURE_NOT_FOUND if sig else texts.ARTIFACT_NOT_FOUND
-        pkg = await self._lookup(send, request, index, name, version, missing)
+
+        async def remote(proxy: ProxyIndex, found: UpstreamPackage) -> None:
+            location = proxy.file_url(found, "signature" if sig else "zip")
+            await self._redirect(send, request, location)
+
+        pkg = await self._lookup(send, request, index, name, version, missing, remote)
         if pkg is None:
             return
         self._count_storage("signatures" if sig else "artifacts")

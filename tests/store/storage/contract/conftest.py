@@ -21,10 +21,13 @@ from pathlib import Path
 import pytest
 
 from package_storage.store.storage.base import BlobStore, Catalog
+from package_storage.store.storage.blobs_location import open_blob_store
 from package_storage.store.storage.localfs import LocalBlobStore
 from package_storage.store.storage.postgres import PostgresCatalog
+from package_storage.store.storage.s3 import S3BlobStore
 from package_storage.store.storage.sqlite import SQLiteCatalog
 from pg_server import create_database, drop_database, require_server
+from s3_server import BUCKET, S3Unavailable, shared_server
 
 CatalogFactory = Callable[[], Catalog]
 BlobStoreFactory = Callable[[], BlobStore]
@@ -48,11 +51,48 @@ def _localfs(tmp_path: Path) -> BlobStoreFactory:
     return functools.partial(LocalBlobStore, tmp_path / "store" / "blobs")
 
 
+def _s3(tmp_path: Path) -> BlobStoreFactory:
+    """A fresh prefix of the session's SeaweedFS bucket (tests/s3_server.py)."""
+    try:
+        server = shared_server()
+    except S3Unavailable as exc:
+        pytest.skip(f"S3 backend skipped: SeaweedFS cannot start: {exc}")
+    env = server.env()
+    return functools.partial(
+        S3BlobStore,
+        BUCKET,
+        server.new_prefix("contract"),
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        access_key=env["AWS_ACCESS_KEY_ID"],
+        secret_key=env["AWS_SECRET_ACCESS_KEY"],
+        region=env["AWS_REGION"],
+    )
+
+
+def _s3_cached(tmp_path: Path) -> BlobStoreFactory:
+    """S3 behind the replicas' local disk cache (store/storage/blobcache.py)."""
+    try:
+        server = shared_server()
+    except S3Unavailable as exc:
+        pytest.skip(f"S3 backend skipped: SeaweedFS cannot start: {exc}")
+    return functools.partial(
+        open_blob_store,
+        server.location(server.new_prefix("cached")),
+        cache_dir=tmp_path / "cache",
+        cache_size=64 << 20,
+        environ=server.env(),
+    )
+
+
 CATALOG_BACKENDS: dict[str, Callable[[Path, pytest.FixtureRequest], CatalogFactory]] = {
     "sqlite": _sqlite,
     "postgresql": _postgresql,
 }
-BLOB_BACKENDS: dict[str, Callable[[Path], BlobStoreFactory]] = {"localfs": _localfs}
+BLOB_BACKENDS: dict[str, Callable[[Path], BlobStoreFactory]] = {
+    "localfs": _localfs,
+    "s3": _s3,
+    "s3-cached": _s3_cached,
+}
 
 
 @pytest.fixture(params=sorted(CATALOG_BACKENDS))
