@@ -5,12 +5,13 @@ Part 1, per combination (``sqlite+folder``: a store directory; ``postgresql+s3``
 catalog on the local server, a database made for the run, with its blobs in a SeaweedFS S3
 server started for the run): the store is filled with ``--versions`` (12,000) entries in one
 catalog transaction (artifact records only: publish and promote never read other packages'
-blobs), then ``--ops`` real packages (new versions of the example ``hello_nginx``, zips built
+blobs, as in ``store_ops_bench.py``), then ``--ops`` real packages (new versions of the example ``hello_nginx``, zips built
 beforehand) are published with ``StoreService.publish_bytes`` and promoted snapshot -> staging
 -> production. p50/p99 of the whole call per operation.
 
-Part 2, per combination: 2 replicas (``serve --store LOCATION``, pinned to CPU 0) serve the
-filled store; this process (CPU 1) publishes ``--publishes`` (40) new versions one at a time,
+Part 2, per combination: a second store of ``--replica-versions`` (2,000) real versions (the
+example packages under new names; replicas parse every artifact they serve, so these are real
+zips in the blob store); 2 replicas (``serve --store LOCATION``, pinned to CPU 0) serve it; this process (CPU 1) publishes ``--publishes`` (40) new versions one at a time,
 50-150 ms apart, and after each commit requests ``/snapshot/package/NAME/VERSION/`` from both
 replicas every millisecond until each answers 200: p50/p99/max of commit -> 200 over every
 (publish, replica) pair. Target (issue 11): p99 <= 1 s.
@@ -24,6 +25,7 @@ Load average before and after each part is printed and stored with the figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -51,6 +53,7 @@ from store_switch_bench import VERSIONS_PER_NAME, _make  # noqa: E402
 from package_storage.packages.artifacts import build_zip  # noqa: E402
 from package_storage.packages.trees import FolderTree  # noqa: E402
 from package_storage.store.directory import Store  # noqa: E402
+from package_storage.store.locator import open_store  # noqa: E402
 from package_storage.store.storage.base import ArtifactRecord  # noqa: E402
 
 EXAMPLE = REPO / "examples" / "packages" / "hello_nginx" / "1.1.0"
@@ -89,6 +92,22 @@ def corpus(versions: int) -> list[tuple[str, str, bytes]]:
     jobs = [(n, i) for n in range(names) for i in range(VERSIONS_PER_NAME)][:versions]
     with ProcessPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
         return list(pool.map(_make, jobs, chunksize=64))
+
+
+def fill_records(store: Store, n: int) -> float:
+    """``n`` entries over the three stages whose artifacts are records only (publish and
+    promote never read other packages' blobs); the seconds it took."""
+    start = time.perf_counter()
+    with store.catalog.transaction() as tx:
+        for i in range(n):
+            stage = ("production", "staging", "snapshot")[i % 3]
+            name, version = f"filler_{i // 10:05d}", f"1.{i % 10}.0"
+            digest = hashlib.sha256(f"{name}-{version}".encode()).hexdigest()
+            tx.add_artifact(ArtifactRecord(digest, 1000, name, version))
+            tx.put_entry(stage, name, version, digest, actor="bench")
+        for dist in ("production", "staging", "snapshot"):
+            tx.new_revision(dist)
+    return time.perf_counter() - start
 
 
 def fill(store: Store, made: list[tuple[str, str, bytes]]) -> float:
@@ -133,14 +152,14 @@ def combination(name: str, work: Path) -> Iterator[tuple[str, dict[str, str]]]:
         return
     if name == "postgresql+s3":
         import pg_server  # tests/pg_server.py
-        import s3_server  # tests/s3_server.py
+        from s3_server import S3Server  # tests/s3_server.py
 
         with ExitStack() as stack:
             url = stack.enter_context(pg_server.temporary_database("ps_bench"))
-            s3 = stack.enter_context(s3_server.running(root / "s3"))
-            env = s3.environment()
+            s3 = stack.enter_context(S3Server())
+            env = s3.env()
             os.environ.update(env)
-            blobs = f"s3://{s3.make_bucket('bench')}/blobs"
+            blobs = f"s3://{s3.new_bucket()}/blobs"
             subprocess.run(
                 [str(SCRIPT), "init", "--store", url, "--blobs", blobs],
                 check=True,
@@ -253,41 +272,67 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=12_000)
     parser.add_argument("--ops", type=int, default=100)
     parser.add_argument("--publishes", type=int, default=40)
+    parser.add_argument(
+        "--replica-versions",
+        type=int,
+        default=2000,
+        help="Real versions in the store the replicas serve (part 2).",
+    )
     parser.add_argument("--combos", nargs="+", default=["sqlite+folder", "postgresql+s3"])
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
     os.sched_setaffinity(0, {1})
-    results: dict[str, Any] = {"versions": args.versions, "date": time.strftime("%Y-%m-%d")}
+    results: dict[str, Any] = {
+        "versions": args.versions,
+        "replica_versions": args.replica_versions,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
     with tempfile.TemporaryDirectory(prefix="ps-scaleout-") as tmp:
         work = Path(tmp)
         zips = make_zips(args.ops, work / "ops", 0)
         later = make_zips(args.publishes, work / "prop", args.ops)
-        made = corpus(args.versions)
+        made = corpus(args.replica_versions)
         for name in args.combos:
-            with combination(name, work) as (location, env):
-                with Store.open(location, create=True) as store:
-                    before = loadavg()
-                    filled = fill(store, made)
-                    print(f"{name:14s} filled with {len(made)} versions in {filled:.1f} s")
-                    ops = operations(store, zips)
-                    middle = loadavg()
-                    prop = propagation(store, location, env, later, work)
-                    after = loadavg()
-                results[name] = {
-                    "operations": ops,
-                    "propagation": prop,
-                    "load": {"before": before, "between": middle, "after": after},
-                }
+            with (
+                combination(name, work / "ops") as (location, env),
+                open_store(location, create=True) as store,
+            ):
+                before = loadavg()
+                filled = fill_records(store, args.versions)
+                print(f"{name:14s} {args.versions} entries recorded in {filled:.1f} s")
+                ops = operations(store, zips)
+                after_ops = loadavg()
+            with (
+                combination(name, work / "replicas") as (location, env),
+                open_store(location, create=True) as store,
+            ):
+                filled = fill(store, made)
+                print(f"{name:14s} {len(made)} real versions stored in {filled:.1f} s")
+                before_prop = loadavg()
+                prop = propagation(store, location, env, later, work)
+                after = loadavg()
+            results[name] = {
+                "operations": ops,
+                "propagation": prop,
+                "load": {
+                    "operations": [before, after_ops],
+                    "propagation": [before_prop, after],
+                },
+            }
             for label, r in ops.items():
                 print(
                     f"{name:14s} {args.versions} versions {label:19s}"
                     f" p50 {r['p50_ms']:8.2f} ms  p99 {r['p99_ms']:8.2f} ms"
                 )
             print(
-                f"{name:14s} propagation to 2 replicas: p50 {prop['p50_ms']:.1f} ms"
-                f"  p99 {prop['p99_ms']:.1f} ms  max {prop['max_ms']:.1f} ms (n={prop['n']})"
+                f"{name:14s} propagation to 2 replicas ({len(made)} versions):"
+                f" p50 {prop['p50_ms']:.1f} ms  p99 {prop['p99_ms']:.1f} ms"
+                f"  max {prop['max_ms']:.1f} ms (n={prop['n']})"
             )
-            print(f"{name:14s} load before/between/after: {before} / {middle} / {after}")
+            print(
+                f"{name:14s} load (1/5/15 min) operations {before} -> {after_ops};"
+                f" propagation {before_prop} -> {after}"
+            )
     args.out.mkdir(exist_ok=True)
     (args.out / "scaleout.json").write_text(json.dumps(results, indent=2) + "\n")
 
