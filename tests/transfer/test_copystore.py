@@ -89,7 +89,7 @@ def test_copy_is_exact_and_checked(source: Store, tmp_path: Path) -> None:
             rev = target.catalog.current_revision(check.distribution)
             assert rev is not None and rev.digest == check.target_digest
         assert target.service("checker").fsck().ok
-        # the copy works as a store: it takes the next change and authenticates the token
+        # the copy works as a store: it takes the next change (ids continue after the copied ones)
         nxt = target.service("after").publish(make_package(tmp_path / "more", "2.0.0"))
         assert nxt.revisions
         events = target.catalog.events()
