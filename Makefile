@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Commands some tests drive for real (gpg interop, git repositories, TLS certificates). Installed
+# Commands some tests drive for real (gpg interop, git repositories, TLS certificates, a
+# throw-away PostgreSQL server for the restart fault test: initdb/pg_ctl). Installed
 # from Debian's packages when missing and we are root (CI); elsewhere a missing one is named.
-SYSTEM_COMMANDS := gpg:gnupg git:git openssl:openssl sha256sum:coreutils
+SYSTEM_COMMANDS := gpg:gnupg git:git openssl:openssl sha256sum:coreutils pg_ctlcluster:postgresql
 system-deps:
 	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \

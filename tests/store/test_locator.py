@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from package_storage.errors import InvalidInputError, NotFoundError, SchemaVersionError
+from package_storage.errors import ConfigError, InvalidInputError, NotFoundError, SchemaVersionError
 from package_storage.store.locator import (
     display,
     init_store,
@@ -19,6 +19,7 @@ from package_storage.store.locator import (
 )
 from package_storage.store.storage import migrations
 from pg_server import temporary_database
+from s3_server import S3Server
 
 V3_DUMP = Path(__file__).parent / "storage" / "data" / "v3_store.sql"
 
@@ -96,3 +97,22 @@ def test_migrate_of_nothing_is_not_found(tmp_path: Path, pg_url: str) -> None:
         migrate_store(tmp_path / "none")
     with pytest.raises(NotFoundError):
         migrate_store(pg_url)
+
+
+def test_a_postgresql_store_with_s3_blobs_opens_by_its_url_alone(
+    pg_url: str, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    location = s3_server.location(s3_server.new_prefix("locator"))
+    with init_store(pg_url, blobs=location).store as store:
+        assert store.blobs_location == location
+        digest = store.blobs.put(b"artifact bytes")
+    with open_store(pg_url) as store:
+        assert store.blobs.get(digest) == b"artifact bytes"
+
+    with temporary_database("ps_locator") as fresh:
+        with pytest.raises(ConfigError, match="blob location 'ftp://x'"):
+            init_store(fresh, blobs="ftp://x")
+        with pytest.raises(NotFoundError):  # the refused init created nothing
+            open_store(fresh)

@@ -23,6 +23,7 @@ from package_storage.errors import (
 )
 from package_storage.store.access import GuardedService
 from package_storage.store.directory import Store
+from package_storage.store.locator import migrate_store
 from package_storage.store.service import StoreService, event_title
 from package_storage.store.storage import schema
 from package_storage.store.tokens import (
@@ -248,21 +249,26 @@ def test_create_refuses_bad_input_and_changes_nothing(
     )
 
 
-def test_a_version_1_store_gets_the_tokens_table(tmp_path: Path) -> None:
+def test_a_store_from_before_tokens_gets_the_tokens_table(tmp_path: Path) -> None:
+    """A schema 2 store (before tokens, before Alembic) gets the table from ``migrate``."""
     root = tmp_path / "old"
     Store.init(root).close()
     db = sqlite3.connect(root / "catalog.db")
-    db.execute("DROP TABLE tokens")
-    db.execute("UPDATE schema_version SET version = 1")
+    for table in ("tokens", "settings", "alembic_version"):
+        db.execute(f"DROP TABLE {table}")
+    db.execute("UPDATE schema_version SET version = 2")
     db.commit()
     db.close()
+    assert migrate_store(root).applied == ("0001", "0002")
     with Store.open(root) as st_:
         svc = st_.service("x")
         _, secret = svc.create_token("ci", ["read"])
         assert svc.authenticate(secret).name == "ci"
         assert st_.catalog.check() == []
     db = sqlite3.connect(root / "catalog.db")
-    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == schema.SCHEMA_VERSION
+    assert db.execute("SELECT version FROM schema_version").fetchone()[0] == (
+        schema.LEGACY_SCHEMA_VERSION
+    )
     db.close()
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -28,9 +29,8 @@ from package_storage.errors import InvalidInputError, NotFoundError, StorageErro
 from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
 from package_storage.store.storage.base import BlobStore
-from package_storage.store.storage.blobs_location import open_blob_store
+from package_storage.store.storage.blobs_location import open_blob_store, parse_blob_location
 from package_storage.store.storage.keystore import CatalogKeyStore
-from package_storage.store.storage.localfs import LocalBlobStore
 from package_storage.store.storage.schema import SETTING_BLOBS
 from package_storage.store.storage.sqlite import SQLCatalog, SQLiteCatalog
 
@@ -60,25 +60,37 @@ def default_actor(environ: Mapping[str, str] | None = None) -> str:
         return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
-def open_blob_location(location: str) -> BlobStore:
-    """The blob store at ``location``: a folder or ``s3://BUCKET/PREFIX``
-    (``storage/blobs_location.py``; S3 settings from the ``AWS_*`` environment)."""
-    if "://" in location:
-        return open_blob_store(location)
+@dataclass(frozen=True, slots=True)
+class BlobOptions:
+    """How a process opens a store's blobs: ``cache_dir``/``cache_size`` put a bounded local
+    disk cache in front (``serve`` replicas over S3; see ``storage/blobs_location.py``)."""
+
+    cache_dir: Path | None = None
+    cache_size: int | None = None
+
+
+def open_blob_location(
+    location: str, *, create: bool = False, options: BlobOptions | None = None
+) -> BlobStore:
+    """The blob store at ``location`` (a folder or ``s3://BUCKET/PREFIX``); ``create`` makes
+    the folder or bucket (``init``)."""
+    opts = options or BlobOptions()
     try:
-        return LocalBlobStore(Path(location))
+        return open_blob_store(
+            location, create=create, cache_dir=opts.cache_dir, cache_size=opts.cache_size
+        )
     except OSError as exc:
-        raise StorageError(f"cannot open blob folder {location}: {exc}") from exc
+        raise StorageError(f"cannot open blob location {location}: {exc}") from exc
 
 
 def normalize_blob_location(location: str) -> str:
-    """``location`` as recorded in the catalog: a folder made absolute, a URL as given."""
-    text = location.strip()
-    if not text:
-        raise InvalidInputError("--blobs is empty: give a folder or s3://BUCKET/PREFIX")
-    if "://" in text:
-        return text
-    return str(Path(text).expanduser().absolute())
+    """``location`` as recorded in the catalog: a folder made absolute, ``s3://`` as parsed.
+    ConfigError (one line) when it is no blob location."""
+    parsed = parse_blob_location(location)
+    if parsed.kind == "folder":
+        assert parsed.path is not None
+        return str(parsed.path.expanduser().absolute())
+    return str(parsed)
 
 
 class Store:
@@ -121,9 +133,11 @@ class Store:
         create: bool = False,
         blobs: str | None = None,
         upgrade: bool = False,
+        blob_options: BlobOptions | None = None,
     ) -> Store:
         """Open the store at ``path``; with ``create`` make it first when absent (its blobs
-        at ``blobs`` when given, else ``DIR/blobs``); with ``upgrade`` migrate an older schema.
+        at ``blobs`` when given, else ``DIR/blobs``); with ``upgrade`` migrate an older schema;
+        ``blob_options`` (a disk cache) for opening its blobs.
 
         NotFoundError when ``path`` holds no store (and ``create`` is False);
         SchemaVersionError when its schema is not this package-storage's (and not upgraded);
@@ -138,6 +152,10 @@ class Store:
                 raise NotFoundError(
                     f"no package store at {root}: run `package-storage init --store {root}`"
                 )
+            if blobs is not None:  # a bad or unreachable --blobs fails before anything is made
+                open_blob_location(
+                    normalize_blob_location(blobs), create=True, options=blob_options
+                )
             try:
                 root.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -146,11 +164,15 @@ class Store:
             root / CATALOG_FILE, create=create, upgrade=upgrade, location=str(root)
         )
         try:
-            location = record_blob_location(catalog, blobs, str(root / BLOBS_DIR))
+            default = str(root / BLOBS_DIR)
+            location = record_blob_location(catalog, blobs, default)
+            # The store directory's own folder is made whenever missing, as always; a folder
+            # or bucket elsewhere only by init.
+            make = catalog.created or location == default
             return cls(
                 root,
                 catalog,
-                open_blob_location(location),
+                open_blob_location(location, create=make, options=blob_options),
                 location=str(root),
                 blobs_location=location,
             )

@@ -17,6 +17,7 @@ from pathlib import Path
 from package_storage.errors import InvalidInputError, NotFoundError
 from package_storage.store.directory import (
     CATALOG_FILE,
+    BlobOptions,
     Store,
     normalize_blob_location,
     open_blob_location,
@@ -59,10 +60,18 @@ def open_catalog(location: str | Path, *, upgrade: bool = False) -> SQLCatalog:
     return SQLiteCatalog(root / CATALOG_FILE, create=False, upgrade=upgrade, location=str(root))
 
 
-def _open_url(url: str, *, create: bool, blobs: str | None, upgrade: bool) -> Store:
+def _open_url(
+    url: str,
+    *,
+    create: bool,
+    blobs: str | None,
+    upgrade: bool,
+    blob_options: BlobOptions | None,
+) -> Store:
     shown = display_url(url)
-    if blobs is not None:
-        normalize_blob_location(blobs)  # refuse a bad --blobs before creating anything
+    if create and blobs is not None:
+        # A bad or unreachable --blobs fails before the catalog is created.
+        open_blob_location(normalize_blob_location(blobs), create=True, options=blob_options)
     try:
         catalog = PostgresCatalog(
             url, create=create and blobs is not None, upgrade=upgrade, location=shown
@@ -79,7 +88,7 @@ def _open_url(url: str, *, create: bool, blobs: str | None, upgrade: bool) -> St
         return Store(
             None,
             catalog,
-            open_blob_location(location),
+            open_blob_location(location, create=catalog.created, options=blob_options),
             location=shown,
             blobs_location=location,
         )
@@ -94,17 +103,27 @@ def open_store(
     create: bool = False,
     blobs: str | None = None,
     upgrade: bool = False,
+    blob_options: BlobOptions | None = None,
 ) -> Store:
     """Open the store named by ``location`` (a directory or a ``postgresql://`` URL).
 
     ``create`` makes it when absent (``blobs``: where its blobs go; required for a new
     PostgreSQL store, default ``DIR/blobs`` for a directory); ``upgrade`` migrates an older
-    schema. Errors as :meth:`Store.open`.
+    schema; ``blob_options`` (a local disk cache in front of the blobs, for replicas). Errors
+    as :meth:`Store.open`.
     """
     _check(location)
     if is_store_url(location):
-        return _open_url(str(location), create=create, blobs=blobs, upgrade=upgrade)
-    return Store.open(Path(location), create=create, blobs=blobs, upgrade=upgrade)
+        return _open_url(
+            str(location),
+            create=create,
+            blobs=blobs,
+            upgrade=upgrade,
+            blob_options=blob_options,
+        )
+    return Store.open(
+        Path(location), create=create, blobs=blobs, upgrade=upgrade, blob_options=blob_options
+    )
 
 
 @dataclass(frozen=True, slots=True)
