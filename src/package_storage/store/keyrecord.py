@@ -73,4 +73,21 @@ class KeyStore(Protocol):
         ...
 
 
-__all__ = ["ROLES", "SIGNING", "TRUSTED", "KeyRecord", "KeyStore"]
+class StaticKeyStore:
+    """A read-only :class:`KeyStore` holding fixed records: what a catalog key store becomes
+    when it is sent to a worker process (the keys as they were when sent; workers only read)."""
+
+    def __init__(self, records: tuple[KeyRecord, ...]) -> None:
+        self._records = records
+
+    def records(self) -> list[KeyRecord]:
+        return list(self._records)
+
+    def put_key(self, record: KeyRecord) -> None:
+        raise RuntimeError("the keys of a worker process are a read-only copy")
+
+    def delete_key(self, role: str, fingerprint: str) -> bool:
+        raise RuntimeError("the keys of a worker process are a read-only copy")
+
+
+__all__ = ["ROLES", "SIGNING", "TRUSTED", "KeyRecord", "KeyStore", "StaticKeyStore"]

@@ -185,3 +185,14 @@ def test_publish_signs_with_the_catalog_key(
     with pytest.raises(SignatureError, match=PASSPHRASE_ENV):
         store.service("ci").publish(make_package(tmp_path / "pkgs", "1.1.0"))
     assert [e.version for e in store.catalog.entries("snapshot")] == ["1.0.0"]
+
+
+def test_a_keyring_sent_to_a_worker_process_is_a_read_only_copy(store: Store) -> None:
+    import pickle
+
+    trusted = generate_key("Trusted")
+    store.keyring().add_trusted(public_key_of(trusted).armored)
+    copy = pickle.loads(pickle.dumps(store.keyring()))
+    assert [k.fingerprint for k in copy.trusted_keys()] == [trusted.fingerprint]
+    with pytest.raises(RuntimeError, match="read-only"):
+        copy.add_trusted(public_key_of(generate_key("Other")).armored)

@@ -10,12 +10,13 @@ rule (``store/keyring.py``), checked again here for the one thing that matters m
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 
 from package_storage.errors import SignatureError, StorageError
 from package_storage.packages.signing import is_sealed, load_secret_key
-from package_storage.store.keyrecord import SIGNING, KeyRecord
+from package_storage.store.keyrecord import SIGNING, KeyRecord, StaticKeyStore
 from package_storage.store.storage import schema as s
 from package_storage.store.storage.sqlite import SQLCatalog
 
@@ -37,6 +38,11 @@ class CatalogKeyStore:
 
     def __init__(self, catalog: SQLCatalog) -> None:
         self._catalog = catalog
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled (sent to a worker process, e.g. the importer's pool) as a read-only copy of
+        the keys: a catalog connection cannot cross processes."""
+        return (StaticKeyStore, (tuple(self.records()),))
 
     def records(self) -> list[KeyRecord]:
         k = s.store_keys
