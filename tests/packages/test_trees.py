@@ -208,6 +208,32 @@ def test_zip_stored_and_open_from_disk(tmp_path: Path) -> None:
     assert tree.read("x") == b"y" * 5000
 
 
+def test_zip_reopened_where_it_moved(tmp_path: Path) -> None:
+    """A zip in a blob cache that evicted it: ``reopen`` says where it is now (or None)."""
+    data = _zip([("d/manifest.yml", b"m"), ("d/x", b"y" * 5000)])
+    first, second = tmp_path / "a.zip", tmp_path / "b.zip"
+    first.write_bytes(data)
+    calls: list[int] = []
+
+    def reopen() -> Path | None:
+        calls.append(1)
+        if len(calls) > 1:
+            return None
+        second.write_bytes(data)
+        return second
+
+    tree = ZipTree.open(first, reopen=reopen)
+    first.unlink()
+    assert tree.read("x") == b"y" * 5000
+    assert tree.path == second and len(calls) == 1
+    entry = tree.open_entry("x")
+    assert entry is not None
+    second.unlink()
+    with pytest.raises(PackageError, match="cannot read zip archive"):
+        tree.read("x")
+    assert len(calls) == 2
+
+
 def test_zip_other_compression_falls_back(tmp_path: Path) -> None:
     data = _zip([("d/manifest.yml", b"m" * 300)], compress=zipfile.ZIP_BZIP2)
     assert ZipTree.from_bytes(data, "b.zip").read("manifest.yml") == b"m" * 300

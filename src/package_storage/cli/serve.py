@@ -447,6 +447,72 @@ DEFAULT_DISTRIBUTION_ENV = "PACKAGE_STORAGE_DEFAULT_DISTRIBUTION"
 STORE_WATCH_ENV = "PACKAGE_STORAGE_STORE_WATCH"
 STORE_POLL_ENV = "PACKAGE_STORAGE_STORE_POLL"
 DEFAULT_DISTRIBUTION = "production"
+CACHE_DIR_ENV = "PACKAGE_STORAGE_CACHE_DIR"
+CACHE_SIZE_ENV = "PACKAGE_STORAGE_CACHE_SIZE"
+ARTIFACT_REDIRECT_ENV = "PACKAGE_STORAGE_ARTIFACT_REDIRECT"
+DEFAULT_CACHE_SIZE = "10GiB"
+BLOB_CACHE_SUBDIR = "blobs"
+"""The blob cache's folder inside ``--cache-dir`` (other caches use other folders there)."""
+REDIRECT_EXPIRY = 900
+"""Seconds a pre-signed artifact URL of ``--artifact-redirect`` stays valid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BlobOptions:
+    """How a replica reads blobs: a local disk cache in front (``--cache-dir``,
+    ``--cache-size``) and/or redirects to pre-signed URLs (``--artifact-redirect``)."""
+
+    cache_dir: Path | None = None
+    cache_size: int = 10 << 30
+    artifact_redirect: bool = False
+
+
+def serving_blobs(blobs: Any, options: BlobOptions) -> tuple[Any, Callable[[str], str] | None]:
+    """``(blob store to serve from, artifact URL function or None)`` for ``options``.
+
+    The cache wraps a remote store only (a local folder is already a local file); a redirect
+    needs blobs in S3. ConfigError (one line) otherwise."""
+    from package_storage.store.storage.blobcache import BlobCache
+    from package_storage.store.storage.localfs import LocalBlobStore
+    from package_storage.store.storage.s3 import S3BlobStore
+
+    served = blobs
+    if options.cache_dir is not None:
+        if isinstance(blobs, LocalBlobStore):
+            log.info(
+                f"blobs are in a local folder ({blobs.root}): --cache-dir is not needed, ignored"
+            )
+        else:
+            folder = options.cache_dir / BLOB_CACHE_SUBDIR
+            served = BlobCache(blobs, folder, options.cache_size)
+            log.info(
+                f"blob cache {folder}: {options.cache_size} bytes at most,"
+                f" {served.cached_bytes} cached"
+            )
+    url: Callable[[str], str] | None = None
+    if options.artifact_redirect:
+        if not isinstance(blobs, S3BlobStore):
+            raise ConfigError(
+                "--artifact-redirect needs a store whose blobs are in S3"
+                " (package-storage init --blobs s3://BUCKET/PREFIX); this store's are not"
+            )
+        url = functools.partial(blobs.presigned_url, expires=REDIRECT_EXPIRY)
+    return served, url
+
+
+def parse_blob_options(
+    cache_dir: str | None, cache_size: str | None, artifact_redirect: bool
+) -> BlobOptions:
+    """The serve flags as :class:`BlobOptions`; a bad size is a usage error (one line)."""
+    from package_storage.manage.uploads import parse_size
+
+    try:
+        size = parse_size(cache_size or DEFAULT_CACHE_SIZE)
+    except PackageStorageError as exc:
+        raise click.UsageError(f"--cache-size: {exc.message}") from None
+    if cache_size is not None and cache_dir is None:
+        raise click.UsageError("--cache-size needs --cache-dir DIR")
+    return BlobOptions(Path(cache_dir) if cache_dir else None, size, artifact_redirect)
 
 
 def _shown(store_dir: str | os.PathLike[str]) -> str:
@@ -475,10 +541,12 @@ def run_store(
     notify: bool = True,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
     manage: ManageOptions | None = None,
+    blob_options: BlobOptions | None = None,
 ) -> int:
     """Serve the store at ``store_dir`` until stopped (logging must be set up), with the
-    management API on its own listener when ``manage`` is given. Startup problems end with
-    one fatal log line (:class:`StartupError`)."""
+    management API on its own listener when ``manage`` is given and the blobs read as
+    ``blob_options`` say. Startup problems end with one fatal log line
+    (:class:`StartupError`)."""
     from package_storage.registry.http.loading import LoadingRegistry
     from package_storage.registry.http.server import Loading, run_server
     from package_storage.serving.store_registry import StoreRegistry
@@ -490,6 +558,10 @@ def run_store(
     except PackageStorageError as exc:
         _fatal(exc.message)
     try:
+        try:
+            blobs, artifact_url = serving_blobs(blobs, blob_options or BlobOptions())
+        except PackageStorageError as exc:
+            _fatal(exc.message)
         try:
             stages = catalog.stages()
             if default_distribution not in stages:
@@ -509,6 +581,7 @@ def run_store(
                         default_distribution=default_distribution,
                         poll_interval=poll_interval,
                         notify=notify,
+                        artifact_url=artifact_url,
                     )
             except PackageStorageError as exc:
                 _fatal(exc.message)
@@ -629,6 +702,7 @@ def serve_store(
     settings: Settings | None = None,
     on_listening: Callable[[Sequence[socket.socket]], None] | None = None,
     manage: ManageOptions | None = None,
+    blob_options: BlobOptions | None = None,
 ) -> int:
     """Serve the store at ``store_dir`` on ``address`` until SIGTERM/SIGINT; returns the exit
     status (0 after a clean stop, 1 after a startup error, which is logged). ``manage`` adds
@@ -649,6 +723,7 @@ def serve_store(
             notify=notify,
             on_listening=on_listening,
             manage=manage,
+            blob_options=blob_options,
         )
     except StartupError as exc:
         return exc.code
@@ -700,12 +775,49 @@ def serve_store(
         f" [env {STORE_POLL_ENV}; default 5 with file-change events, 0.1 without]"
     ),
 )
+@click.option(
+    "--cache-dir",
+    "cache_dir",
+    default=None,
+    envvar=CACHE_DIR_ENV,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help=(
+        "Store mode, blobs in S3: keep downloaded artifacts in this local folder and serve"
+        f" them from there [env {CACHE_DIR_ENV}]"
+    ),
+)
+@click.option(
+    "--cache-size",
+    "cache_size",
+    default=None,
+    envvar=CACHE_SIZE_ENV,
+    metavar="SIZE",
+    help=(
+        "Store mode: at most this many bytes in --cache-dir, least recently used evicted"
+        f" first (e.g. 20GiB) [env {CACHE_SIZE_ENV}; default {DEFAULT_CACHE_SIZE}]"
+    ),
+)
+@click.option(
+    "--artifact-redirect/--no-artifact-redirect",
+    "artifact_redirect",
+    default=False,
+    envvar=ARTIFACT_REDIRECT_ENV,
+    help=(
+        "Store mode, blobs in S3: answer zip and .sig downloads with a 302 to a pre-signed"
+        f" S3 URL ({REDIRECT_EXPIRY // 60} min) instead of sending the bytes"
+        f" [env {ARTIFACT_REDIRECT_ENV}; default off]"
+    ),
+)
 @manage_options
 def serve(
     store_dir: str | None,
     default_distribution: str,
     store_watch: bool,
     store_poll: float | None,
+    cache_dir: str | None,
+    cache_size: str | None,
+    artifact_redirect: bool,
     manage_address: str | None,
     max_upload_size: str,
     manage_tls_cert: str | None,
@@ -718,6 +830,7 @@ def serve(
     manage = parse_manage_options(
         store_dir, manage_address, max_upload_size, manage_tls_cert, manage_tls_key
     )
+    blob_options = parse_blob_options(cache_dir, cache_size, artifact_redirect)
     try:
         settings = load_settings(command_line, os.environ, store=store_dir or None)
         if store_note:
@@ -730,6 +843,7 @@ def serve(
                 poll_interval=store_poll,
                 notify=store_watch,
                 manage=manage,
+                blob_options=blob_options,
             )
         else:
             code = run(settings)

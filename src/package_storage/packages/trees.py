@@ -18,7 +18,7 @@ import struct
 import threading
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -223,9 +223,11 @@ class ZipTree:
         members: dict[str, zipfile.ZipInfo],
         entries: tuple[TreeEntry, ...],
         implicit_dirs: frozenset[str],
+        reopen: Callable[[], Path | None] | None = None,
     ) -> None:
         self._location = location
         self._path = path
+        self._reopen = reopen
         self._data = data
         self._root_dir = root_dir
         self._members = members
@@ -236,15 +238,20 @@ class ZipTree:
     # -- construction
 
     @classmethod
-    def open(cls, path: Path) -> ZipTree:
-        """Read the central directory of the zip at ``path`` (file contents are read on demand)."""
+    def open(cls, path: Path, *, reopen: Callable[[], Path | None] | None = None) -> ZipTree:
+        """Read the central directory of the zip at ``path`` (file contents are read on demand).
+
+        ``reopen``: where the file is now when ``path`` is gone (a blob cache evicted it and
+        downloads it again); None from it means the file is lost for good."""
         path = Path(path)
         try:
             with zipfile.ZipFile(path) as zf:
                 infos = zf.infolist()
         except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError) as exc:
             raise PackageError(f"invalid zip archive: {exc}", path=str(path)) from None
-        return cls._build(str(path), path, None, infos)
+        tree = cls._build(str(path), path, None, infos)
+        tree._reopen = reopen
+        return tree
 
     @classmethod
     def from_bytes(cls, data: bytes, location: str) -> ZipTree:
@@ -353,9 +360,8 @@ class ZipTree:
             raise NotFoundError(f"{self._location}: no file {path!r} in package")
         if self._data is not None:
             return self._read_member(io.BytesIO(self._data), info)
-        assert self._path is not None
         try:
-            with open(self._path, "rb") as fh:
+            with self._open_archive() as fh:
                 return self._read_member(fh, info)
         except OSError as exc:
             raise PackageError(
@@ -373,6 +379,23 @@ class ZipTree:
     def _open_archive(self) -> BinaryIO:
         if self._data is not None:
             return io.BytesIO(self._data)  # shares the buffer, no copy
+        assert self._path is not None
+        try:
+            return open(self._path, "rb")
+        except FileNotFoundError as exc:
+            moved = self._reopen() if self._reopen is not None else None
+            if moved is None:
+                raise PackageError(
+                    f"cannot read zip archive: {exc.strerror}", path=self._location
+                ) from None
+            self._path = moved
+            return self._open_archive_again()
+        except OSError as exc:
+            raise PackageError(
+                f"cannot read zip archive: {exc.strerror}", path=self._location
+            ) from None
+
+    def _open_archive_again(self) -> BinaryIO:
         assert self._path is not None
         try:
             return open(self._path, "rb")

@@ -36,7 +36,8 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Hashable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -69,8 +70,27 @@ def _fragment(entry: JSONObject) -> bytes:
 
 # --- stored files --------------------------------------------------------------------------
 
-StoredFile = Path | bytes
-"""A stored file to serve: a file on disk (sent from the file) or its bytes."""
+
+@dataclass(frozen=True, slots=True)
+class FetchFile:
+    """A stored file that must be fetched first (a blob not in the local cache of a remote
+    blob store): ``fetch()`` blocks on the network, so the server calls it off the event
+    loop; it returns the file or its bytes, or raises (``UnavailableError``: 503)."""
+
+    fetch: Callable[[], Path | bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectFile:
+    """Answer with a redirect to ``url`` (a pre-signed object-store URL,
+    ``serve --artifact-redirect``) instead of sending the bytes."""
+
+    url: str
+
+
+StoredFile = Path | bytes | FetchFile | RedirectFile
+"""A stored file to serve: a file on disk (sent from the file), its bytes, a file to fetch
+first, or a redirect."""
 
 
 class PackageFiles(Protocol):

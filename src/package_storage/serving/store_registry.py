@@ -49,6 +49,7 @@ the change) makes that cached parse stale, and the next build reads the artifact
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import threading
@@ -56,6 +57,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, PackageStorageError
@@ -63,7 +65,7 @@ from package_storage.packages.manifest import propagate_deprecations, read_packa
 from package_storage.packages.model import Package
 from package_storage.packages.trees import ZipTree
 from package_storage.registry.http.app import ROUTE_HEADS
-from package_storage.registry.index import RegistryIndex, StoredFile
+from package_storage.registry.index import FetchFile, RedirectFile, RegistryIndex, StoredFile
 from package_storage.store.storage.base import (
     BlobStore,
     CatalogReader,
@@ -72,6 +74,8 @@ from package_storage.store.storage.base import (
     NotifyingCatalog,
     Revision,
 )
+from package_storage.store.storage.blobcache import BlobCache
+from package_storage.store.storage.localfs import LocalBlobStore
 
 log = logging.getLogger("package_storage.store_registry")
 
@@ -100,13 +104,34 @@ class LoadedArtifact:
 
 class StoreFiles:
     """:class:`~package_storage.registry.index.PackageFiles` of a built revision: zips and signatures
-    are blobs (a local file when the blob store has one, else the bytes)."""
+    are blobs: a local file when the blob store has one (a local folder, or a blob already in
+    the replica cache), else a :class:`FetchFile` the server fetches off its event loop, or,
+    with ``artifact_url`` (``serve --artifact-redirect``), a redirect to that URL."""
 
-    def __init__(self, blobs: BlobStore, digests: Mapping[Package, LoadedArtifact]) -> None:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        digests: Mapping[Package, LoadedArtifact],
+        artifact_url: Callable[[str], str] | None = None,
+    ) -> None:
         self._blobs = blobs
         self._digests = digests
+        self._artifact_url = artifact_url
+        self._local = isinstance(blobs, LocalBlobStore)
 
     def _blob(self, digest: str) -> StoredFile:
+        if self._artifact_url is not None:
+            return RedirectFile(self._artifact_url(digest))
+        if self._local:
+            path = self._blobs.path_for(digest)
+            return path if path is not None else self._blobs.get(digest)
+        if isinstance(self._blobs, BlobCache):
+            hit = self._blobs.cached_path(digest)
+            if hit is not None:
+                return hit
+        return FetchFile(functools.partial(self._fetch, digest))
+
+    def _fetch(self, digest: str) -> Path | bytes:
         path = self._blobs.path_for(digest)
         return path if path is not None else self._blobs.get(digest)
 
@@ -170,11 +195,14 @@ class StoreRegistry:
         revision_cache_size: int = DEFAULT_REVISION_CACHE,
         package_cache_size: int = DEFAULT_PACKAGE_CACHE,
         on_swap: Iterable[SwapListener] = (),
+        artifact_url: Callable[[str], str] | None = None,
     ) -> None:
         if poll_interval is not None and poll_interval <= 0:
             raise ValueError(f"poll interval must be positive, got {poll_interval}")
         self.catalog = catalog
         self.blobs = blobs
+        # serve --artifact-redirect: blob digest -> pre-signed URL (zips and .sig answered 302)
+        self.artifact_url = artifact_url
         self.default_distribution = default_distribution
         self._poll_interval = poll_interval
         self.notify = notify
@@ -509,7 +537,7 @@ class StoreRegistry:
         path = self.blobs.path_for(digest)
         location = f"{record.name}-{record.version}.zip ({digest[:12]})"
         tree = (
-            ZipTree.open(path)
+            ZipTree.open(path, reopen=functools.partial(self.blobs.path_for, digest))
             if path is not None
             else ZipTree.from_bytes(self.blobs.get(digest), location)
         )
@@ -555,7 +583,7 @@ class StoreRegistry:
             sources.append(source)
         index = RegistryIndex(
             sources,
-            files=StoreFiles(self.blobs, owners),
+            files=StoreFiles(self.blobs, owners, self.artifact_url),
             previous=previous.index if previous is not None else None,
             unlisted=yanked,
         )

@@ -33,7 +33,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from time import perf_counter
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, unquote_to_bytes
@@ -63,6 +62,7 @@ from package_storage.registry.http.static import (
     plan_response,
     send_response,
 )
+from package_storage.registry.index import FetchFile, RedirectFile, StoredFile
 from package_storage.registry.proxy import ProxyIndex, UpstreamPackage
 
 log = logging.getLogger(__name__)
@@ -97,12 +97,13 @@ class RegistryIndex(Protocol):
 
     def document_body(self, pkg: Package) -> bytes: ...
 
-    def zip_file(self, pkg: Package) -> Path | bytes | None:
-        """The stored artifact zip (a file or its bytes); None: build it from ``pkg.tree``."""
+    def zip_file(self, pkg: Package) -> StoredFile | None:
+        """The stored artifact zip (a file, its bytes, a file to fetch first or a redirect);
+        None: build it from ``pkg.tree``."""
         ...
 
-    def signature_file(self, pkg: Package) -> Path | bytes | None:
-        """The stored ``.sig`` (a file or its bytes); None: the package has no signature."""
+    def signature_file(self, pkg: Package) -> StoredFile | None:
+        """The stored ``.sig`` (as ``zip_file``); None: the package has no signature."""
         ...
 
 
@@ -707,7 +708,9 @@ class ReadApp:
     async def _fail(self, send: Send, exc: Exception, head: bool) -> None:
         """Answer an unexpected failure; re-raise when the response had already started."""
         status, message = status_for(exc)
-        if status >= 500:
+        if status == 503:  # a backend that cannot be reached: one line, no traceback
+            log.error("request failed: %s", exc)
+        elif status >= 500:
             log.error("request failed: %s", exc, exc_info=exc)
         try:
             await _send_error(send, status, message, [CORS, *NO_CACHE], head)
@@ -935,6 +938,12 @@ class ReadApp:
         self._count_storage("signatures" if sig else "artifacts")
         base = self._public_catch_all
         stored = index.signature_file(pkg) if sig else index.zip_file(pkg)
+        if isinstance(stored, RedirectFile):  # serve --artifact-redirect: a pre-signed URL
+            location = [(b"location", stored.url.encode("ascii")), _length(0)]
+            await _send(send, 302, [CORS, *NO_CACHE, *location], b"", request.head)
+            return
+        if isinstance(stored, FetchFile):  # a remote blob store: off the event loop
+            stored = await asyncio.to_thread(stored.fetch)
         if stored is None and sig:
             # A stored package without signature (plain EPR mode always names a file).
             await _send_error(send, 404, missing, [CORS, *NO_CACHE], request.head)

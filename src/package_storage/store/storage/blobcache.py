@@ -238,6 +238,15 @@ class BlobCache:
                 return open(path, "rb")
         return self.inner.open(digest)
 
+    def cached_path(self, digest: str) -> Path | None:
+        """The cached file of ``digest`` when it is in the cache now (never downloads: cheap
+        enough for the event loop)."""
+        check_digest(digest)
+        path = self._hit(digest)
+        if path is not None:
+            self.hits += 1
+        return path
+
     def path_for(self, digest: str) -> Path | None:
         check_digest(digest)
         path = self._hit(digest)
@@ -252,7 +261,8 @@ class BlobCache:
             return True
         return self.inner.exists(digest)
 
-    def delete(self, digest: str) -> bool:
+    def evict(self, digest: str) -> bool:
+        """Drop the cached copy of ``digest`` (the store keeps it); True when it was cached."""
         check_digest(digest)
         with self._lock:
             size = self._entries.pop(digest, None)
@@ -260,6 +270,10 @@ class BlobCache:
                 self._bytes -= size
         with contextlib.suppress(FileNotFoundError):
             self._path(digest).unlink()
+        return size is not None
+
+    def delete(self, digest: str) -> bool:
+        self.evict(digest)
         return self.inner.delete(digest)
 
     def iter_digests(self) -> Iterator[str]:
