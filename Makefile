@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Commands some tests drive for real (gpg interop, git repositories, TLS certificates, a
-# throw-away PostgreSQL server for the restart fault test: initdb/pg_ctl). Installed
+# throw-away PostgreSQL server for the restart fault test: initdb/pg_ctl, the web UI's browser
+# tests: Debian's chromium, driven by Playwright). Installed
 # from Debian's packages when missing and we are root (CI); elsewhere a missing one is named.
-SYSTEM_COMMANDS := gpg:gnupg git:git openssl:openssl sha256sum:coreutils pg_ctlcluster:postgresql
+SYSTEM_COMMANDS := gpg:gnupg git:git openssl:openssl sha256sum:coreutils pg_ctlcluster:postgresql chromium:chromium
 system-deps:
 	@missing=""; for pair in $(SYSTEM_COMMANDS); do \
 	  command -v $${pair%%:*} >/dev/null 2>&1 || missing="$$missing $${pair#*:}"; \

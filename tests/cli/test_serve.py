@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -188,6 +189,30 @@ def test_dry_run_ok(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "46 packages loaded (2 zip, 44 folder)" in result.stdout
+
+
+def test_read_packages_are_cached_beside_the_config_or_in_the_cache_dir(tmp_path: Path) -> None:
+    """A restart reads unchanged packages from the cache (``.package-storage-cache`` beside
+    the config by default, ``-cache-dir DIR``, ``-cache-dir off``: none)."""
+    cfg = _config(tmp_path, SETUP_A)
+    env = {"EPR_REQUIRE_PACKAGE_SIGNATURES": "false"}
+    for _ in range(2):
+        result = run_cli(["serve", "--config", str(cfg), "-dry-run"], env=env)
+        assert result.returncode == 0, result.stderr
+        assert "46 packages loaded (2 zip, 44 folder)" in result.stdout
+    beside = cfg.parent / ".package-storage-cache" / "packages"
+    assert len(list(beside.rglob("*.json"))) >= 46  # every package read (duplicates too)
+    own = tmp_path / "own-cache"
+    result = run_cli(["serve", "--config", str(cfg), "-dry-run", "--cache-dir", str(own)], env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(list((own / "packages").rglob("*.json"))) >= 46
+    shutil.rmtree(beside.parent)
+    result = run_cli(
+        ["serve", "--config", str(cfg), "-dry-run"],
+        env={**env, "PACKAGE_STORAGE_CACHE_DIR": "off"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert not beside.exists()
 
 
 def test_config_flag_beats_the_store_in_the_environment(tmp_path: Path) -> None:

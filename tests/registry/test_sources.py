@@ -306,3 +306,114 @@ def test_watcher_notices_a_new_package(tmp_path: Path) -> None:
     finally:
         watcher.stop()
     assert keys(received[-1][1]) == [("example", "1.0.0"), ("foo", "1.0.0")]
+
+
+# --- cache of read packages by content -----------------------------------------------------
+
+
+def _copy_tree(tmp_path: Path) -> list[str]:
+    root = tmp_path / "paths"
+    shutil.copytree(PACKAGE, root / "package")
+    shutil.copytree(LOCAL, root / "local-storage")
+    return [str(root / "local-storage"), str(root / "package")]
+
+
+def _rendered(result: list[list[Package]]) -> list[list[tuple[str, bytes, bytes]]]:
+    from package_storage.packages import render
+
+    return [
+        [(p.tree.location, render.dumps(p.document), render.dumps(p.search_entry)) for p in s]
+        for s in result
+    ]
+
+
+@pytest.mark.parametrize("executor", ["serial", "process"])
+def test_a_restart_over_unchanged_packages_reads_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: sources.ExecutorKind
+) -> None:
+    from package_storage.packages import manifest
+    from package_storage.packages.derived import LazyTree
+    from package_storage.packages.doccache import DocCache
+
+    monkeypatch.setattr(sources, "PARALLEL_MIN_TASKS", 0)
+    paths = _copy_tree(tmp_path)
+    cache = DocCache(tmp_path / "cache")
+    plain = load_sources(paths, require_signatures=False, workers=2, executor=executor)
+    first = load_sources(paths, workers=2, executor=executor, cache=cache)
+    assert _rendered(first) == _rendered(plain)
+
+    def no_reading(*args: object, **kwargs: object) -> Package:
+        raise AssertionError("a cached package was read again")
+
+    monkeypatch.setattr(manifest, "read_package", no_reading)
+    again = load_sources(paths, workers=2, executor=executor, cache=cache)
+    assert _rendered(again) == _rendered(plain)
+    zips = [p for p in again[0]]
+    assert zips and all(isinstance(p.tree, LazyTree) and not p.tree.is_open for p in zips)
+    example = by_key(again[0])[("example", "1.0.1")]
+    assert example.tree.stat("manifest.yml") is not None  # opened now
+    # The folder packages' trees are real folder trees (static files are served from disk).
+    assert all(p.tree.kind == "folder" and not isinstance(p.tree, LazyTree) for p in again[1])
+
+
+def test_a_changed_package_is_read_again_and_the_others_come_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from package_storage.packages import manifest
+    from package_storage.packages.doccache import DocCache
+
+    paths = _copy_tree(tmp_path)
+    cache = DocCache(tmp_path / "cache")
+    load_sources(paths, workers=1, cache=cache)
+    read: list[str] = []
+    real = manifest.read_package
+
+    def counting(tree: object, **kwargs: object) -> Package:
+        read.append(getattr(tree, "location", "?"))
+        return real(tree, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(manifest, "read_package", counting)
+    changed = Path(paths[1]) / "example" / "1.0.0" / "manifest.yml"
+    changed.write_text(changed.read_text().replace("title:", "title: New", 1))
+    # a file deep inside another package: size and time change
+    deep = next((Path(paths[1]) / "multiversion" / "1.2.0").rglob("*.yml"))
+    deep.write_bytes(deep.read_bytes() + b"\n")
+    result = load_sources(paths, workers=1, cache=cache)
+    assert sorted(read) == sorted(
+        [str(Path(paths[1]) / "example" / "1.0.0"), str(Path(paths[1]) / "multiversion" / "1.2.0")]
+    )
+    example = by_key(result[1])[("example", "1.0.0")]
+    assert example.document["title"].startswith("New")
+
+
+def test_the_cache_keeps_validation_apart(tmp_path: Path) -> None:
+    """A package accepted without validation is still validated (and refused) with it."""
+    from package_storage.packages.doccache import DocCache
+
+    root = tmp_path / "packages"
+    shutil.copytree(PACKAGE / "example" / "1.0.0", root / "example" / "1.0.0")
+    manifest = root / "example" / "1.0.0" / "manifest.yml"
+    manifest.write_text(
+        "\n".join(ln for ln in manifest.read_text().splitlines() if not ln.startswith("title:"))
+    )
+    cache = DocCache(tmp_path / "cache")
+    assert len(load_sources([str(root)], validate=False, workers=1, cache=cache)[1]) == 1
+    with pytest.raises(PackageError, match="no title set"):
+        load_sources([str(root)], validate=True, workers=1, cache=cache)
+
+
+def test_content_keys_follow_links_and_refuse_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "pkg" / "1.0.0"
+    (folder / "docs").mkdir(parents=True)
+    (folder / "docs" / "README.md").write_text("x")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f").write_text("a")
+    (folder / "link").symlink_to(tmp_path / "outside")
+    (folder / "loop").symlink_to(folder)
+    (folder / "dangling").symlink_to(tmp_path / "nowhere")
+    task = sources.LoadTask("folder", str(folder), None, version_dir="1.0.0")
+    first = sources.content_key(task, True)
+    assert sources.content_key(task, True) == first
+    assert sources.content_key(task, False) != first
+    (tmp_path / "outside" / "f").write_text("ab")  # seen through the link
+    assert sources.content_key(task, True) != first

@@ -569,3 +569,236 @@ def test_a_frozen_stage_is_still_served(store: Store, tmp_path: Path) -> None:
         tx.set_stages(tx.stages().with_frozen("experimental", True))
     app = create_app(StoreRegistry(store.catalog, store.blobs), OPTIONS)
     assert versions(app, "/experimental") == ["1.0.0"]
+
+
+# --- derived documents and incremental switches ------------------------------------------------
+
+
+TEMPLATES = ("hello_nginx/1.1.0", "acme_input/1.0.0", "demo_dashboards/1.0.0")
+
+
+def made_zip(tmp: Path, template: str, name: str, version: str, *, extra: str = "") -> bytes:
+    """The zip of an example package under another name and version; ``extra`` lines are
+    added to its manifest (e.g. a deprecation notice, another title)."""
+    src = EXAMPLES / template
+    copy = tmp / "made" / f"{name}-{version}-{abs(hash(extra))}"
+    if not copy.exists():
+        shutil.copytree(src, copy)
+        manifest = copy / "manifest.yml"
+        lines = [
+            f"name: {name}"
+            if ln.startswith("name:")
+            else f"version: {version}"
+            if ln.startswith("version:")
+            else ln
+            for ln in manifest.read_text().splitlines()
+            if not (extra and ln.startswith("title:") and "title:" in extra)
+        ]
+        manifest.write_text("\n".join(lines) + "\n" + extra)
+    return build_zip(FolderTree(copy), name, version)
+
+
+def answers(registry: StoreRegistry, distribution: str) -> dict[str, bytes]:
+    """Every answer that depends on the index contents."""
+    index = registry.resolve(distribution)
+    assert index is not None
+    out: dict[str, bytes] = {"count": str(index.package_count).encode()}
+    for query in (
+        "",
+        "all=true&prerelease=true",
+        "prerelease=true",
+        "category=web",
+        "kibana.version=8.12.0&all=true",
+        "package=pkg_1&all=true&prerelease=true",
+    ):
+        out[f"search?{query}"] = bytes(index.search_body(query))
+    for query in ("", "prerelease=true", "include_policy_templates=true"):
+        out[f"categories?{query}"] = bytes(index.categories_body(query))
+    for pkg in index.packages():
+        found = index.lookup(pkg.name, str(pkg.version))
+        assert found is not None
+        out[f"doc {pkg.key}"] = bytes(index.document_body(found))
+        zip_file = index.zip_file(found)
+        out[f"zip {pkg.key}"] = str(zip_file).encode()
+        out[f"sig {pkg.key}"] = str(index.signature_file(found)).encode()
+    return out
+
+
+def test_a_cold_start_reads_derived_documents_and_opens_no_zip(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from package_storage.packages.derived import LazyTree
+    from package_storage.packages.doccache import DocCache
+    from package_storage.packages.trees import ZipTree
+
+    store.publish(
+        "production", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0")
+    )
+    store.publish("staging", "acme_input", "1.0.0", example_zip(tmp_path, "acme_input", "1.0.0"))
+    docs = DocCache(tmp_path / "derived")
+    first = StoreRegistry(store.catalog, store.blobs, derived=docs)
+    assert sum(b.parsed for b in first.current.values()) == 2
+    assert docs.writes == 2
+    plain = StoreRegistry(store.catalog, store.blobs)
+
+    opened: list[str] = []
+    real_open = ZipTree.open
+
+    def counting_open(path: Path, **kwargs: Any) -> ZipTree:
+        opened.append(str(path))
+        return real_open(path, **kwargs)
+
+    monkeypatch.setattr(ZipTree, "open", counting_open)
+    second = StoreRegistry(store.catalog, store.blobs, derived=docs)
+    assert all(b.parsed == 0 for b in second.current.values())
+    assert opened == []
+    for distribution in ("production", "staging", "snapshot"):
+        assert answers(second, distribution) == answers(plain, distribution)
+    index = second.resolve("staging")
+    assert index is not None
+    trees = [p.tree for p in index.packages()]
+    assert trees and all(isinstance(t, LazyTree) and not t.is_open for t in trees)
+    assert opened == []
+    # A file of the package opens its zip, once.
+    app = create_app(second, OPTIONS)
+    r = get(app, "/staging/package/hello_nginx/1.1.0/manifest.yml")
+    assert r.status_code == 200
+    assert r.content == (EXAMPLES / "hello_nginx" / "1.1.0" / "manifest.yml").read_bytes()
+    assert get(app, "/staging/package/hello_nginx/1.1.0/docs/README.md").status_code == 200
+    assert len(opened) == 1
+
+
+def test_an_unreadable_derived_document_is_derived_again(store: Store, tmp_path: Path) -> None:
+    from package_storage.packages.doccache import DocCache
+
+    digest = store.publish(
+        "production", "hello_nginx", "1.1.0", example_zip(tmp_path, "hello_nginx", "1.1.0")
+    )
+    docs = DocCache(tmp_path / "derived")
+    docs.put(digest, b"{not json")
+    registry = StoreRegistry(store.catalog, store.blobs, derived=docs)
+    assert registry.current["production"].parsed == 1
+    assert answers(registry, "production") == answers(
+        StoreRegistry(store.catalog, store.blobs), "production"
+    )
+    again = StoreRegistry(store.catalog, store.blobs, derived=docs)
+    assert again.current["production"].parsed == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_incremental_switch_serves_what_a_full_build_serves(
+    store: Store, tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random publishes, overwrites, removals, yanks and promotions (with deprecation notices
+    and prerelease versions): after each refresh, every answer of the incrementally switched
+    registry equals a registry built from scratch."""
+    import random
+
+    from package_storage.registry import index as index_module
+
+    # Every /search body keeps its layout, so switches patch them (not only bodies of 64+).
+    monkeypatch.setattr(index_module, "LAYOUT_MIN_ENTRIES", 1 if seed % 2 == 0 else 64)
+    rng = random.Random(seed)
+    stages = ("snapshot", "staging", "production")
+    live: dict[tuple[str, str, str], str] = {}  # (stage, name, version) -> digest
+    for i in range(6):  # a start
+        name, version = f"pkg_{i % 3}", f"1.0.{i}"
+        template = TEMPLATES[i % 3]
+        digest = store.publish(
+            "production", name, version, made_zip(tmp_path, template, name, version)
+        )
+        live[("production", name, version)] = digest
+    registry = StoreRegistry(store.catalog, store.blobs)
+    incremental = 0
+    for step in range(24):
+        action = rng.choice(["publish", "publish", "overwrite", "remove", "yank", "promote"])
+        stage = rng.choice(stages)
+        if action in ("publish", "overwrite"):
+            n = rng.randrange(4)
+            name = f"pkg_{n}"
+            version = rng.choice(["1.0.0", "1.0.1", "1.1.0", "2.0.0-rc1", f"1.2.{step}"])
+            extra = ""
+            if rng.random() < 0.3:
+                extra = (
+                    "deprecated:\n  since: 1.0.0\n  description: use another one\n"
+                    if rng.random() < 0.5
+                    else f"title: Title {step}\n"
+                )
+            data = made_zip(tmp_path, TEMPLATES[n % 3], name, version, extra=extra)
+            live[(stage, name, version)] = store.publish(stage, name, version, data)
+        else:
+            candidates = sorted(k for k in live if action != "promote" or k[0] != "production")
+            if not candidates:
+                continue
+            key = rng.choice(candidates)
+            with store.catalog.transaction() as tx:
+                graph = tx.stages()
+                affected = set(graph.affected_distributions(key[0]))
+                if action == "remove":
+                    tx.delete_entry(*key)
+                    del live[key]
+                elif action == "yank":
+                    entry = tx.get_entry(*key)
+                    assert entry is not None
+                    tx.set_yanked(*key, not entry.yanked)
+                else:
+                    target = stages[stages.index(key[0]) + 1]
+                    tx.put_entry(target, key[1], key[2], live[key], actor="test")
+                    live[(target, key[1], key[2])] = live[key]
+                    affected |= set(graph.affected_distributions(target))
+                for distribution in sorted(affected):
+                    tx.new_revision(distribution)
+        registry.refresh()
+        fresh = StoreRegistry(store.catalog, store.blobs)
+        for distribution in stages:
+            assert answers(registry, distribution) == answers(fresh, distribution), (
+                step,
+                action,
+                distribution,
+            )
+        incremental += sum(b.incremental for b in registry.current.values())
+    assert incremental > 0
+
+
+def test_files_of_a_store_carry_strong_etags_and_answer_304(store: Store, tmp_path: Path) -> None:
+    """Zips, signatures and files in zips of a store never change: the blob digest is their
+    ETag (a file in a zip: its zip's and its path), If-None-Match answers 304; a big zip goes
+    out mapped and arrives whole."""
+    import os as _os
+
+    # The example plus an incompressible file, so the zip is above 64 KiB (sent mapped).
+    folder = tmp_path / "big" / "hello_nginx" / "1.1.0"
+    shutil.copytree(EXAMPLES / "hello_nginx" / "1.1.0", folder)
+    (folder / "img").mkdir(exist_ok=True)
+    (folder / "img" / "noise.bin").write_bytes(_os.urandom(300_000))
+    big = build_zip(FolderTree(folder), "hello_nginx", "1.1.0")
+    digest = store.publish("production", "hello_nginx", "1.1.0", big, signature=b"-----SIG-----")
+    record = store.catalog.get_artifact(digest)
+    assert record is not None and record.signature_digest
+    app = create_app(StoreRegistry(store.catalog, store.blobs), OPTIONS)
+
+    async def fetch(target: str, headers: dict[str, str]) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return await c.get(target, headers=headers)
+
+    zip_url = "/epr/hello_nginx/hello_nginx-1.1.0.zip"
+    r = asyncio.run(fetch(zip_url, {}))
+    assert r.status_code == 200 and r.content == big
+    assert r.headers["etag"] == f'"{digest}"'
+    r = asyncio.run(fetch(zip_url, {"if-none-match": f'"{digest}"'}))
+    assert r.status_code == 304 and r.content == b"" and r.headers["etag"] == f'"{digest}"'
+    r = asyncio.run(fetch(zip_url, {"range": "bytes=0-9", "if-range": f'"{digest}"'}))
+    assert r.status_code == 206 and r.content == big[:10]
+    sig = asyncio.run(fetch(zip_url + ".sig", {}))
+    assert sig.status_code == 200 and sig.headers["etag"] == f'"{record.signature_digest}"'
+    manifest_url = "/package/hello_nginx/1.1.0/manifest.yml"
+    r = asyncio.run(fetch(manifest_url, {}))
+    assert r.status_code == 200 and r.headers["etag"].startswith(f'"{digest[:32]}-')
+    tag = r.headers["etag"]
+    assert asyncio.run(fetch(manifest_url, {"if-none-match": tag})).status_code == 304
+    other = asyncio.run(fetch("/package/hello_nginx/1.1.0/docs/README.md", {}))
+    assert other.headers["etag"] != tag
+    noise = asyncio.run(fetch("/package/hello_nginx/1.1.0/img/noise.bin", {}))
+    assert noise.status_code == 200
+    assert noise.content == (folder / "img" / "noise.bin").read_bytes()

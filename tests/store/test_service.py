@@ -187,6 +187,38 @@ def test_publish_folder_stores_deterministic_zip_and_records_event(
     assert svc.fsck().ok
 
 
+def test_publish_stores_the_derived_document_a_server_reads(
+    store: Store, svc: StoreService, pkg: MakePackage, tmp_path: Path
+) -> None:
+    """Publish (folder or zip) keeps the package document and search entry of the artifact
+    (``DIR/derived``), equal to what reading the stored zip gives; a server reads it instead
+    of the zip."""
+    from package_storage.packages import render
+    from package_storage.packages.derived import load_package
+    from package_storage.packages.manifest import read_package
+    from package_storage.packages.trees import ZipTree
+    from package_storage.serving.store_registry import StoreRegistry
+
+    folder = pkg("1.2.3")
+    svc.publish(folder)
+    zipped = make_zip(pkg("1.2.4"), tmp_path / "zips")
+    svc.publish(zipped)
+    for version in ("1.2.3", "1.2.4"):
+        entry = store.catalog.get_entry("snapshot", "hello_nginx", version)
+        assert entry is not None
+        data = store.derived.get(entry.artifact)
+        assert data is not None, version
+        tree = ZipTree.from_bytes(store.blobs.get(entry.artifact), version)
+        back = load_package(data, tree)
+        expected = read_package(tree, validate=False)
+        assert back is not None
+        assert render.dumps(back.document) == render.dumps(expected.document)
+        assert render.dumps(back.search_entry) == render.dumps(expected.search_entry)
+    registry = StoreRegistry(store.catalog, store.blobs, derived=store.derived)
+    assert registry.current["snapshot"].parsed == 0
+    assert svc.fsck().ok  # derived documents are no blobs: nothing orphaned
+
+
 def test_publish_identical_bytes_again_is_a_no_op(
     store: Store, svc: StoreService, pkg: MakePackage, tmp_path: Path
 ) -> None:

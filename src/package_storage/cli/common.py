@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from package_storage.errors import PackageStorageError
 from package_storage.store.storage.base import Event, JSONObject, StageEntry, format_time
 
 if TYPE_CHECKING:  # imported when a store is opened: `--help` stays fast
+    from rich.console import Console  # imported when a table is printed (not by publish)
+
     from package_storage.store.access import StoreOperations
     from package_storage.store.directory import Store
     from package_storage.store.keyring import StoreKeyring
@@ -295,6 +294,8 @@ def open_operations(store_dir: Path, *, create: bool = False) -> Iterator[OpenOp
 
 def console() -> Console:
     """A rich console on the current stdout (plain text, wide lines when not a terminal)."""
+    from rich.console import Console
+
     out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     if not out.is_terminal:
         out = Console(file=sys.stdout, highlight=False, width=200, no_color=True)
@@ -303,6 +304,9 @@ def console() -> Console:
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """A table; cells are plain text (no rich markup: ``[staging]`` stays as it is)."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(
         title=Text(title) if title is not None else None, show_lines=False, title_justify="left"
     )

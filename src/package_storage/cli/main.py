@@ -2,24 +2,60 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import click
 
 from package_storage import __version__
-from package_storage.cli.build import build, validate
-from package_storage.cli.bundle import export
-from package_storage.cli.copystore import copy_store_command
-from package_storage.cli.demo import demo
-from package_storage.cli.importer import import_command, import_git
-from package_storage.cli.keys import keys, verify
-from package_storage.cli.mirror import mirror
-from package_storage.cli.serve import serve
-from package_storage.cli.store import COMMANDS as STORE_COMMANDS
-from package_storage.cli.tokens import tokens
+
+# Where each command lives: a command's module is imported when it runs (or for --help), so
+# `publish` does not pay for the server, the exporter or the web UI (issue 15: CLI start-up).
+_LAZY: dict[str, tuple[str, str]] = {
+    "serve": ("package_storage.cli.serve", "serve"),
+    "export": ("package_storage.cli.bundle", "export"),
+    "build": ("package_storage.cli.build", "build"),
+    "validate": ("package_storage.cli.build", "validate"),
+    "demo": ("package_storage.cli.demo", "demo"),
+    "import": ("package_storage.cli.importer", "import_command"),
+    "import-git": ("package_storage.cli.importer", "import_git"),
+    "mirror": ("package_storage.cli.mirror", "mirror"),
+    "keys": ("package_storage.cli.keys", "keys"),
+    "verify": ("package_storage.cli.keys", "verify"),
+    "tokens": ("package_storage.cli.tokens", "tokens"),
+    "copy-store": ("package_storage.cli.copystore", "copy_store_command"),
+}
+_STORE_COMMANDS = "package_storage.cli.store"  # its COMMANDS: publish, promote, stages, ...
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use (see :data:`_LAZY`); commands added
+    with ``add_command`` work as usual."""
+
+    def _store_commands(self) -> dict[str, click.Command]:
+        module = importlib.import_module(_STORE_COMMANDS)
+        return {c.name: c for c in module.COMMANDS if c.name}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx)) | set(_LAZY) | set(self._store_commands())
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None:
+            return found
+        where = _LAZY.get(cmd_name)
+        if where is not None:
+            command = getattr(importlib.import_module(where[0]), where[1])
+        else:
+            command = self._store_commands().get(cmd_name)
+        if isinstance(command, click.Command):
+            self.add_command(command, cmd_name)
+            return command
+        return None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="package-storage")
 @click.option(
     "--limit",
@@ -42,22 +78,6 @@ def main(limit_values: tuple[str, ...]) -> None:
         for var, value in assignments:  # the environment: worker processes see them too
             os.environ[var] = str(value)
         limits.set_active(None)
-
-
-main.add_command(serve)
-main.add_command(export)
-main.add_command(build)
-main.add_command(validate)
-for _command in STORE_COMMANDS:
-    main.add_command(_command)
-main.add_command(demo)
-main.add_command(import_command)
-main.add_command(import_git)
-main.add_command(mirror)
-main.add_command(keys)
-main.add_command(verify)
-main.add_command(tokens)
-main.add_command(copy_store_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -230,6 +230,7 @@ def load_packages(settings: Settings) -> list[list[Package]]:
             validate=not settings.disable_package_validation,
             require_signatures=settings.require_package_signatures,
             workers=settings.package_paths_workers,
+            cache=package_cache(settings),
         )
     except PackageStorageError as exc:
         _fatal(exc.message)
@@ -243,6 +244,15 @@ def load_packages(settings: Settings) -> list[list[Package]]:
     else:
         _fatal("No local packages found.")
     return sources
+
+
+def package_cache(settings: Settings) -> Any:
+    """The cache of read packages by content (``-cache-dir``; ``packages/doccache.py``), or
+    None when it is off: a restart over unchanged package folders reads it, not the YAML."""
+    from package_storage.packages.doccache import DocCache
+
+    folder = settings.package_cache_dir
+    return None if folder is None else DocCache(folder)
 
 
 def build_app(
@@ -383,6 +393,7 @@ def run(settings: Settings) -> int:
                 require_signatures=settings.require_package_signatures,
                 workers=settings.package_paths_workers,
                 executor="serial",  # no fork while the server's threads run
+                cache=package_cache(settings),
             )
 
             def swap(new: list[list[Package]]) -> None:
@@ -532,6 +543,20 @@ def open_store(store_dir: str | os.PathLike[str]) -> tuple[Any, Any, Callable[[]
     return store.catalog, store.blobs, store.close
 
 
+def store_derived(store_dir: str | os.PathLike[str], cache_dir: Path | None = None) -> Any:
+    """The derived-document folder of the store at ``store_dir`` (``DIR/derived``): package
+    documents computed at publish, so serving never parses a zip (``packages/doccache.py``).
+    A store named by a URL has no directory: ``--cache-dir``'s ``derived`` folder when given
+    (documents derived once there, on first start), else None (derived in memory)."""
+    from package_storage.packages.doccache import DocCache
+    from package_storage.store.directory import DERIVED_DIR
+    from package_storage.store.locator import is_store_url
+
+    if isinstance(store_dir, str) and is_store_url(store_dir):
+        return None if cache_dir is None else DocCache(cache_dir / DERIVED_DIR)
+    return DocCache(Path(store_dir) / DERIVED_DIR)
+
+
 def run_store(
     settings: Settings,
     store_dir: str | os.PathLike[str],
@@ -581,6 +606,7 @@ def run_store(
                         default_distribution=default_distribution,
                         poll_interval=poll_interval,
                         notify=notify,
+                        derived=store_derived(store_dir, (blob_options or BlobOptions()).cache_dir),
                         artifact_url=artifact_url,
                     )
             except PackageStorageError as exc:
@@ -783,8 +809,11 @@ def serve_store(
     metavar="DIR",
     type=click.Path(file_okay=False),
     help=(
-        "Store mode, blobs in S3: keep downloaded artifacts in this local folder and serve"
-        f" them from there [env {CACHE_DIR_ENV}]"
+        "Local cache folder. Store mode, blobs in S3: downloaded artifacts are kept in"
+        " DIR/blobs and served from there. Drop-in mode: packages read (and validated) are"
+        " kept in DIR/packages by content, so a restart over unchanged folders reads no YAML"
+        " (default: .package-storage-cache beside the config file; off: none)"
+        f" [env {CACHE_DIR_ENV}]"
     ),
 )
 @click.option(
@@ -846,7 +875,9 @@ def serve(
                 blob_options=blob_options,
             )
         else:
-            code = run(settings)
+            # Drop-in mode: read packages are cached by content in DIR/packages (default:
+            # .package-storage-cache beside the config file; "off": no cache).
+            code = run(dataclasses.replace(settings, cache_dir=cache_dir or ""))
     except StartupError as exc:
         sys.exit(exc.code)
     sys.exit(code)

@@ -1,7 +1,8 @@
 """The management listener of ``serve --store DIR --manage-address HOST:PORT``.
 
 Its own listener (never the read API's port, so a CDN or a firewall can expose one and not the
-other) on the same event loop as the read API. TLS: ``--manage-tls-cert``/``--manage-tls-key``,
+other) on the same event loop as the read API. The operator web UI (``package_storage.web``)
+answers every path outside ``/api/`` on the same listener. TLS: ``--manage-tls-cert``/``--manage-tls-key``,
 or else the read listener's ``-tls-cert``/``-tls-key`` when those are set. Uploads are limited
 to ``--max-upload-size`` (default 512 MiB).
 """
@@ -107,6 +108,7 @@ def manage_listener(
     from package_storage.manage.app import create_app, stop
     from package_storage.registry.http.server import ExtraListener, build_ssl_context
     from package_storage.store.locator import open_store
+    from package_storage.web.app import beside_api, create_ui
 
     if options.address == settings.address:
         raise ConfigError(
@@ -120,8 +122,13 @@ def manage_listener(
         ssl_context = build_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_minimum)
     store = open_store(store_dir if isinstance(store_dir, str) else Path(store_dir))
     app = create_app(store, max_upload=options.max_upload)
+    ui = create_ui(store, tls=ssl_context is not None)  # the web UI at the listener's root
     listener = ExtraListener(
-        "management API", app, options.address, ssl_context, on_stop=lambda: stop(app)
+        "management API",
+        beside_api(ui, app),
+        options.address,
+        ssl_context,
+        on_stop=lambda: stop(app),
     )
     return listener, store.close
 

@@ -18,19 +18,34 @@ class Body(bytes):
     """An immutable response body with ``etag`` (a quoted strong ETag, as header bytes) and
     :meth:`gzipped` (its gzip form, or None when compressing does not make it smaller)."""
 
-    etag: bytes
-    gzip_etag: bytes
     _gzip: bytes | None
     _gzip_done: bool
+    _etag: bytes | None
+    # What the index keeps to patch this body at a revision switch (registry/index.py): the
+    # layout of a /search body, the category counts of a /categories body.
+    layout: object = None
+    counts: object = None
 
     def __new__(cls, data: bytes) -> Body:
         self = super().__new__(cls, data)
-        digest = hashlib.blake2b(data, digest_size=12).hexdigest().encode("ascii")
-        self.etag = b'"' + digest + b'"'
-        self.gzip_etag = b'"' + digest + b'-gzip"'
+        self._etag = None  # hashed on first use: a revision switch builds bodies, not tags
         self._gzip = None
         self._gzip_done = False
         return self
+
+    @property
+    def etag(self) -> bytes:
+        """The quoted strong entity tag of these bytes (header bytes)."""
+        tag = self._etag
+        if tag is None:
+            digest = hashlib.blake2b(self, digest_size=12).hexdigest().encode("ascii")
+            tag = self._etag = b'"' + digest + b'"'
+        return tag
+
+    @property
+    def gzip_etag(self) -> bytes:
+        """The entity tag of the gzip form (another representation, another tag)."""
+        return self.etag[:-1] + b'-gzip"'
 
     def gzipped(self) -> bytes | None:
         """The gzip form (computed on first call, then kept); None when it is not smaller."""

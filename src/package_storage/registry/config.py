@@ -322,6 +322,9 @@ FLAGS: tuple[Flag, ...] = (
 )
 FLAGS_BY_NAME: Mapping[str, Flag] = {f.name: f for f in FLAGS}
 
+DEFAULT_CACHE_DIR = ".package-storage-cache"
+"""The cache folder beside the config file when ``-cache-dir`` is not given."""
+
 
 DEFAULT_PROXY_TO = "https://epr.elastic.co/"
 
@@ -358,12 +361,25 @@ class Settings:
     proxy_timeout: float = 10.0  # seconds (a float: Settings travel as JSON to Granian workers)
     proxy_retries: int = 4
     proxy_strict: bool = False
+    # serve's --cache-dir (a click option of the command, shared with store mode's blob
+    # cache): "" = beside the config file, "off" = no package cache.
+    cache_dir: str = ""
     # config file (spec §9.1)
     package_paths: tuple[str, ...] = ()
     cache_time_index: timedelta = timedelta(seconds=10)
     cache_time_search: timedelta = timedelta(minutes=10)
     cache_time_categories: timedelta = timedelta(minutes=10)
     cache_time_catch_all: timedelta = timedelta(minutes=10)
+
+    @property
+    def package_cache_dir(self) -> str | None:
+        """Where read packages are cached by content (``--cache-dir``), None when off."""
+        if self.cache_dir == "off":
+            return None
+        if self.cache_dir:
+            return os.path.join(self.cache_dir, "packages")
+        folder = os.path.dirname(os.path.abspath(self.config_path))
+        return os.path.join(folder, DEFAULT_CACHE_DIR, "packages")
 
     @property
     def tls_enabled(self) -> bool:

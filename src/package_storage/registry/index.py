@@ -33,8 +33,11 @@ a switch does not make the next requests slow.
 
 from __future__ import annotations
 
+import bisect
 import os
 import threading
+import weakref
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterator, Sequence
 from dataclasses import dataclass
@@ -66,6 +69,10 @@ def _fragment(entry: JSONObject) -> bytes:
     """
     text = render.dumps(entry).rstrip(b"\n")
     return b"  " + text.replace(b"\n", b"\n  ")
+
+
+def _name_of(pkg: Package) -> str:
+    return pkg.name
 
 
 # --- stored files --------------------------------------------------------------------------
@@ -155,6 +162,11 @@ class BodyCache:
             self.hits += 1
             return value
 
+    def peek(self, key: Hashable) -> bytes | None:
+        """The cached value, without counting a hit or a miss or refreshing its age."""
+        with self._lock:
+            return self._data.get(key)
+
     def put(self, key: Hashable, value: bytes) -> None:
         size = len(value)
         if self.max_entries == 0 or size > self.max_bytes:
@@ -222,11 +234,14 @@ class RegistryIndex:
             if hidden
             else self._sources
         )
+        self._hidden = frozenset(hidden)
         by_name: list[dict[str, tuple[Package, ...]]] = []
         by_key: dict[tuple[str, str], Package] = {}
+        names: dict[str, list[Package]] = {}
         for source in self._sources:
             for pkg in source:
                 by_key.setdefault(pkg.key, pkg)
+                names.setdefault(pkg.name, []).append(pkg)
         for source in self._listed:
             groups: dict[str, list[Package]] = {}
             for pkg in source:
@@ -234,6 +249,8 @@ class RegistryIndex:
             by_name.append({name: tuple(pkgs) for name, pkgs in groups.items()})
         self._by_name: tuple[dict[str, tuple[Package, ...]], ...] = tuple(by_name)
         self._by_key = by_key
+        # Every package of a name over all sources (listed or not): what a change replaces.
+        self._names: dict[str, tuple[Package, ...]] = {n: tuple(p) for n, p in names.items()}
         self._fragments: dict[Package, bytes] = {}
         if previous is not None:
             old = previous._fragments
@@ -245,6 +262,77 @@ class RegistryIndex:
         self._files: PackageFiles = files if files is not None else DISK_FILES
         self._bodies = BodyCache(cache_entries, cache_bytes)
         self._documents = BodyCache(document_cache_entries, document_cache_bytes)
+        # Set by updated(): the names that differ from the index this one was made from, so
+        # warm_from() can patch that index's bodies instead of rendering them again.
+        self._changed: frozenset[str] | None = None
+        self._base: weakref.ref[RegistryIndex] | None = None
+
+    @classmethod
+    def updated(
+        cls,
+        previous: RegistryIndex,
+        sources: Sequence[Sequence[Package]],
+        changed: Collection[str],
+        *,
+        files: PackageFiles | None = None,
+        unlisted: Collection[Package] = (),
+    ) -> RegistryIndex:
+        """The index of ``sources`` built from ``previous`` (the index it replaces) when only
+        the packages named in ``changed`` differ between the two: the work is proportional to
+        those names, not to the whole index.
+
+        ``sources`` must be ``previous.sources`` with the packages of the ``changed`` names
+        replaced (every other package the same object, in the same place), each source
+        sorted by name (a store's revision is sorted by name and version), and ``unlisted``
+        the complete set of hidden packages. Caches start empty, search fragments of the
+        unchanged packages are shared (see :meth:`warm_from`).
+        """
+        self = cls.__new__(cls)
+        self._sources = tuple(tuple(src) for src in sources)
+        hidden = frozenset(unlisted)
+        self._hidden = hidden
+        self._listed = (
+            tuple(tuple(p for p in src if p not in hidden) for src in self._sources)
+            if hidden
+            else self._sources
+        )
+        by_key = dict(previous._by_key)
+        names = dict(previous._names)
+        fragments = dict(previous._fragments)
+        by_name = [dict(groups) for groups in previous._by_name]
+        if len(by_name) != len(self._sources):
+            raise ValueError("updated(): sources must keep the number of sources")
+        for name in changed:
+            for pkg in names.pop(name, ()):
+                if by_key.get(pkg.key) is pkg:
+                    del by_key[pkg.key]
+                fragments.pop(pkg, None)
+            found: list[Package] = []
+            for groups, src in zip(by_name, self._sources, strict=True):
+                lo = bisect.bisect_left(src, name, key=_name_of)
+                hi = bisect.bisect_right(src, name, lo=lo, key=_name_of)
+                group = src[lo:hi]
+                found.extend(group)
+                listed = tuple(p for p in group if p not in hidden) if hidden else group
+                if listed:
+                    groups[name] = listed
+                else:
+                    groups.pop(name, None)
+            for pkg in found:
+                by_key.setdefault(pkg.key, pkg)
+            if found:
+                names[name] = tuple(found)
+        self._by_key = by_key
+        self._names = names
+        self._by_name = tuple(by_name)
+        self._fragments = fragments
+        self._files = files if files is not None else DISK_FILES
+        old_bodies, old_documents = previous._bodies, previous._documents
+        self._bodies = BodyCache(old_bodies.max_entries, old_bodies.max_bytes)
+        self._documents = BodyCache(old_documents.max_entries, old_documents.max_bytes)
+        self._changed = frozenset(changed)
+        self._base = weakref.ref(previous)
+        return self
 
     # -- contents ---------------------------------------------------------------------------
 
@@ -275,6 +363,13 @@ class RegistryIndex:
         """The stored detached signature of ``pkg`` (None: the package has none)."""
         return self._files.signature_file(pkg)
 
+    def file_etag(self, pkg: Package, what: str) -> str | None:
+        """A strong entity tag for a file of ``pkg`` (``what``: ``.zip``, ``.sig`` or a path
+        in the package) when its bytes can never change (a store's artifacts are content
+        addressed); None otherwise (plain EPR mode: files on disk may be edited)."""
+        tagger = getattr(self._files, "file_etag", None)
+        return tagger(pkg, what) if callable(tagger) else None
+
     # -- bodies -----------------------------------------------------------------------------
 
     @property
@@ -291,7 +386,7 @@ class RegistryIndex:
         body = self._bodies.get(key)
         if body is None:
             query = _search.parse_query(raw_query, "search", allow_unknown=allow_unknown)
-            body = Body(self._render_search(query))
+            body = self._render_search(query)
             self._bodies.put(key, body)
         return body
 
@@ -304,7 +399,10 @@ class RegistryIndex:
         body = self._bodies.get(key)
         if body is None:
             query = _search.parse_query(raw_query, "categories", allow_unknown=allow_unknown)
-            body = Body(render.categories_body(self.categories(query)))
+            hits = _search.select(self._listed, query)
+            body = _categories_body(
+                _search.count_categories((h.package for h in hits), query.include_policy_templates)
+            )
             self._bodies.put(key, body)
         return body
 
@@ -329,6 +427,10 @@ class RegistryIndex:
         """Render here the ``limit`` /search and /categories queries ``previous`` answered most
         recently, so that swapping this index in keeps them fast. Queries that fail are
         skipped. Returns how many bodies were rendered."""
+        changed = self._changed
+        base = self._base() if self._base is not None else None
+        patch = changed is not None and base is previous
+        self._base = None  # the previous index is not kept
         done = 0
         for key in reversed(previous._bodies.key_list()):
             if done >= limit:
@@ -338,17 +440,79 @@ class RegistryIndex:
             endpoint, raw_query, allow_unknown = key
             if not isinstance(raw_query, str) or not isinstance(allow_unknown, bool):
                 continue
+            if endpoint not in ("search", "categories"):
+                continue
             try:
+                old = previous._bodies.peek(key) if patch else None
+                if old is not None and changed is not None and self._bodies.peek(key) is None:
+                    patched = self._patched(
+                        previous, endpoint, raw_query, allow_unknown, old, changed
+                    )
+                    if patched is not None:
+                        self._bodies.put(key, patched)
+                        done += 1
+                        continue
                 if endpoint == "search":
                     self.search_body(raw_query, allow_unknown=allow_unknown)
-                elif endpoint == "categories":
-                    self.categories_body(raw_query, allow_unknown=allow_unknown)
                 else:
-                    continue
+                    self.categories_body(raw_query, allow_unknown=allow_unknown)
             except PackageStorageError:
                 continue
             done += 1
         return done
+
+    def _patched(
+        self,
+        previous: RegistryIndex,
+        endpoint: str,
+        raw_query: str,
+        allow_unknown: bool,
+        old: bytes,
+        changed: frozenset[str],
+    ) -> Body | None:
+        """The body of ``previous`` for this query with only the ``changed`` names worked out
+        again (every filter and the version choice work per name, so the rest is the same);
+        None when ``old`` carries no layout to patch."""
+        if endpoint == "search":
+            layout = getattr(old, "layout", None)
+            if not isinstance(layout, _Layout):
+                return None
+            query = _search.parse_query(raw_query, "search", allow_unknown=allow_unknown)
+            hits = _search.select(self._narrowed(changed), query)
+            return _patched_search(old, layout, self._chunks(hits), changed)
+        counts = getattr(old, "counts", None)
+        if not isinstance(counts, dict):
+            return None
+        query = _search.parse_query(raw_query, "categories", allow_unknown=allow_unknown)
+        include = query.include_policy_templates
+        gone = _search.select(previous._narrowed(changed), query)
+        came = _search.select(self._narrowed(changed), query)
+        merged = dict(counts)
+        for c, n in _search.count_categories((h.package for h in gone), include).items():
+            merged[c] = merged.get(c, 0) - n
+        for c, n in _search.count_categories((h.package for h in came), include).items():
+            merged[c] = merged.get(c, 0) + n
+        return _categories_body({c: n for c, n in merged.items() if n > 0})
+
+    def _narrowed(self, names: Collection[str]) -> list[tuple[Package, ...]]:
+        """The listed sources narrowed to ``names`` (each source's order kept)."""
+        ordered = sorted(names)
+        return [tuple(p for n in ordered for p in groups.get(n, ())) for groups in self._by_name]
+
+    def _chunks(self, hits: Sequence[_search.Hit]) -> list[tuple[str, bytes]]:
+        """``hits`` (sorted by name) rendered per name: each name's fragments joined."""
+        out: list[tuple[str, bytes]] = []
+        group: list[bytes] = []
+        name = ""
+        for hit in hits:
+            if group and hit.package.name != name:
+                out.append((name, b",\n".join(group)))
+                group = []
+            name = hit.package.name
+            group.append(_fragment(hit.entry) if hit.reduced else self._fragment_of(hit.package))
+        if group:
+            out.append((name, b",\n".join(group)))
+        return out
 
     # -- internals --------------------------------------------------------------------------
 
@@ -366,11 +530,101 @@ class RegistryIndex:
             self._fragments[pkg] = fragment
         return fragment
 
-    def _render_search(self, query: _search.Query) -> bytes:
+    def _render_search(self, query: _search.Query) -> Body:
         hits = _search.select(self._candidates(query), query)
-        return render.search_body(
-            [
-                _fragment(hit.entry) if hit.reduced else self._fragment_of(hit.package)
-                for hit in hits
-            ]
-        )
+        if query.package or len(hits) < LAYOUT_MIN_ENTRIES:
+            return Body(
+                render.search_body(
+                    [
+                        _fragment(hit.entry) if hit.reduced else self._fragment_of(hit.package)
+                        for hit in hits
+                    ]
+                )
+            )
+        return _search_body(self._chunks(hits))
+
+
+LAYOUT_MIN_ENTRIES = 64
+"""Search bodies with at least this many entries keep their layout (patched at a switch)."""
+
+
+class _Layout:
+    """Where each name's entries are in a search body: ``names`` in body order and the end
+    offset of each name's part (its fragments joined by ``,\\n``)."""
+
+    __slots__ = ("ends", "names")
+
+    def __init__(self, names: list[str], ends: array[int]) -> None:
+        self.names = names
+        self.ends = ends
+
+
+def _search_body(chunks: Sequence[tuple[str, bytes]]) -> Body:
+    """A /search body from per-name parts (same bytes as ``render.search_body`` of all the
+    fragments), with its :class:`_Layout`."""
+    if not chunks:
+        return Body(b"[]")
+    body = Body(b"[\n" + b",\n".join(part for _, part in chunks) + b"\n]\n")
+    ends = array("Q")
+    position = 2
+    for _, part in chunks:
+        position += len(part)
+        ends.append(position)
+        position += 2
+    body.layout = _Layout([name for name, _ in chunks], ends)
+    return body
+
+
+def _patched_search(
+    old: bytes, layout: _Layout, fresh: Sequence[tuple[str, bytes]], changed: frozenset[str]
+) -> Body:
+    """``old`` with the parts of the ``changed`` names replaced by ``fresh`` ones: the parts
+    in between are copied as whole runs, so the cost is a copy of the body, not a render."""
+    names, ends = layout.names, layout.ends
+    parts = dict(fresh)
+    segments: list[bytes] = []
+    new_names: list[str] = []
+    new_ends: array[int] = array("Q")
+    position = 2  # where the next segment starts in the new body
+
+    def add_run(lo: int, hi: int) -> None:  # old names[lo:hi], as one slice
+        nonlocal position
+        start = ends[lo - 1] + 2 if lo else 2
+        segments.append(old[start : ends[hi - 1]])
+        shift = position - start
+        new_names.extend(names[lo:hi])
+        new_ends.extend(e + shift for e in ends[lo:hi])
+        position += ends[hi - 1] - start + 2
+
+    def add_part(name: str, part: bytes) -> None:
+        nonlocal position
+        segments.append(part)
+        new_names.append(name)
+        position += len(part)
+        new_ends.append(position)
+        position += 2
+
+    j = 0
+    for name in sorted(changed):
+        k = bisect.bisect_left(names, name, lo=j)
+        if k > j:
+            add_run(j, k)
+        if k < len(names) and names[k] == name:
+            k += 1
+        part = parts.get(name)
+        if part is not None:
+            add_part(name, part)
+        j = k
+    if j < len(names):
+        add_run(j, len(names))
+    if not segments:
+        return Body(b"[]")
+    body = Body(b"[\n" + b",\n".join(segments) + b"\n]\n")
+    body.layout = _Layout(new_names, new_ends)
+    return body
+
+
+def _categories_body(counts: dict[str, int]) -> Body:
+    body = Body(render.categories_body(_search.category_objects(counts)))
+    body.counts = counts
+    return body

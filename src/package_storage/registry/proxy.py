@@ -19,8 +19,10 @@ When the upstream cannot be reached (after its retries, see ``proxy_client``), `
 ``/categories`` answer from the local packages alone (``strict``: 500 like the reference);
 requests for versions the local sources do not have answer 500.
 
-Local bodies come from the local index's cache; the upstream part is asked for on every
-request (the reference keeps no copy either): a proxied answer is never cached here.
+Local bodies come from the local index's cache; the upstream is asked on every request (the
+reference keeps no copy either). When it answers the same bytes as before for the same local
+body, the merged answer made then is reused (it would be the same bytes): a proxied request
+then costs the upstream round trip and a lookup.
 """
 
 from __future__ import annotations
@@ -41,12 +43,24 @@ from package_storage.packages.model import JSONObject, Package
 from package_storage.packages.versions import Version
 from package_storage.registry import search as _search
 from package_storage.registry.bodies import Body
-from package_storage.registry.proxy_client import Upstream, UpstreamCategory, UpstreamUnavailable
+from package_storage.registry.index import BodyCache
+from package_storage.registry.proxy_client import (
+    Upstream,
+    UpstreamCategory,
+    UpstreamUnavailable,
+    decode_categories,
+    decode_search,
+    parse_json,
+)
 
 log = logging.getLogger(__name__)
 
 # How many wrapped indexes a ProxyRegistry keeps (one per distribution/revision in use).
 WRAPPED_INDEXES = 64
+# Merged answers kept per index (module doc), and the largest upstream answer remembered.
+MERGED_ENTRIES = 64
+MERGED_BYTES = 64 << 20
+MERGED_MAX_UPSTREAM_BYTES = 4 << 20
 
 
 class LocalIndex(Protocol):
@@ -181,6 +195,9 @@ class ProxyIndex:
     def __init__(self, local: LocalIndex, upstream: Upstream) -> None:
         self.local = local
         self.upstream = upstream
+        # Merged answers by (local body, upstream body): asked every time, the upstream mostly
+        # answers the same bytes, and then the merge is not done again.
+        self._merged = BodyCache(MERGED_ENTRIES, MERGED_BYTES)
 
     # -- the local index's interface (answers of the local packages alone) ------------------
 
@@ -212,14 +229,21 @@ class ProxyIndex:
         local = self.local.search_body(raw_query, allow_unknown=allow_unknown)
         query = _search.parse_query(raw_query, "search", allow_unknown=allow_unknown)
         try:
-            entries = await self.upstream.search(path, raw_query)
+            content = await self.upstream.fetch(path, raw_query)
+            key = ("search", local, content, query.all)
+            merged = self._merged.get(key)
+            if merged is not None:
+                return merged
+            entries = decode_search(parse_json(content, path))
         except UpstreamError as exc:
             self._fallback(exc)
             return local
         if not entries:
             return local
         upstream = [(e.name, e.version, e.entry) for e in entries]
-        return Body(merge_search(split_search_body(local), upstream, all_versions=query.all))
+        body = Body(merge_search(split_search_body(local), upstream, all_versions=query.all))
+        self._remember(key, content, body)
+        return body
 
     async def proxied_categories_body(
         self, path: str, raw_query: str, *, allow_unknown: bool = True
@@ -227,14 +251,24 @@ class ProxyIndex:
         """The /categories answer with the upstream's counts (errors as for search)."""
         local = self.local.categories_body(raw_query, allow_unknown=allow_unknown)
         try:
-            categories = await self.upstream.categories(path, raw_query)
+            content = await self.upstream.fetch(path, raw_query)
+            key = ("categories", local, content)
+            merged = self._merged.get(key)
+            if merged is not None:
+                return merged
+            categories = decode_categories(parse_json(content, path))
         except UpstreamError as exc:
             self._fallback(exc)
             return local
         if not categories:
             return local
-        merged = merge_categories(json.loads(local), categories)
-        return Body(render.categories_body(merged))
+        body = Body(render.categories_body(merge_categories(json.loads(local), categories)))
+        self._remember(key, content, body)
+        return body
+
+    def _remember(self, key: tuple[Any, ...], content: bytes, body: Body) -> None:
+        if len(content) <= MERGED_MAX_UPSTREAM_BYTES:
+            self._merged.put(key, body)
 
     def _fallback(self, exc: UpstreamError) -> None:
         """Answer from the local packages after ``exc`` (re-raised when strict)."""

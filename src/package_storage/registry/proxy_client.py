@@ -205,11 +205,19 @@ class Upstream:
         target = self.origin + quote(path, safe="/$&+,:;=@")
         return target + ("?" + raw_query if raw_query else "")
 
+    async def fetch(self, path: str, raw_query: str) -> bytes:
+        """The body of a 2xx answer to ``path`` and ``raw_query`` (JSON, not decoded)."""
+        url = self.url(path, raw_query)
+        response = await self._get(url)
+        if not 200 <= response.status_code < 300:
+            raise UpstreamError(f"upstream {url}: unexpected status {response.status_code}")
+        return response.content
+
     async def search(self, path: str, raw_query: str) -> list[UpstreamEntry]:
-        return decode_search(await self._get_json(self.url(path, raw_query)))
+        return decode_search(parse_json(await self.fetch(path, raw_query), path))
 
     async def categories(self, path: str, raw_query: str) -> list[UpstreamCategory]:
-        return decode_categories(await self._get_json(self.url(path, raw_query)))
+        return decode_categories(parse_json(await self.fetch(path, raw_query), path))
 
     async def package(self, name: str, version: str) -> tuple[str, Version, JSONObject] | None:
         """The upstream's document of ``name`` ``version``; None when it answers 404."""
@@ -219,7 +227,7 @@ class Upstream:
             return None
         if response.status_code != 200:
             raise UpstreamError(f"upstream {url}: unexpected status {response.status_code}")
-        return decode_package(_json(response, url))
+        return decode_package(parse_json(response.content, url))
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -245,12 +253,6 @@ class Upstream:
                 transport=self._transport,
             )
         return self._client
-
-    async def _get_json(self, url: str) -> Any:
-        response = await self._get(url)
-        if not 200 <= response.status_code < 300:
-            raise UpstreamError(f"upstream {url}: unexpected status {response.status_code}")
-        return _json(response, url)
 
     async def _get(self, url: str) -> httpx.Response:
         if not self.strict and time.monotonic() < self._paused_until:
@@ -324,8 +326,9 @@ def _backoff(attempt: int, response: httpx.Response | None, options: UpstreamOpt
     return float(min(options.wait_min * (2**attempt), options.wait_max))
 
 
-def _json(response: httpx.Response, url: str) -> Any:
+def parse_json(content: bytes, what: str) -> Any:
+    """``content`` parsed; :class:`UpstreamError` naming ``what`` when it is not JSON."""
     try:
-        return json.loads(response.content)
+        return json.loads(content)
     except ValueError as exc:
-        raise UpstreamError(f"upstream {url}: the answer is not JSON: {exc}") from None
+        raise UpstreamError(f"upstream {what}: the answer is not JSON: {exc}") from None

@@ -14,20 +14,26 @@ depend on the pool). :class:`PackagePathsWatcher` polls the paths and rebuilds t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import stat as stat_mod
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import repeat
 from pathlib import Path
 from typing import Literal
 
+from package_storage import __version__
 from package_storage.errors import PackageError, PackageStorageError, UnsafePackageError
-from package_storage.packages import manifest, safety, trees
-from package_storage.packages.model import Package, SourceKind
+from package_storage.packages import derived, manifest, safety, trees
+from package_storage.packages.derived import FORMAT, LazyTree
+from package_storage.packages.doccache import DocCache
+from package_storage.packages.model import Package, PackageTree, SourceKind
 from package_storage.packages.versions import Version
 
 log = logging.getLogger("package_storage.sources")
@@ -37,6 +43,8 @@ ExecutorKind = Literal["thread", "process", "serial"]
 DEFAULT_EXECUTOR: ExecutorKind = "process"
 """Measured on 2,000 versions (see the project report): process pool beats threads (the YAML
 loader holds the GIL), and a serial loop wins below :data:`PARALLEL_MIN_TASKS`."""
+
+_KEY_MAX_DEPTH = 64  # folder levels a content key walks (the package limits are far below)
 
 PARALLEL_MIN_TASKS = 64
 """Below this many packages a pool costs more than it saves; load in the calling thread."""
@@ -205,9 +213,108 @@ def _open_tree(task: LoadTask) -> trees.FolderTree | trees.ZipTree:
     return trees.FolderTree(Path(task.location))
 
 
-def read_task(task: LoadTask, validate: bool) -> Package:
+def _lazy_tree(task: LoadTask) -> PackageTree:
+    """The tree of an already read package: a folder's tree is cheap to make, a zip's is
+    opened on the first file asked for."""
+    if task.kind == "zip":
+        return LazyTree("zip", task.location, partial(trees.ZipTree.open, Path(task.location)))
+    return trees.FolderTree(Path(task.location))
+
+
+def _stat_line(rel: str, st: os.stat_result) -> bytes:
+    line = f"{rel}\0{stat_mod.S_IFMT(st.st_mode)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n"
+    return line.encode("utf-8", "surrogateescape")
+
+
+def _walk_stats(
+    root: str, rel: str, out: Callable[[bytes], None], ancestors: frozenset[tuple[int, int]]
+) -> None:
+    """Every entry below ``root``: its stat line (and, for a link, its target's), folders
+    and links to folders walked; ``ancestors`` (device, inode) of the folders above stops a
+    link cycle."""
+    if len(ancestors) > _KEY_MAX_DEPTH:
+        raise OSError(f"{root}: deeper than {_KEY_MAX_DEPTH} levels")
+    with os.scandir(root) as it:
+        entries = sorted(it, key=_entry_name)  # any fixed order will do
+    for entry in entries:
+        name = f"{rel}/{entry.name}" if rel else entry.name
+        st = entry.stat(follow_symlinks=False)
+        out(_stat_line(name, st))
+        if stat_mod.S_ISLNK(st.st_mode):
+            try:  # what the link points at, when it resolves
+                st = os.stat(entry.path)
+            except OSError:
+                continue
+            out(_stat_line(name + " ->", st))
+        if stat_mod.S_ISDIR(st.st_mode):
+            identity = (st.st_dev, st.st_ino)
+            if identity not in ancestors:  # a link cycle is walked once
+                _walk_stats(entry.path, name, out, ancestors | {identity})
+
+
+def _entry_name(entry: os.DirEntry[str]) -> str:
+    return entry.name
+
+
+def content_key(task: LoadTask, validate: bool) -> str:
+    """The cache key of ``task``'s package as it is now: this program's version, the
+    derived-document format, how it is read (validation, signature, location) and, as
+    rsync's quick check does, the path, type, size, modification time and inode of every
+    file and folder in it (of the zip file for a zip). Raises OSError when it cannot stat."""
+    h = hashlib.sha256()
+    head = (
+        f"{__version__}\0{FORMAT}\0{task.kind}\0{task.location}\0{validate}\0"
+        f"{task.signature is not None}\0{task.version_dir}\n"
+    )
+    h.update(head.encode("utf-8", "surrogateescape"))
+    if task.kind == "zip":
+        h.update(_stat_line("", os.stat(task.location)))
+    else:
+        st = os.stat(task.location)
+        h.update(_stat_line("", st))
+        _walk_stats(task.location, "", h.update, frozenset({(st.st_dev, st.st_ino)}))
+    return h.hexdigest()
+
+
+def _cached(task: LoadTask, validate: bool, cache: DocCache) -> tuple[Package | None, str | None]:
+    """(the cached package, its key); (None, key) on a miss, (None, None) when the package
+    cannot be keyed (then it is read and not cached)."""
+    try:
+        key = content_key(task, validate)
+    except OSError:
+        return None, None
+    data = cache.get(key)
+    if data is None:
+        return None, key
+    try:
+        pkg = derived.load_package(data, _lazy_tree(task))
+    except (ValueError, KeyError, TypeError, PackageStorageError):
+        return None, key
+    return pkg, key
+
+
+def read_task(task: LoadTask, validate: bool, cache: DocCache | None = None) -> Package:
     """Read one package (raises ``PackageError`` naming the location) after the
-    archive-safety gate (``packages/safety.py``) and before its identity check."""
+    archive-safety gate (``packages/safety.py``) and before its identity check.
+
+    With ``cache``, a package whose files did not change since it was last read (see
+    :func:`content_key`) comes from its derived document instead, gate and validation
+    included (they passed for these very files); a package read now is stored there.
+    """
+    key = None
+    if cache is not None:
+        found, key = _cached(task, validate, cache)
+        if found is not None:
+            return found
+    pkg = _read_now(task, validate)
+    if key is not None and cache is not None:
+        data = derived.dump_package(pkg)
+        if data is not None:
+            cache.put(key, data)
+    return pkg
+
+
+def _read_now(task: LoadTask, validate: bool) -> Package:
     where = Path(task.location)
     tree = _open_tree_safely(task)
     if isinstance(tree, trees.ZipTree):
@@ -234,9 +341,11 @@ def _open_tree_safely(task: LoadTask) -> trees.FolderTree | trees.ZipTree:
     return _open_tree(task)
 
 
-def _read_safely(task: LoadTask, validate: bool) -> Package | LoadFailure:
+def _read_safely(
+    task: LoadTask, validate: bool, cache: DocCache | None = None
+) -> Package | LoadFailure:
     try:
-        return read_task(task, validate)
+        return read_task(task, validate, cache)
     except UnsafePackageError as exc:
         message = exc.detail if exc.path == task.location else exc.message
         return LoadFailure(task.location, message, exc.rule)
@@ -249,15 +358,19 @@ def _read_safely(task: LoadTask, validate: bool) -> Package | LoadFailure:
         return LoadFailure(task.location, f"{type(exc).__name__}: {exc}")
 
 
-def _read_chunk(tasks: Sequence[LoadTask], validate: bool) -> list[Package | LoadFailure]:
-    return [_read_safely(t, validate) for t in tasks]
+def _read_chunk(
+    tasks: Sequence[LoadTask], validate: bool, cache: DocCache | None = None
+) -> list[Package | LoadFailure]:
+    return [_read_safely(t, validate, cache) for t in tasks]
 
 
-def _read_chunk_detached(tasks: Sequence[LoadTask], validate: bool) -> list[Package | LoadFailure]:
+def _read_chunk_detached(
+    tasks: Sequence[LoadTask], validate: bool, cache: DocCache | None = None
+) -> list[Package | LoadFailure]:
     """Process-pool worker: packages travel back without their tree (trees hold locks and
-    open files); the parent re-opens the tree, which is cheap next to reading the package."""
+    open files); the parent attaches a tree again (a zip's is opened on first use)."""
     out: list[Package | LoadFailure] = []
-    for result in _read_chunk(tasks, validate):
+    for result in _read_chunk(tasks, validate, cache):
         if isinstance(result, Package):
             result = replace(result, tree=None)  # type: ignore[arg-type]
         out.append(result)
@@ -268,7 +381,7 @@ def _reattach(task: LoadTask, result: Package | LoadFailure) -> Package | LoadFa
     if isinstance(result, LoadFailure):
         return result
     try:
-        return replace(result, tree=_open_tree(task))
+        return replace(result, tree=_lazy_tree(task))
     except PackageStorageError as exc:
         return LoadFailure(task.location, exc.message)
 
@@ -285,11 +398,13 @@ def read_all(
     validate: bool,
     workers: int,
     executor: ExecutorKind | None = None,
+    cache: DocCache | None = None,
 ) -> list[Package | LoadFailure]:
-    """Read every task, results in task order, with a pool of ``workers``."""
+    """Read every task, results in task order, with a pool of ``workers`` (``cache``: see
+    :func:`read_task`)."""
     kind = executor or DEFAULT_EXECUTOR
     if workers <= 1 or kind == "serial" or len(tasks) < PARALLEL_MIN_TASKS:
-        return _read_chunk(tasks, validate)
+        return _read_chunk(tasks, validate, cache)
     # a few chunks per worker: balances the load without paying per-package IPC
     chunk = max(1, len(tasks) // (workers * 4))
     pool: Executor
@@ -305,10 +420,12 @@ def read_all(
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="package-loader")
     with pool:
         if kind == "process":
-            parts = pool.map(_read_chunk_detached, _chunks(tasks, chunk), repeat(validate))
+            parts = pool.map(
+                _read_chunk_detached, _chunks(tasks, chunk), repeat(validate), repeat(cache)
+            )
             flat = [result for part in parts for result in part]
             return [_reattach(t, r) for t, r in zip(tasks, flat, strict=True)]
-        parts = pool.map(_read_chunk, _chunks(tasks, chunk), repeat(validate))
+        parts = pool.map(_read_chunk, _chunks(tasks, chunk), repeat(validate), repeat(cache))
         return [result for part in parts for result in part]
 
 
@@ -373,18 +490,25 @@ def load_sources(
     require_signatures: bool = False,
     workers: int = 1,
     executor: ExecutorKind | None = None,
+    cache: DocCache | None = None,
 ) -> list[list[Package]]:
     """Load ``[zip source, folder source]`` from ``paths`` (spec §7).
 
     Raises ``PackageError`` listing every package that failed to load (location and rule) and,
-    with ``require_signatures``, every package without a ``.sig`` file.
+    with ``require_signatures``, every package without a ``.sig`` file. ``cache`` keeps the
+    derived documents of the packages read, by content (see :func:`read_task`): a restart over
+    unchanged package folders reads those instead of the packages' YAML.
     """
     if workers <= 0:
         raise PackageError("package-paths-workers must be greater than 0")
     zip_tasks = discover_zips(paths)
     folder_tasks = discover_folders(paths)
     results = read_all(
-        [*zip_tasks, *folder_tasks], validate=validate, workers=workers, executor=executor
+        [*zip_tasks, *folder_tasks],
+        validate=validate,
+        workers=workers,
+        executor=executor,
+        cache=cache,
     )
     pairs = list(zip([*zip_tasks, *folder_tasks], results, strict=True))
     if not validate:  # hostile packages are skipped with a warning (refused when validating)

@@ -16,16 +16,29 @@ Yanked versions (``package-storage yank``) stay in the revision: served by their
 
 Index of a revision: one package source per stage in the revision's ``stages`` order (most
 stable first, so on a clash the index's "earlier source wins" serves the more stable copy),
-each package read from its artifact zip (``read_package(ZipTree, validate=False)``: it was
-validated at publish) with ``signature_path`` when the artifact has a signature, deprecation
-notices propagated per source.
+each sorted by name and version, with ``signature_path`` when the artifact has a signature,
+deprecation notices propagated per source.
 
-Switching is cheap because parsed packages are reused: a package is identified by its artifact
-digest, so the packages of a new revision are looked up in the indexes already built (current
-and recently used tag/revision indexes) and in a small LRU of recently parsed ones; only new
-artifacts are parsed. The new index takes over the search fragments of the shared packages and
-pre-renders the old index's most recent queries, then one reference assignment swaps it in:
+Packages come from their *derived documents* (``packages/derived.py``; ``derived=``, a
+:class:`~package_storage.packages.doccache.DocCache`, the store's ``DIR/derived``), written
+when the version was published or imported: reading a store opens no zip (the package's tree
+is a :class:`~package_storage.packages.derived.LazyTree`, opened on the first file asked for).
+An artifact without one (stored by an older version, or by a bypass of the service) is read
+from its zip once (``read_package(ZipTree, validate=False)``: it was validated at publish) and
+its derived document stored. The catalog records of the artifacts to read are fetched in one
+query where the catalog offers ``get_artifacts``.
+
+Switching is cheap because the work follows the change, not the store: a package is
+identified by its artifact digest and parsed packages are reused from the indexes already
+built (current and recently used tag/revision indexes) and a small LRU; when the catalog offers
+``revision_changes`` (what differs between two revisions of a distribution) the new revision
+is the previous one with that difference applied (per stage, sorted lists patched by bisection;
+deprecations propagated again for the changed names only; :meth:`RegistryIndex.updated`), and
+the previous index's most recent /search and /categories answers are patched for the changed
+names (:meth:`RegistryIndex.warm_from`) before one reference assignment swaps the new index in:
 a request uses the index it resolved from start to end, so no request sees half of a revision.
+A switch the difference cannot describe (other stages, a rollback, more than 2,000 changed
+name+versions, a late signature among the reused artifacts) rebuilds the index whole.
 
 Change detection: a watch thread (:meth:`StoreRegistry.start`) reads ``catalog.change_counter()``
 when the catalog's :class:`~package_storage.store.storage.base.ChangeNotifier` wakes it (SQLite:
@@ -48,31 +61,37 @@ the change) makes that cached parse stale, and the next build reads the artifact
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import hashlib
 import logging
 import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from package_storage.errors import NotFoundError, PackageStorageError
+from package_storage.packages.derived import LazyTree, dump_package, load_package
+from package_storage.packages.doccache import DocCache
 from package_storage.packages.manifest import propagate_deprecations, read_package, with_signature
 from package_storage.packages.model import Package
 from package_storage.packages.trees import ZipTree
 from package_storage.registry.http.app import ROUTE_HEADS
 from package_storage.registry.index import FetchFile, RedirectFile, RegistryIndex, StoredFile
 from package_storage.store.storage.base import (
+    ArtifactRecord,
     BlobStore,
     CatalogReader,
     ChangeNotifier,
     EventFilter,
     NotifyingCatalog,
     Revision,
+    RevisionEntry,
 )
 from package_storage.store.storage.blobcache import BlobCache
 from package_storage.store.storage.localfs import LocalBlobStore
@@ -145,17 +164,51 @@ class StoreFiles:
             return None
         return self._blob(loaded.signature)
 
+    def file_etag(self, pkg: Package, what: str) -> str | None:
+        """Strong entity tags from the blob digests: the zip's and the signature's own, a
+        file in the package that of its zip and its path (artifacts never change)."""
+        loaded = self._digests.get(pkg)
+        if loaded is None:
+            return None
+        if what == ".zip":
+            return f'"{loaded.artifact}"'
+        if what == ".sig":
+            return None if loaded.signature is None else f'"{loaded.signature}"'
+        path = hashlib.blake2b(what.encode("utf-8", "surrogateescape"), digest_size=8)
+        return f'"{loaded.artifact[:32]}-{path.hexdigest()}"'
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    """The packages one stage contributes to a built revision, sorted by (name, version):
+    ``keys``, the parsed artifacts with their yanked flag (``items``) and the packages as
+    served (``packages``: deprecation notices propagated, yanked ones marked), all parallel."""
+
+    keys: tuple[tuple[str, str], ...]
+    items: tuple[tuple[LoadedArtifact, bool], ...]
+    packages: tuple[Package, ...]
+
 
 @dataclass(frozen=True, slots=True)
 class BuiltRevision:
     """A revision with its index. ``loaded`` maps artifact digest -> parsed artifact (the
-    reuse table for later builds); ``build_seconds`` is how long the build took."""
+    reuse table for later builds); ``build_seconds`` is how long the build took (of which
+    ``warm_seconds`` rendering the previous index's recent queries); ``incremental``: built by
+    applying the catalog's difference to the previous revision. ``stages``, ``owners``,
+    ``yanked`` and ``refs`` (artifact digest -> entries using it) are what the next
+    incremental build starts from."""
 
     revision: Revision
     index: RegistryIndex
     loaded: Mapping[str, LoadedArtifact]
     parsed: int
     build_seconds: float
+    stages: Mapping[str, StageState] = dataclasses.field(default_factory=dict)
+    owners: Mapping[Package, LoadedArtifact] = dataclasses.field(default_factory=dict)
+    yanked: frozenset[Package] = frozenset()
+    refs: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    incremental: bool = False
+    warm_seconds: float = 0.0
 
 
 SwapListener = Callable[[str, BuiltRevision], None]
@@ -166,6 +219,23 @@ def with_yanked(pkg: Package) -> Package:
     """``pkg`` whose package document says ``"yanked": true`` (a new object: parsed packages
     are shared between revisions, and the version may be unyanked later)."""
     return dataclasses.replace(pkg, document={**pkg.document, "yanked": True})
+
+
+def _served(items: Sequence[tuple[LoadedArtifact, bool]]) -> list[Package]:
+    """The packages of ``items`` (one stage, or one name of it) as served: deprecation
+    notices propagated per name, yanked versions marked."""
+    packages = propagate_deprecations([item.package for item, _ in items])
+    return [
+        with_yanked(pkg) if is_yanked else pkg
+        for (_, is_yanked), pkg in zip(items, packages, strict=True)
+    ]
+
+
+def _name_slice(keys: Sequence[tuple[str, str]], name: str) -> tuple[int, int]:
+    """The positions of ``name``'s keys in sorted ``keys``."""
+    lo = bisect.bisect_left(keys, (name,))
+    hi = bisect.bisect_left(keys, (name, "\U0010ffff"), lo=lo)
+    return lo, hi
 
 
 def parse_prefix(prefix: str) -> tuple[str, str | None]:
@@ -195,12 +265,14 @@ class StoreRegistry:
         revision_cache_size: int = DEFAULT_REVISION_CACHE,
         package_cache_size: int = DEFAULT_PACKAGE_CACHE,
         on_swap: Iterable[SwapListener] = (),
+        derived: DocCache | None = None,
         artifact_url: Callable[[str], str] | None = None,
     ) -> None:
         if poll_interval is not None and poll_interval <= 0:
             raise ValueError(f"poll interval must be positive, got {poll_interval}")
         self.catalog = catalog
         self.blobs = blobs
+        self.derived = derived
         # serve --artifact-redirect: blob digest -> pre-signed URL (zips and .sig answered 302)
         self.artifact_url = artifact_url
         self.default_distribution = default_distribution
@@ -517,31 +589,68 @@ class StoreRegistry:
             found.signature is None and found.artifact in self._signed_late
         )
 
-    def _load(
+    def _cached(
         self, digest: str, tables: list[Mapping[str, LoadedArtifact]]
-    ) -> tuple[LoadedArtifact, bool]:
-        """The parsed artifact ``digest`` and whether it had to be parsed now."""
+    ) -> LoadedArtifact | None:
+        """The parsed artifact ``digest`` from an index already built or the LRU, or None."""
         for table in tables:
             found = table.get(digest)
             if found is not None and self._usable(found):
-                return found, False
+                return found
         with self._lookup_lock:
             found = self._recent.get(digest)
             if found is not None:
                 self._recent.move_to_end(digest)
-        if found is not None and self._usable(found):
-            return found, False
-        record = self.catalog.get_artifact(digest)
-        if record is None:
-            raise NotFoundError(f"artifact {digest} is not recorded in the catalog")
+        return found if found is not None and self._usable(found) else None
+
+    def _records(self, digests: list[str]) -> dict[str, ArtifactRecord]:
+        """The catalog records of ``digests``, in one query when the catalog can
+        (``get_artifacts``), else one by one."""
+        bulk = getattr(self.catalog, "get_artifacts", None)
+        if callable(bulk) and len(digests) > 1:
+            found: dict[str, ArtifactRecord] = bulk(digests)
+            return found
+        records: dict[str, ArtifactRecord] = {}
+        for digest in digests:
+            record = self.catalog.get_artifact(digest)
+            if record is not None:
+                records[digest] = record
+        return records
+
+    def _open_tree(self, digest: str, location: str) -> ZipTree:
         path = self.blobs.path_for(digest)
+        if path is not None:  # reopened from the blob store if a cache evicts the file
+            return ZipTree.open(path, reopen=functools.partial(self.blobs.path_for, digest))
+        return ZipTree.from_bytes(self.blobs.get(digest), location)
+
+    def _read(self, digest: str, record: ArtifactRecord) -> tuple[LoadedArtifact, bool]:
+        """The artifact ``digest`` read: from its derived document when there is one (the zip
+        is opened only when a file of it is asked for), else from the zip, storing the derived
+        document for the next time. The bool: the zip was parsed now."""
         location = f"{record.name}-{record.version}.zip ({digest[:12]})"
-        tree = (
-            ZipTree.open(path, reopen=functools.partial(self.blobs.path_for, digest))
-            if path is not None
-            else ZipTree.from_bytes(self.blobs.get(digest), location)
-        )
-        pkg = read_package(tree, validate=False)
+        pkg: Package | None = None
+        parsed = False
+        docs = self.derived
+        if docs is not None:
+            data = docs.get(digest)
+            if data is not None:
+                tree = LazyTree(
+                    "zip", location, functools.partial(self._open_tree, digest, location)
+                )
+                try:
+                    pkg = load_package(data, tree)
+                except (ValueError, KeyError, TypeError, PackageStorageError) as exc:
+                    log.warning(
+                        "derived document of %s unreadable, reading the zip: %s", location, exc
+                    )
+                    pkg = None
+        if pkg is None:
+            pkg = read_package(self._open_tree(digest, location), validate=False)
+            parsed = True
+            if docs is not None:
+                derived = dump_package(pkg)
+                if derived is not None:
+                    docs.put(digest, derived)
         if record.signature_digest:
             pkg = with_signature(pkg)
         loaded = LoadedArtifact(pkg, digest, record.signature_digest or None)
@@ -550,51 +659,219 @@ class StoreRegistry:
                 self._recent[digest] = loaded
                 while len(self._recent) > self._package_cache_size:
                     self._recent.popitem(last=False)
-        return loaded, True
+        return loaded, parsed
+
+    def _load_all(
+        self, digests: Iterable[str], tables: list[Mapping[str, LoadedArtifact]]
+    ) -> tuple[dict[str, LoadedArtifact], int]:
+        """Every artifact of ``digests`` (reused from ``tables`` and the LRU where possible,
+        else read: the catalog records in one query) and how many zips were parsed."""
+        loaded: dict[str, LoadedArtifact] = {}
+        wanted: dict[str, None] = {}  # digests to read, in order
+        for digest in digests:
+            if digest in loaded or digest in wanted:
+                continue
+            found = self._cached(digest, tables)
+            if found is None:
+                wanted[digest] = None
+            else:
+                loaded[digest] = found
+        parsed = 0
+        if wanted:
+            records = self._records(list(wanted))
+            for digest in wanted:
+                record = records.get(digest)
+                if record is None:
+                    raise NotFoundError(f"artifact {digest} is not recorded in the catalog")
+                loaded[digest], fresh = self._read(digest, record)
+                parsed += fresh
+        return loaded, parsed
 
     def _build(
         self, revision: Revision, *, previous: BuiltRevision | None, warm: bool = False
     ) -> BuiltRevision:
         start = time.perf_counter()
+        built = self._build_incremental(revision, previous) if previous is not None else None
+        if built is None:
+            built = self._build_full(revision, previous)
+        warm_seconds = 0.0
+        if warm and previous is not None:
+            started = time.perf_counter()
+            built.index.warm_from(previous.index, limit=WARM_QUERIES)
+            warm_seconds = time.perf_counter() - started
+        return dataclasses.replace(
+            built, build_seconds=time.perf_counter() - start, warm_seconds=warm_seconds
+        )
+
+    def _build_full(self, revision: Revision, previous: BuiltRevision | None) -> BuiltRevision:
         entries = self.catalog.revision_entries(revision.distribution, revision.number)
-        tables = self._tables(previous)
-        by_stage: dict[str, list[tuple[LoadedArtifact, bool]]] = {s: [] for s in revision.stages}
-        loaded: dict[str, LoadedArtifact] = {}
-        parsed = 0
+        loaded, parsed = self._load_all((e.artifact for e in entries), self._tables(previous))
+        by_stage: dict[str, list[tuple[tuple[str, str], LoadedArtifact, bool]]] = {
+            s: [] for s in revision.stages
+        }
         for entry in entries:
-            item = loaded.get(entry.artifact)
-            if item is None:
-                item, fresh = self._load(entry.artifact, tables)
-                parsed += fresh
-                loaded[entry.artifact] = item
-            by_stage.setdefault(entry.stage, []).append((item, entry.yanked))
-        sources: list[list[Package]] = []
+            by_stage.setdefault(entry.stage, []).append(
+                ((entry.name, entry.version), loaded[entry.artifact], entry.yanked)
+            )
+        states: dict[str, StageState] = {}
         owners: dict[Package, LoadedArtifact] = {}
-        yanked: list[Package] = []
-        for items in by_stage.values():
-            packages = propagate_deprecations([item.package for item, _ in items])
-            source: list[Package] = []
-            for (item, is_yanked), pkg in zip(items, packages, strict=True):
-                if is_yanked:
-                    pkg = with_yanked(pkg)
-                    yanked.append(pkg)
+        yanked: set[Package] = set()
+        for stage, items in by_stage.items():
+            packages = _served([(item, is_yanked) for _, item, is_yanked in items])
+            for (_, item, is_yanked), pkg in zip(items, packages, strict=True):
                 owners[pkg] = item
-                source.append(pkg)
-            sources.append(source)
+                if is_yanked:
+                    yanked.add(pkg)
+            states[stage] = StageState(
+                keys=tuple(k for k, _, _ in items),
+                items=tuple((item, is_yanked) for _, item, is_yanked in items),
+                packages=tuple(packages),
+            )
         index = RegistryIndex(
-            sources,
+            [states[s].packages for s in by_stage],
             files=StoreFiles(self.blobs, owners, self.artifact_url),
             previous=previous.index if previous is not None else None,
             unlisted=yanked,
         )
-        if warm and previous is not None:
-            index.warm_from(previous.index, limit=WARM_QUERIES)
+        refs: dict[str, int] = {}
+        for entry in entries:
+            refs[entry.artifact] = refs.get(entry.artifact, 0) + 1
         return BuiltRevision(
             revision=revision,
             index=index,
             loaded=loaded,
             parsed=parsed,
-            build_seconds=time.perf_counter() - start,
+            build_seconds=0.0,
+            stages=states,
+            owners=owners,
+            yanked=frozenset(yanked),
+            refs=refs,
+        )
+
+    def _build_incremental(
+        self, revision: Revision, previous: BuiltRevision
+    ) -> BuiltRevision | None:
+        """``revision`` built from ``previous`` (another revision of the same distribution) by
+        applying the catalog's difference between the two; None when that is not possible
+        (no difference from the catalog, other stages, a late signature among the reused
+        artifacts): build it whole then."""
+        diff = getattr(self.catalog, "revision_changes", None)
+        old = previous.revision
+        if (
+            not callable(diff)
+            or old.distribution != revision.distribution
+            or old.stages != revision.stages
+            or tuple(previous.stages) != revision.stages
+            or any(
+                not self._usable(previous.loaded.get(d))
+                for d in self._signed_late
+                if d in previous.loaded
+            )
+        ):
+            return None
+        changes: list[tuple[str, str, RevisionEntry | None]] | None = diff(
+            revision.distribution, old.number, revision.number
+        )
+        if changes is None:
+            return None
+        tables = self._tables(previous)
+        fresh_loaded, parsed = self._load_all(
+            (e.artifact for _, _, e in changes if e is not None), tables
+        )
+        # Lists copied from the previous state on a stage's first change only.
+        keys: dict[str, Sequence[tuple[str, str]]] = dict(
+            (stage, state.keys) for stage, state in previous.stages.items()
+        )
+        items: dict[str, Sequence[tuple[LoadedArtifact, bool]]] = dict(
+            (stage, state.items) for stage, state in previous.stages.items()
+        )
+
+        def editable(stage: str) -> tuple[list[tuple[str, str]], list[tuple[LoadedArtifact, bool]]]:
+            stage_keys, stage_items = keys[stage], items[stage]
+            if not isinstance(stage_keys, list) or not isinstance(stage_items, list):
+                stage_keys, stage_items = keys[stage], items[stage] = (
+                    list(stage_keys),
+                    list(stage_items),
+                )
+            return stage_keys, stage_items
+
+        touched: dict[str, set[str]] = {}
+        refs = dict(previous.refs)
+        loaded = dict(previous.loaded)
+        for name, version, entry in changes:
+            key = (name, version)
+            for stage in revision.stages:  # out of the stage that served it
+                i = bisect.bisect_left(keys[stage], key)
+                if i < len(keys[stage]) and keys[stage][i] == key:
+                    stage_keys, stage_items = editable(stage)
+                    digest = stage_items[i][0].artifact
+                    del stage_keys[i]
+                    del stage_items[i]
+                    touched.setdefault(stage, set()).add(name)
+                    left = refs[digest] - 1
+                    if left:
+                        refs[digest] = left
+                    else:
+                        del refs[digest]
+                        loaded.pop(digest, None)
+                    break
+            if entry is not None:  # into the stage that serves it now
+                stage_keys, stage_items = editable(entry.stage)
+                i = bisect.bisect_left(stage_keys, key)
+                item = fresh_loaded[entry.artifact]
+                stage_keys.insert(i, key)
+                stage_items.insert(i, (item, entry.yanked))
+                touched.setdefault(entry.stage, set()).add(name)
+                refs[entry.artifact] = refs.get(entry.artifact, 0) + 1
+                loaded[entry.artifact] = item
+        owners = dict(previous.owners)
+        yanked = set(previous.yanked)
+        states = dict(previous.stages)
+        changed_names: set[str] = set()
+        for stage, names in touched.items():
+            old_state = previous.stages[stage]
+            stage_keys, stage_items = editable(stage)
+            packages = list(old_state.packages)
+            # Old packages of the changed names leave; the served ones of those names come.
+            for name in sorted(names, reverse=True):
+                lo, hi = _name_slice(old_state.keys, name)
+                for pkg in old_state.packages[lo:hi]:
+                    owners.pop(pkg, None)
+                    yanked.discard(pkg)
+                del packages[lo:hi]
+            # Indexes of ``packages`` now lag behind ``stage_keys``: insert name by name in
+            # ascending order, each at its place in the new keys.
+            for name in sorted(names):
+                lo, hi = _name_slice(stage_keys, name)
+                group = stage_items[lo:hi]
+                served = _served(group)
+                for (item, is_yanked), pkg in zip(group, served, strict=True):
+                    owners[pkg] = item
+                    if is_yanked:
+                        yanked.add(pkg)
+                packages[lo:lo] = served
+            if len(packages) != len(stage_keys):  # pragma: no cover - a broken invariant
+                return None
+            states[stage] = StageState(tuple(stage_keys), tuple(stage_items), tuple(packages))
+            changed_names |= names
+        index = RegistryIndex.updated(
+            previous.index,
+            [states[s].packages for s in revision.stages],
+            changed_names,
+            files=StoreFiles(self.blobs, owners, self.artifact_url),
+            unlisted=yanked,
+        )
+        return BuiltRevision(
+            revision=revision,
+            index=index,
+            loaded=loaded,
+            parsed=parsed,
+            build_seconds=0.0,
+            stages=states,
+            owners=owners,
+            yanked=frozenset(yanked),
+            refs=refs,
+            incremental=True,
         )
 
     # --- introspection -------------------------------------------------------------------------

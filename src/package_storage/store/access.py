@@ -18,12 +18,13 @@ unfreeze), fsck and tokens ``admin``. A refused call raises
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 from package_storage.errors import PolicyError
+from package_storage.packages.docs import PackageDocs
 from package_storage.store.service import (
     ChangeResult,
     FsckReport,
@@ -35,6 +36,7 @@ from package_storage.store.service import (
 )
 from package_storage.store.stages import Stage, StageGraph
 from package_storage.store.storage.base import (
+    ArtifactRecord,
     Event,
     EventFilter,
     Revision,
@@ -209,9 +211,11 @@ class GuardedService:
         self.require(_ADMIN)
         return self.service.freeze_stage(name, reason=reason, frozen=frozen)
 
-    def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
+    def tag(
+        self, distribution: str, tag: str, *, revision: int | None = None, reason: str = ""
+    ) -> Tag:
         self.require(Scope("tag", distribution))
-        return self.service.tag(distribution, tag, revision=revision)
+        return self.service.tag(distribution, tag, revision=revision, reason=reason)
 
     def rollback(
         self, distribution: str, revision_or_tag: str | int, *, reason: str = ""
@@ -247,17 +251,25 @@ class GuardedService:
         self.require(_READ)
         return self.service.show(name, version)
 
-    def diff(self, stage_a: str, stage_b: str) -> StageDiff:
+    def diff(
+        self,
+        stage_a: str,
+        stage_b: str,
+        *,
+        revision_entries: Callable[[str, int], Sequence[RevisionEntry]] | None = None,
+    ) -> StageDiff:
         self.require(_READ)
-        return self.service.diff(stage_a, stage_b)
+        return self.service.diff(stage_a, stage_b, revision_entries=revision_entries)
 
     def history(self, query: EventFilter | None = None) -> list[Event]:
         self.require(_READ)
         return self.service.history(query)
 
-    def revisions(self, distribution: str) -> list[Revision]:
+    def revisions(
+        self, distribution: str, *, newest: int | None = None, skip: int = 0
+    ) -> list[Revision]:
         self.require(_READ)
-        return self.service.revisions(distribution)
+        return self.service.revisions(distribution, newest=newest, skip=skip)
 
     def resolve_revision(self, distribution: str, revision_or_tag: str | int) -> Revision:
         self.require(_READ)
@@ -274,6 +286,18 @@ class GuardedService:
     def verify(self, name: str, version: str, *, stage: str | None = None) -> list[SignatureCheck]:
         self.require(_READ)
         return self.service.verify(name, version, stage=stage)
+
+    def artifact(self, digest: str) -> ArtifactRecord:
+        self.require(_READ)
+        return self.service.artifact(digest)
+
+    def event_revisions(self, event_id: int) -> tuple[Event, list[Revision]]:
+        self.require(_READ)
+        return self.service.event_revisions(event_id)
+
+    def artifact_docs(self, digest: str) -> PackageDocs:
+        self.require(_READ)
+        return self.service.artifact_docs(digest)
 
     # --- admin -----------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ Layout of ``DIR`` (``--store DIR``, ``PACKAGE_STORAGE_STORE``, default ``./data`
     DIR/blobs/         content-addressed blobs (``storage/localfs.py``), unless the catalog's
                        ``blobs`` setting (``init --blobs LOCATION``) names another place
     DIR/keys/          the signing and trusted keys (``keyring.py``)
+    DIR/derived/       derived documents of the artifacts, by artifact digest
+                       (``packages/doccache.py``): not authoritative, may be deleted
 
 ``Store.init(DIR)`` creates the layout (idempotent); ``Store.open(DIR)`` refuses a directory
 that is not a store with a message telling how to make one, so a typo in ``--store`` never
@@ -26,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 
 from package_storage.errors import InvalidInputError, NotFoundError, StorageError
+from package_storage.packages.doccache import DocCache
 from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
 from package_storage.store.storage.base import BlobStore
@@ -40,6 +43,7 @@ DEFAULT_STORE_DIR = "./data"
 
 CATALOG_FILE = "catalog.db"
 BLOBS_DIR = "blobs"
+DERIVED_DIR = "derived"
 
 
 def default_store_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -120,6 +124,9 @@ class Store:
         self.blobs_location = blobs_location or default or "?"
         self.blobs_default = self.blobs_location == default
         """True when the blobs are in the store directory's own ``blobs`` folder."""
+        # Derived documents (issue 15): in the store directory; a store named by a URL has
+        # none on disk (a server derives them in memory, once per process).
+        self.derived = DocCache(root / DERIVED_DIR) if root is not None else None
 
     @staticmethod
     def is_store(path: str | Path) -> bool:
@@ -199,6 +206,7 @@ class Store:
             self.blobs,
             actor=actor or default_actor(),
             keyring=self.keyring(actor),
+            derived=self.derived,
         )
 
     def close(self) -> None:

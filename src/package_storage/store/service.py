@@ -51,7 +51,7 @@ import dataclasses
 import os
 import re
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +63,7 @@ from package_storage.errors import (
     InvalidInputError,
     NotFoundError,
     PackageError,
+    PackageStorageError,
     PolicyError,
     SignatureError,
     StorageError,
@@ -71,6 +72,9 @@ from package_storage.errors import (
 )
 from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
+from package_storage.packages.derived import dump_package
+from package_storage.packages.doccache import DocCache
+from package_storage.packages.docs import PackageDocs, read_docs
 from package_storage.packages.manifest import read_package
 from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.safety import (
@@ -103,6 +107,7 @@ from package_storage.store.storage.base import (
     Tag,
     TokenRecord,
     Transaction,
+    check_digest,
     format_time,
 )
 from package_storage.store.tokens import (
@@ -254,6 +259,7 @@ class PreparedPackage:
     signature: bytes | None
     summary: JSONObject
     location: str
+    derived: bytes | None = None  # the derived document (packages/derived.py), when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +278,7 @@ class ImportItem:
     detail: JSONObject = field(default_factory=dict)  # source description for the event
     data: bytes | None = None
     signature: bytes | None = None
+    derived: bytes | None = None  # the derived document (packages/derived.py), when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +339,7 @@ class StoreService:
         *,
         actor: str,
         keyring: StoreKeyring | None = None,
+        derived: DocCache | None = None,
     ) -> None:
         if not actor or not actor.strip():
             raise InvalidInputError("actor must not be empty")
@@ -339,6 +347,7 @@ class StoreService:
         self.blobs = blobs
         self.actor = actor
         self.keyring = keyring
+        self.derived = derived
 
     # --- publish ---------------------------------------------------------------------------
 
@@ -414,7 +423,13 @@ class StoreService:
             raise PackageError("signature file is empty", path=f"{location}.sig")
         summary = artifact_summary(pkg, "zip")
         return PreparedPackage(
-            pkg.name, str(pkg.version), bytes(data), signature, summary, location
+            pkg.name,
+            str(pkg.version),
+            bytes(data),
+            signature,
+            summary,
+            location,
+            derived=dump_package(pkg),  # read from these very bytes
         )
 
     def _signed(self, artifact: PreparedPackage) -> PreparedPackage:
@@ -434,6 +449,23 @@ class StoreService:
         if signature is None:
             return artifact
         return dataclasses.replace(artifact, signature=signature)
+
+    def _store_derived(
+        self, digest: str, derived: bytes | None, data: bytes | None = None, location: str = ""
+    ) -> None:
+        """Keep the derived document of artifact ``digest`` (``packages/derived.py``) so that
+        a server never parses the zip: ``derived`` when the caller has it, else read from
+        ``data`` (the zip) now. Best effort: a server derives a missing one itself."""
+        if self.derived is None:
+            return
+        if derived is None and data is not None:
+            try:
+                pkg = read_package(ZipTree.from_bytes(data, location or digest), validate=False)
+            except PackageStorageError:
+                return
+            derived = dump_package(pkg)
+        if derived is not None:
+            self.derived.put(digest, derived)
 
     def _put_blob(self, data: bytes | None) -> str | None:
         """Write a blob before the transaction that references it (outside the write lock);
@@ -550,6 +582,7 @@ class StoreService:
         artifact = self._signed(artifact)
         digest = self.blobs.put(artifact.data)
         sig_digest = self._put_blob(artifact.signature)
+        self._store_derived(digest, artifact.derived, artifact.data, artifact.location)
         crash_point("publish:after-blob-put")
         with self.catalog.transaction() as tx:
             graph = tx.stages()
@@ -635,6 +668,8 @@ class StoreService:
         for item in items:  # blobs first, outside the lock (like publish)
             self._put_blob(item.data)
             self._put_blob(item.signature)
+            if item.derived is not None:
+                self._store_derived(item.digest, item.derived)
         results: list[ItemResult] = []
         stopped = False
         with self.catalog.transaction() as tx:
@@ -918,9 +953,12 @@ class StoreService:
 
     # --- tags and rollback -----------------------------------------------------------------
 
-    def tag(self, distribution: str, tag: str, *, revision: int | None = None) -> Tag:
+    def tag(
+        self, distribution: str, tag: str, *, revision: int | None = None, reason: str = ""
+    ) -> Tag:
         """Name a revision (default: the current one) permanently. ConflictError when the tag
-        exists (tags never move, even to the same revision)."""
+        exists (tags never move, even to the same revision). ``reason`` (optional) goes into
+        the event."""
         check_tag_name(tag)
         with self.catalog.transaction() as tx:
             if tx.stages().stage(distribution).policy.frozen:
@@ -939,6 +977,7 @@ class StoreService:
                 "tag",
                 actor=self.actor,
                 stage=distribution,
+                reason=reason or None,
                 detail={"tag": tag, "revision": number},
             )
         return created
@@ -1218,12 +1257,21 @@ class StoreService:
             )
         return result
 
-    def diff(self, stage_a: str, stage_b: str) -> StageDiff:
+    def diff(
+        self,
+        stage_a: str,
+        stage_b: str,
+        *,
+        revision_entries: Callable[[str, int], Sequence[RevisionEntry]] | None = None,
+    ) -> StageDiff:
         """Compare two of: a stage (``NAME``: the versions stored in it), a revision of a
         distribution (``DIST@N``, ``DIST@TAG``, ``DIST@<commit>``) or what a distribution
-        serves now (``DIST@current``; a tag named ``current`` wins)."""
-        a = self._diff_side(stage_a)
-        b = self._diff_side(stage_b)
+        serves now (``DIST@current``; a tag named ``current`` wins). ``revision_entries``
+        (distribution, number) reads a revision's entries (default: the catalog; a caller
+        may pass a cache, a revision never changes)."""
+        read = revision_entries or self.catalog.revision_entries
+        a = self._diff_side(stage_a, read)
+        b = self._diff_side(stage_b, read)
         return StageDiff(
             stage_a=stage_a,
             stage_b=stage_b,
@@ -1234,7 +1282,9 @@ class StoreService:
             ),
         )
 
-    def _diff_side(self, ref: str) -> dict[tuple[str, str], StageEntry | RevisionEntry]:
+    def _diff_side(
+        self, ref: str, read: Callable[[str, int], Sequence[RevisionEntry]]
+    ) -> dict[tuple[str, str], StageEntry | RevisionEntry]:
         name, at, rev = ref.partition("@")
         self.catalog.stages().stage(name)  # NotFoundError naming the stages
         if not at:
@@ -1248,18 +1298,25 @@ class StoreService:
             if current is None:
                 raise
             number = current.number
-        return {(e.name, e.version): e for e in self.catalog.revision_entries(name, number)}
+        return {(e.name, e.version): e for e in read(name, number)}
 
     def history(self, query: EventFilter | None = None) -> list[Event]:
         if query is not None and query.stage is not None:
             self.catalog.stages().stage(query.stage)
         return self.catalog.events(query)
 
-    def revisions(self, distribution: str) -> list[Revision]:
+    def revisions(
+        self, distribution: str, *, newest: int | None = None, skip: int = 0
+    ) -> list[Revision]:
         """Every revision of ``distribution``, oldest first, each with the event that made it
-        (the events a transaction records carry its time, as its revisions do)."""
+        (the events a transaction records carry its time, as its revisions do). ``newest``:
+        only that many of the newest revisions after skipping the ``skip`` newest (a page;
+        only its events are read)."""
         self.catalog.stages().stage(distribution)
         revs = self.catalog.revisions(distribution)
+        if newest is not None:
+            end = max(0, len(revs) - max(0, skip))
+            revs = revs[max(0, end - max(0, newest)) : end]
         if not revs:
             return revs
         query = EventFilter(
@@ -1447,6 +1504,38 @@ class StoreService:
                 SignatureCheck(entry.stage, "ok" if result.ok else "failed", result.reason)
             )
         return checks
+
+    def artifact(self, digest: str) -> ArtifactRecord:
+        """The record of the stored artifact ``digest`` (size, signature, manifest summary)."""
+        record = self.catalog.get_artifact(check_digest(digest))
+        if record is None:
+            raise NotFoundError(f"no artifact sha256:{digest} in the store")
+        return record
+
+    def event_revisions(self, event_id: int) -> tuple[Event, list[Revision]]:
+        """Event ``event_id`` and the revisions its transaction made (the distributions that
+        see its stage; a revision and its events carry the transaction's time)."""
+        found = self.catalog.events(EventFilter(after_id=event_id - 1, limit=1))
+        if not found or found[0].id != event_id:
+            raise NotFoundError(f"there is no event {event_id}")
+        event = found[0]
+        graph = self.catalog.stages()
+        if event.stage is None or event.stage not in graph:
+            return event, []
+        made = [
+            rev
+            for dist in graph.affected_distributions(event.stage)
+            for rev in self.catalog.revisions(dist)
+            if rev.created == event.time
+        ]
+        return event, made
+
+    def artifact_docs(self, digest: str) -> PackageDocs:
+        """README, changelog and icon of the stored artifact ``digest`` (one the catalog
+        knows; NotFoundError otherwise). Package content: the caller renders it as untrusted."""
+        record = self.artifact(digest)
+        tree = ZipTree.from_bytes(self.blobs.get(digest), f"{record.name}-{record.version}.zip")
+        return read_docs(tree)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ from package_storage.errors import (
 )
 from package_storage.packages import safety
 from package_storage.packages.artifacts import build_zip
+from package_storage.packages.derived import dump_package
 from package_storage.packages.model import Package
 from package_storage.packages.signing import PublicKey, SecretKey, sign_detached
 from package_storage.packages.trees import FolderTree, ZipTree
@@ -563,6 +564,8 @@ def _finish(
         location=source.location,
         data=None if written else data,
         signature=None if written else signature,
+        # read from these very bytes: its derived document is exact (trees: derived later)
+        derived=dump_package(pkg) if summary_source == "zip" else None,
     )
     return Prepared(source, item, fingerprint, files)
 

@@ -7,6 +7,7 @@ re-rendered in the full form, files, zips and signatures are 301 redirects to th
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +17,7 @@ from package_storage.registry.http.app import ASGIApp, create_app
 from package_storage.registry.index import RegistryIndex as Index
 from package_storage.registry.proxy import ProxyRegistry
 from package_storage.registry.proxy_client import Upstream, UpstreamOptions
-from proxy_upstream import CannedUpstream
+from proxy_upstream import NGINX_ENTRY, CannedUpstream
 
 FAST = UpstreamOptions(timeout=2.0, retries=1, wait_min=0.01, wait_max=0.02, pause=60.0)
 
@@ -123,10 +124,14 @@ def test_versions_nobody_has_are_the_local_404(
 
 @pytest.mark.parametrize("name", ["broken", "badversion"])
 def test_an_upstream_that_fails_a_lookup_is_a_500(
-    local: Index, upstream: CannedUpstream, name: str
+    local: Index, upstream: CannedUpstream, name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    resp = request(proxy_app(local, upstream.url), f"/package/{name}/1.0.0/")
+    with caplog.at_level(logging.WARNING):
+        resp = request(proxy_app(local, upstream.url), f"/package/{name}/1.0.0/")
     assert (resp.status, resp.text) == (500, "internal server error\n")
+    [line] = [r for r in caplog.records if r.name.endswith("http.app")]
+    assert line.getMessage().startswith(f"proxy mode: {name} 1.0.0: ")
+    assert line.exc_info is None  # one line, no traceback
 
 
 def test_search_merges_and_a_failed_upstream_falls_back(
@@ -162,3 +167,12 @@ def test_prefixed_distributions_proxy_the_unprefixed_route(
     assert resp.status == 200
     assert "/search?all=true" in upstream.seen
     assert "nginx" in {e["name"] for e in json.loads(resp.body)}
+
+
+def test_a_changed_upstream_answer_is_merged_again(local: Index, upstream: CannedUpstream) -> None:
+    app = proxy_app(local, upstream.url)
+    first = request(app, "/search")
+    assert request(app, "/search").body == first.body  # the same merge, reused
+    upstream.search = [dict(NGINX_ENTRY, version="1.16.0")]
+    versions = {e["name"]: e["version"] for e in json.loads(request(app, "/search").body)}
+    assert versions == {"multiversion": "1.1.0", "nginx": "1.16.0"}

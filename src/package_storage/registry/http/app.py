@@ -38,8 +38,14 @@ from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote, unquote_to_bytes
 
 from package_storage import EPR_COMPAT_VERSION
-from package_storage.errors import NotFoundError, PackageStorageError, VersionError
+from package_storage.errors import (
+    NotFoundError,
+    PackageStorageError,
+    UpstreamError,
+    VersionError,
+)
 from package_storage.packages.artifacts import build_zip
+from package_storage.packages.derived import opened
 from package_storage.packages.model import Package, PackageTree
 from package_storage.packages.trees import ZipTree
 from package_storage.packages.versions import Version
@@ -64,6 +70,7 @@ from package_storage.registry.http.static import (
 )
 from package_storage.registry.index import FetchFile, RedirectFile, StoredFile
 from package_storage.registry.proxy import ProxyIndex, UpstreamPackage
+from package_storage.registry.proxy_client import UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -430,6 +437,13 @@ def _safe_relative(file: str) -> bool:
     return all(segment not in ("", ".", "..") for segment in file.split("/"))
 
 
+def _file_etag(index: RegistryIndex, pkg: Package, what: str) -> str | None:
+    """The strong ETag of a file of an immutable revision (a store's), else None."""
+    tagger = getattr(index, "file_etag", None)
+    tag = tagger(pkg, what) if callable(tagger) else None
+    return tag if isinstance(tag, str) else None
+
+
 def _disk_root(tree: PackageTree) -> str | None:
     root = getattr(tree, "root", None) if tree.kind == "folder" else None
     return os.fspath(root) if isinstance(root, str | os.PathLike) else None
@@ -780,7 +794,15 @@ class ReadApp:
             return None
         pkg = index.lookup(name, version)
         if pkg is None and upstream is not None and isinstance(index, ProxyIndex):
-            remote = await index.upstream_package(name, version)
+            try:
+                remote = await index.upstream_package(name, version)
+            except UpstreamError as exc:  # one line, not a traceback per request of an outage
+                level = logging.DEBUG if isinstance(exc, UpstreamUnavailable) else logging.WARNING
+                log.log(level, f"proxy mode: {name} {version}: {exc.message}")
+                await _send_error(
+                    send, 500, texts.INTERNAL_SERVER_ERROR, [CORS, *NO_CACHE], request.head
+                )
+                return None
             if remote is not None:
                 await upstream(index, remote)
                 return None
@@ -832,7 +854,7 @@ class ReadApp:
             return
         self._count_storage("statics")
         base = self._public_catch_all
-        tree = pkg.tree
+        tree = opened(pkg.tree)  # a store's package opens its zip on the first file asked for
         content: Content | None = None
         mtime: float | None = None
         if _safe_relative(file):
@@ -851,7 +873,9 @@ class ReadApp:
             await _send_error(send, 404, texts.RESOURCE_NOT_FOUND, base, request.head)
             return
         try:
-            await self._serve(send, request, file, content, mtime, base)
+            await self._serve(
+                send, request, file, content, mtime, base, _file_etag(index, pkg, file)
+            )
         finally:
             content.close()
 
@@ -894,6 +918,7 @@ class ReadApp:
         content: Content,
         mtime: float | None,
         base: Headers,
+        etag: str | None = None,
     ) -> None:
         planned = plan_response(
             method=request.method,
@@ -902,6 +927,7 @@ class ReadApp:
             content=content,
             mtime=mtime,
             headers=base,
+            etag=etag,
         )
         pathsend = "http.response.pathsend" in (request.scope.get("extensions") or {})
         served = content
@@ -952,20 +978,21 @@ class ReadApp:
             # The content type comes from the name the client asked for (.zip / .zip.sig):
             # stored files (blobs) need not carry an extension.
             file_name = f"{name}-{version}.zip" + (".sig" if sig else "")
+            etag = _file_etag(index, pkg, ".sig" if sig else ".zip")
             content: Content
             mtime: float | None = None
             if isinstance(stored, bytes):
                 content = BytesContent(stored)
             else:
                 try:
-                    disk = FileContent.open(os.fspath(stored))
+                    disk = FileContent.open(os.fspath(stored), immutable=etag is not None)
                 except OSError:
                     # The reference answers 500 for a package whose .sig or .zip is not on disk.
                     await _send_error(send, 500, texts.INTERNAL_SERVER_ERROR, base, request.head)
                     return
                 content, mtime = disk, disk.mtime
             try:
-                await self._serve(send, request, file_name, content, mtime, base)
+                await self._serve(send, request, file_name, content, mtime, base, etag)
             finally:
                 content.close()
             return
@@ -982,11 +1009,12 @@ class ReadApp:
 
     async def _folder_zip(self, pkg: Package) -> bytes:
         name, version = pkg.name, str(pkg.version)
-        key = (id(pkg.tree), name, version)
+        tree = opened(pkg.tree)
+        key = (id(tree), name, version)
         data = self._zips.get(key)
         if data is None:
-            data = await asyncio.to_thread(build_zip, pkg.tree, name, version)
-            self._zips.put(key, pkg.tree, data, len(data))
+            data = await asyncio.to_thread(build_zip, tree, name, version)
+            self._zips.put(key, tree, data, len(data))
         return data
 
 

@@ -175,7 +175,7 @@ class ExtractCache:
         if hit.owner() is owner:
             self._items.move_to_end(key)
             try:
-                return FileContent.open(hit.path)
+                return FileContent.open(hit.path, immutable=True)
             except OSError:  # removed behind our back
                 pass
         del self._items[key]
@@ -232,7 +232,7 @@ class ExtractCache:
                 self._building.pop(key, None)
                 self._items[key] = _Extracted(weakref.ref(owner), path, size)
                 self.extractions += 1
-                return FileContent.open(path)
+                return FileContent.open(path, immutable=True)
 
     @staticmethod
     def _extract(opener: Callable[[], EntryReader], path: str) -> None:

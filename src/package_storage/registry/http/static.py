@@ -3,7 +3,8 @@
 This mirrors what the reference gets from Go's ``http.ServeContent``: a Content-Type from the
 extension table (then the host MIME database, then sniffing), ``Last-Modified``, the conditional
 request headers (``If-Match``, ``If-Unmodified-Since``, ``If-None-Match``, ``If-Modified-Since``,
-``If-Range``; no ETag is ever produced, so entity-tag conditions never match), single and
+``If-Range``; entity tags are compared only when the caller gives the file one: files of
+immutable store revisions), single and
 multiple byte ranges, ``Accept-Ranges`` and ``Content-Length``.
 
 :func:`plan_response` is pure: it decides status, headers and a body *plan* (literal bytes and
@@ -18,6 +19,7 @@ import calendar
 import functools
 import math
 import mimetypes
+import mmap
 import os
 import re
 import secrets
@@ -32,6 +34,8 @@ ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # Bodies up to this size are sent in one message; larger ones are streamed in chunks.
 SMALL_BODY = 1 << 20
+# Immutable files larger than this go out mapped (see FileContent.immutable).
+MAPPED_BODY = 64 << 10
 CHUNK_SIZE = 256 << 10
 SNIFF_LEN = 512
 
@@ -100,28 +104,47 @@ class BytesContent:
 
 
 class FileContent:
-    """An open regular file on disk; size and mtime come from the open descriptor."""
+    """An open regular file on disk; size and mtime come from the open descriptor.
 
-    __slots__ = ("_fd", "mtime", "path", "size")
+    ``immutable``: the file never changes while it exists (a content-addressed blob, an
+    extracted zip entry), so it may be mapped into memory and handed to the transport as is
+    (:func:`send_response`): no read into a buffer, no worker thread. Other files (package
+    folders a person may edit) are read in chunks: a mapped file truncated under the server
+    would crash it.
+    """
 
-    def __init__(self, fd: int, size: int, mtime: float, path: str = "") -> None:
+    __slots__ = ("_fd", "immutable", "mtime", "path", "size")
+
+    def __init__(
+        self, fd: int, size: int, mtime: float, path: str = "", *, immutable: bool = False
+    ) -> None:
         self._fd = fd
         self.size = size
         self.mtime = mtime
         self.path = path
+        self.immutable = immutable
 
     @classmethod
-    def open(cls, path: str) -> FileContent:
+    def open(cls, path: str, *, immutable: bool = False) -> FileContent:
         """Open a regular file; raises ``FileNotFoundError`` for anything else (dir, fifo...)."""
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise FileNotFoundError(path)
-            return cls(fd, st.st_size, st.st_mtime, os.path.abspath(path))
+            return cls(fd, st.st_size, st.st_mtime, os.path.abspath(path), immutable=immutable)
         except BaseException:
             os.close(fd)
             raise
+
+    def mapped(self) -> mmap.mmap | None:
+        """The whole file mapped read-only (None when empty or it cannot be mapped)."""
+        if self._fd < 0 or self.size == 0:
+            return None
+        try:
+            return mmap.mmap(self._fd, self.size, prot=mmap.PROT_READ)
+        except (OSError, ValueError):
+            return None
 
     def read(self, start: int, length: int) -> bytes:
         chunks: list[bytes] = []
@@ -289,10 +312,9 @@ def _scan_etag(text: str) -> tuple[str, str]:
     return "", ""
 
 
-def _if_match(value: str) -> bool | None:
-    """RFC 7232 §3.1 with no current ETag: only ``*`` matches."""
-    if not value:
-        return None
+def _tags_match(value: str, current: str | None, *, weak: bool) -> bool:
+    """Whether the list of entity tags ``value`` names ``current`` (``*`` names anything):
+    strong comparison (``If-Match``) or weak (``If-None-Match``, RFC 7232 §2.3.2)."""
     rest = value
     while True:
         rest = rest.strip(" \t")
@@ -306,12 +328,25 @@ def _if_match(value: str) -> bool | None:
         etag, rest = _scan_etag(rest)
         if not etag:
             return False
+        if current is not None:
+            if weak and etag.removeprefix("W/") == current:
+                return True
+            if not weak and etag == current:
+                return True
 
 
-def _if_none_match(value: str) -> bool | None:
-    """RFC 7232 §3.2 with no current ETag: False (= "matches") only for ``*``."""
-    matched = _if_match(value)
-    return None if matched is None else not matched
+def _if_match(value: str, current: str | None = None) -> bool | None:
+    """RFC 7232 §3.1: None without the header; only ``*`` matches when there is no ETag."""
+    if not value:
+        return None
+    return _tags_match(value, current, weak=False)
+
+
+def _if_none_match(value: str, current: str | None = None) -> bool | None:
+    """RFC 7232 §3.2: False (= "matches") for ``*`` or the current ETag (weak comparison)."""
+    if not value:
+        return None
+    return not _tags_match(value, current, weak=True)
 
 
 def _is_zero_time(mtime: float | None) -> bool:
@@ -434,14 +469,20 @@ def plan_response(
     mtime: float | None,
     headers: Headers,
     ctype: str | None = None,
+    etag: str | None = None,
 ) -> Planned:
     """Decide the answer for serving ``content`` (named ``name``) like Go's ``ServeContent``.
 
     ``request_headers`` maps lower-case header names to their first value; ``headers`` are the
     response headers set so far (CORS, public cache headers), kept unless this layer answers
     with an error (then Cache-Control and Last-Modified are removed, as Go's ``serveError``).
+    ``etag`` (a quoted strong entity tag) is sent with the answer and compared by the
+    conditional headers (Go's ServeContent does the same with an ``Etag`` header set); without
+    it, as for the reference's files, entity-tag conditions only match ``*``.
     """
     out = list(headers)
+    if etag is not None:
+        out.append((b"etag", etag.encode()))
     size = content.size
     has_mtime = not _is_zero_time(mtime)
     if has_mtime:
@@ -451,7 +492,7 @@ def plan_response(
     get_or_head = method in ("GET", "HEAD")
 
     # RFC 7232 §6, in Go's order.
-    cond = _if_match(request_headers.get("if-match", ""))
+    cond = _if_match(request_headers.get("if-match", ""), etag)
     if cond is None:
         ius = request_headers.get("if-unmodified-since", "")
         if ius and has_mtime:
@@ -461,7 +502,7 @@ def plan_response(
     if cond is False:
         out.append((b"content-length", b"0"))
         return Planned(412, out)
-    inm = _if_none_match(request_headers.get("if-none-match", ""))
+    inm = _if_none_match(request_headers.get("if-none-match", ""), etag)
     not_modified = False
     if inm is False:
         if not get_or_head:
@@ -481,10 +522,14 @@ def plan_response(
     if range_header and get_or_head:
         if_range = request_headers.get("if-range", "")
         if if_range:
-            etag, _ = _scan_etag(if_range)
-            t = None if etag or not has_mtime else parse_http_date(if_range)
-            if t is None or t != modtime:
-                range_header = ""
+            tag, _ = _scan_etag(if_range)
+            if tag:  # a strong match of the current tag keeps the range
+                if etag is None or tag != etag:
+                    range_header = ""
+            else:
+                t = parse_http_date(if_range) if has_mtime else None
+                if t is None or t != modtime:
+                    range_header = ""
 
     if ctype is None:
         ctype = content_type(name, content)
@@ -570,6 +615,22 @@ async def send_response(
     ):
         await send({"type": "http.response.pathsend", "path": content.path})
         return planned.length
+    if (
+        isinstance(content, FileContent)
+        and content.immutable
+        and planned.length > MAPPED_BODY
+        and len(planned.parts) == 1
+        and not isinstance(planned.parts[0], bytes)
+    ):
+        mapped = content.mapped()
+        if mapped is not None:
+            start, length = planned.parts[0]
+            # The transport writes straight from the page cache (no copy into a buffer, no
+            # worker thread); the mapping lives as long as the transport holds the view.
+            await send(
+                {"type": "http.response.body", "body": memoryview(mapped)[start : start + length]}
+            )
+            return length
     # Content other than bytes and plain files (a zip entry being decompressed) is read in a
     # worker thread: reaching a range may decompress what precedes it.
     blocking = content is not None and not isinstance(content, BytesContent | FileContent)

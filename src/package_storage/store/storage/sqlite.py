@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,8 @@ _MAX_INT = 1 << 63
 # Above this many changed name+versions since the previous revision, a new revision's digest is
 # recomputed from scratch (a bulk import) instead of incrementally.
 _INCREMENTAL_LIMIT = 256
+_IN_CHUNK = 500  # digests per IN (...) query (SQLite bounds the bound parameters)
+_CHANGES_LIMIT = 2000  # revision_changes: above this many changes, rebuild instead
 
 _Key = tuple[str, str]
 
@@ -191,6 +193,18 @@ class _Reader:
     def get_artifact(self, digest: str) -> ArtifactRecord | None:
         row = self._conn.execute(select(s.artifacts).where(s.artifacts.c.digest == digest)).first()
         return None if row is None else _artifact(row)
+
+    def get_artifacts(self, digests: Iterable[str]) -> dict[str, ArtifactRecord]:
+        """The recorded artifacts among ``digests`` (absent ones are left out), in few queries."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, ArtifactRecord] = {}
+        a = s.artifacts
+        for i in range(0, len(wanted), _IN_CHUNK):
+            q = select(a).where(a.c.digest.in_(wanted[i : i + _IN_CHUNK]))
+            for row in self._conn.execute(q):
+                record = _artifact(row)
+                found[record.digest] = record
+        return found
 
     def referenced_blobs(self) -> set[str]:
         a = s.artifacts
@@ -341,6 +355,51 @@ class _Reader:
             RevisionEntry(name, version, *resolved[(name, version)])
             for name, version in sorted(resolved)
         ]
+
+    def revision_changes(
+        self, distribution: str, old: int, new: int, limit: int = _CHANGES_LIMIT
+    ) -> list[tuple[str, str, RevisionEntry | None]] | None:
+        """What serving revision ``new`` of ``distribution`` changes against revision ``old``:
+        ``(name, version, entry)`` per name+version whose resolved entry may differ (``entry``
+        None: not served by ``new``), sorted by key. None when the two cannot be compared
+        cheaply: other stages, ``new`` older than ``old``, or more than ``limit`` changed
+        name+versions (rebuild from :meth:`revision_entries` then)."""
+        before = self._revision_row(distribution, old)
+        after = self._revision_row(distribution, new)
+        stages = tuple(after.stages)
+        if tuple(before.stages) != stages:
+            return None
+        s1, s2 = int(before.seq), int(after.seq)
+        if s2 < s1:
+            return None
+        se = s.stage_entries
+        q = (
+            select(se.c.name, se.c.version)
+            .where(
+                se.c.stage.in_(stages),
+                or_(
+                    and_(se.c.added_seq > s1, se.c.added_seq <= s2),
+                    and_(se.c.removed_seq > s1, se.c.removed_seq <= s2),
+                ),
+            )
+            .distinct()
+            .limit(limit + 1)
+        )
+        keys = {(name, version) for name, version in self._conn.execute(q)}
+        if len(keys) > limit:
+            return None
+        names = sorted({name for name, _ in keys})
+        resolved: dict[_Key, RevisionEntry] = {}
+        for stage in stages:
+            for i in range(0, len(names), _IN_CHUNK):
+                live = select(se.c.name, se.c.version, se.c.artifact, se.c.yanked).where(
+                    se.c.stage == stage, se.c.name.in_(names[i : i + _IN_CHUNK]), _live_at(s2)
+                )
+                for name, version, artifact, yanked in self._conn.execute(live):
+                    key = (name, version)
+                    if key in keys and key not in resolved:
+                        resolved[key] = RevisionEntry(name, version, artifact, stage, bool(yanked))
+        return [(name, version, resolved.get((name, version))) for name, version in sorted(keys)]
 
     # --- tags and events -------------------------------------------------------------------
 
@@ -970,6 +1029,10 @@ class SQLCatalog:
         with self._reader() as r:
             return r.get_artifact(digest)
 
+    def get_artifacts(self, digests: Iterable[str]) -> dict[str, ArtifactRecord]:
+        with self._reader() as r:
+            return r.get_artifacts(digests)
+
     def referenced_blobs(self) -> set[str]:
         with self._reader() as r:
             return r.referenced_blobs()
@@ -1001,6 +1064,12 @@ class SQLCatalog:
     def revision_entries(self, distribution: str, number: int) -> list[RevisionEntry]:
         with self._reader() as r:
             return r.revision_entries(distribution, number)
+
+    def revision_changes(
+        self, distribution: str, old: int, new: int, limit: int = _CHANGES_LIMIT
+    ) -> list[tuple[str, str, RevisionEntry | None]] | None:
+        with self._reader() as r:
+            return r.revision_changes(distribution, old, new, limit)
 
     def revisions(self, distribution: str) -> list[Revision]:
         with self._reader() as r:

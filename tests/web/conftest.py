@@ -1,0 +1,49 @@
+"""Fixtures of the web UI tests: a store with packages in every stage (one with a hostile title
+and README), tokens, and the UI in-process (Starlette's test client)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from web_helpers import MakeToken, build_store
+
+from package_storage.store.directory import Store
+from package_storage.web.app import create_ui
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette's test client warns about its httpx use
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    st = build_store(tmp_path / "store", tmp_path / "packages")
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+@pytest.fixture
+def make_token(store: Store) -> MakeToken:
+    """A new token with ``scopes`` (name: ``t1``, ``t2``, ... unless given); its secret."""
+    count = 0
+
+    def make(*scopes: str, name: str | None = None, **kwargs: Any) -> str:
+        nonlocal count
+        count += 1
+        _, secret = store.service("setup").create_token(name or f"t{count}", list(scopes), **kwargs)
+        return secret
+
+    return make
+
+
+@pytest.fixture
+def client(store: Store) -> Iterator[TestClient]:
+    """The UI, not signed in (``base_url`` http://testserver: no Secure cookies)."""
+    with TestClient(create_ui(store), raise_server_exceptions=False) as test_client:
+        yield test_client
