@@ -4,12 +4,13 @@
    1,000 names x 12 versions made from the example packages (new name, version, changelog
    entry; README and icon kept), half of each name's versions in production, a quarter in
    staging and a quarter in snapshot, recorded as publish/promote events in transactions of
-   ten versions (each makes the revisions of the distributions it changes: ~3,300 revisions),
+   ten versions (each makes the revisions of the distributions it changes: ~2,700 revisions),
    production tagged every 100 transactions.
 2. Starts ``package-storage serve --store DIR --manage-address ...`` (pinned to CPU 0), signs in
-   with a token (this process on CPU 1, one keep-alive httpx connection) and requests every page
-   ``--rounds`` times, round robin: the first answer of each page (cold: nothing cached) and
-   p50/p90/max of the rest, with the load average before and after.
+   with a token (this process on CPU 1, one keep-alive httpx connection) and requests every
+   page: the first answer (cold: nothing cached yet), then ``--rounds`` answers in a row:
+   p50/p90/max and the server's CPU time per request (from /proc), with the load average before
+   and after.
 
     python bench/ui_bench.py [--versions 12000] [--rounds 30] [--store DIR] [--json OUT]
 """
@@ -337,10 +338,13 @@ def main() -> None:
             "pages": results,
         }
         print(f"load average before {before}, after {after}")
-        print(f"{'page':34} {'cold ms':>8} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}")
+        print(
+            f"{'page':30} {'KB':>5} {'cold ms':>8} {'p50':>6} {'p90':>6} {'max':>6} {'CPU ms':>6}"
+        )
         for key, r in results.items():
             print(
-                f"{key:34} {r['cold_ms']:8.1f} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} {r['max_ms']:8.1f}"
+                f"{key:30} {r['bytes'] / 1000:5.0f} {r['cold_ms']:8.1f} {r['p50_ms']:6.1f}"
+                f" {r['p90_ms']:6.1f} {r['max_ms']:6.1f} {r['server_cpu_ms']:6.1f}"
             )
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))

@@ -269,7 +269,7 @@ def test_head_request_writes_the_head_alone() -> None:
 
 
 def test_real_server_answers_keep_alive_and_head() -> None:
-    server = Running(Listener(_hello, bind_socket("127.0.0.1:0")))
+    server = Running(Listener(_hello, bind_socket("127.0.0.1:0"), eager=True))
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
             conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
@@ -316,7 +316,7 @@ def _exchange(port: int, raw: bytes) -> bytes:
 
 
 def test_a_request_that_waits_continues_in_a_task() -> None:
-    server = Running(Listener(_waits_then_answers, bind_socket("127.0.0.1:0")))
+    server = Running(Listener(_waits_then_answers, bind_socket("127.0.0.1:0"), eager=True))
     try:
         post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
@@ -335,7 +335,7 @@ def test_a_request_that_waits_continues_in_a_task() -> None:
 
 
 def test_a_failing_app_gets_the_500() -> None:
-    server = Running(Listener(_fails, bind_socket("127.0.0.1:0")))
+    server = Running(Listener(_fails, bind_socket("127.0.0.1:0"), eager=True))
     try:
         answer = _exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
@@ -345,7 +345,7 @@ def test_a_failing_app_gets_the_500() -> None:
 
 
 def test_pipelined_requests_are_answered_in_order() -> None:
-    server = Running(Listener(_hello, bind_socket("127.0.0.1:0")))
+    server = Running(Listener(_hello, bind_socket("127.0.0.1:0"), eager=True))
     try:
         raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 50
         answer = _exchange(
@@ -377,3 +377,23 @@ def test_resumed_coroutine_passes_values_and_exceptions() -> None:
         return await task
 
     assert asyncio.run(main()) == "cancelled inside"
+
+
+async def _reports_its_task(scope: Any, receive: Any, send: Any) -> None:
+    answer = b"task" if asyncio.current_task() is not None else b"none"
+    headers = [(b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+@pytest.mark.parametrize(("eager", "expected"), [(False, b"task"), (True, b"none")])
+def test_only_eager_listeners_run_requests_without_a_task(eager: bool, expected: bytes) -> None:
+    # Frameworks (Starlette/anyio with sniffio installed) need a current task: a listener
+    # that is not explicitly eager (the management API, the web UI, metrics) gives them one.
+    server = Running(Listener(_reports_its_task, bind_socket("127.0.0.1:0"), eager=eager))
+    try:
+        answer = _exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert answer.endswith(b"\r\n\r\n" + expected)
+    finally:
+        server.stop()

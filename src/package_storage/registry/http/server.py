@@ -246,11 +246,12 @@ class OneWriteProtocol(HttpToolsProtocol):
     """
 
     _completing = False
+    _eager = True
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if type(cycle) is RequestResponseCycle:
             cycle.__class__ = OneWriteCycle
-        if self._completing or self.config.reset_contextvars:
+        if not self._eager or self._completing or self.config.reset_contextvars:
             super()._start_asgi_task(cycle, app)
             return
         coro = cycle.run_asgi(app)
@@ -270,6 +271,16 @@ class OneWriteProtocol(HttpToolsProtocol):
             self._completing = False
 
 
+class TaskOneWriteProtocol(OneWriteProtocol):
+    """:class:`OneWriteProtocol` whose requests always run in an asyncio task, as Uvicorn's do.
+
+    For apps that are not ours (the management API, the web UI, metrics): libraries such as
+    anyio and sniffio look up the current task, which the eager start does not have.
+    """
+
+    _eager = False
+
+
 class _Server(uvicorn.Server):
     """Uvicorn server whose signals are handled by :func:`run_server` (for several servers)."""
 
@@ -278,7 +289,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _uvicorn_config(app: ASGIApp, ssl_context: ssl.SSLContext | None) -> uvicorn.Config:
+def _uvicorn_config(
+    app: ASGIApp, ssl_context: ssl.SSLContext | None, *, eager: bool = True
+) -> uvicorn.Config:
     factory: Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None
     if ssl_context is not None:
         context = ssl_context
@@ -289,7 +302,7 @@ def _uvicorn_config(app: ASGIApp, ssl_context: ssl.SSLContext | None) -> uvicorn
     config = uvicorn.Config(
         app,
         loop="none",
-        http=OneWriteProtocol,
+        http=OneWriteProtocol if eager else TaskOneWriteProtocol,
         ws="none",
         lifespan="off",
         interface="asgi3",
@@ -332,6 +345,9 @@ class Listener:
     sock: socket.socket
     ssl_context: ssl.SSLContext | None = None
     on_stop: Callable[[], None] | None = None  # told when the servers start shutting down
+    # Start requests inside the parser callback (no task) when the app allows it: only our
+    # read app does; frameworks (FastAPI/Starlette, anyio) need a current task.
+    eager: bool = False
 
 
 @dataclass
@@ -347,7 +363,7 @@ class ExtraListener:
 
 async def serve_listeners(listeners: Sequence[Listener], stop: asyncio.Event | None = None) -> None:
     """Serve every listener until SIGTERM/SIGINT (or ``stop`` is set); graceful shutdown."""
-    servers = [_Server(_uvicorn_config(li.app, li.ssl_context)) for li in listeners]
+    servers = [_Server(_uvicorn_config(li.app, li.ssl_context, eager=li.eager)) for li in listeners]
     loop = asyncio.get_running_loop()
 
     def request_exit(sig: int) -> None:
@@ -433,7 +449,9 @@ def run_server(
     ssl_context = None
     if settings.tls_enabled:
         ssl_context = build_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_minimum)
-    listeners = [Listener(RequestLogMiddleware(app), bind_socket(settings.address), ssl_context)]
+    listeners = [
+        Listener(RequestLogMiddleware(app), bind_socket(settings.address), ssl_context, eager=True)
+    ]
     if settings.metrics_address and metrics_app is not None:
         log.info("Starting http metrics in " + settings.metrics_address)
         listeners.append(Listener(metrics_app, bind_socket(settings.metrics_address)))
