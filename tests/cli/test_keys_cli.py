@@ -25,6 +25,7 @@ from package_storage.packages.signing import (
 from package_storage.store.directory import STORE_ENV, Store
 from package_storage.store.keyring import PASSPHRASE_ENV, StoreKeyring
 from package_storage.store.storage.base import ArtifactRecord
+from package_storage.store.storage.keystore import CatalogKeyStore
 
 ZIP = b"PK\x03\x04 the zip of hello-1.0.0" * 40
 
@@ -159,8 +160,11 @@ def test_import_secret_public_and_trusted(store: Path, tmp_path: Path, foreign: 
     assert f"trusted key Elastic stand-in <packages@example.com> ({foreign.fingerprint})" in (
         trusted.stdout
     )
-    trusted_file = store / "keys" / "trusted" / f"{foreign.fingerprint}.asc"
-    assert "PRIVATE" not in trusted_file.read_text()
+    with Store.open(store) as opened:  # trusted keys live in the catalog now
+        records = {r.fingerprint: r for r in CatalogKeyStore(opened.catalog).records()}
+    assert records[foreign.fingerprint].role == "trusted"
+    assert "PRIVATE" not in records[foreign.fingerprint].public
+    assert not (store / "keys" / "trusted").exists()
     # a public key from standard input is trusted without --trusted
     third = generate_key("Third")
     via_stdin = run(store, "keys", "import", "-", input=public_key_of(third).armored)

@@ -53,7 +53,7 @@ def test_a_postgresql_store_needs_blobs_and_records_them(pg_url: str, tmp_path: 
     with open_store(pg_url) as store:  # from now on the URL is enough
         assert store.root is None
         assert store.blobs_location == str(tmp_path / "blobs")
-        assert store.keyring() is None
+        assert store.keyring().store_dir is None  # keys in the catalog only
         service = store.service("test")
         assert service.stages().names == ("production", "staging", "snapshot")
         blob = store.blobs.put(b"hello")
@@ -85,7 +85,7 @@ def test_migrate_adopts_a_store_of_the_hand_written_code(tmp_path: Path) -> None
     with pytest.raises(SchemaVersionError, match=f"run `package-storage migrate --store {root}`"):
         open_store(root)
     result = migrate_store(root)
-    assert result.applied == ("0001", "0002") and result.head == migrations.head()
+    assert result.applied == ("0001", "0002", "0003") and result.head == migrations.head()
     assert migrate_store(root).applied == ()
     with open_store(root) as store:
         assert store.blobs_default

@@ -254,12 +254,12 @@ def test_a_store_from_before_tokens_gets_the_tokens_table(tmp_path: Path) -> Non
     root = tmp_path / "old"
     Store.init(root).close()
     db = sqlite3.connect(root / "catalog.db")
-    for table in ("tokens", "settings", "alembic_version"):
+    for table in ("tokens", "settings", "store_keys", "alembic_version"):
         db.execute(f"DROP TABLE {table}")
     db.execute("UPDATE schema_version SET version = 2")
     db.commit()
     db.close()
-    assert migrate_store(root).applied == ("0001", "0002")
+    assert migrate_store(root).applied == ("0001", "0002", "0003")
     with Store.open(root) as st_:
         svc = st_.service("x")
         _, secret = svc.create_token("ci", ["read"])

@@ -23,6 +23,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "keys": ("package_storage.cli.keys", "keys"),
     "verify": ("package_storage.cli.keys", "verify"),
     "tokens": ("package_storage.cli.tokens", "tokens"),
+    "copy-store": ("package_storage.cli.copystore", "copy_store_command"),
 }
 _STORE_COMMANDS = "package_storage.cli.store"  # its COMMANDS: publish, promote, stages, ...
 

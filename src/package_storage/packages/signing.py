@@ -342,6 +342,43 @@ def load_secret_key(armored: str | bytes, passphrase: str | None = None) -> Secr
     )
 
 
+MESSAGE_HEADER = "-----BEGIN PGP MESSAGE-----"
+
+
+def seal(text: str, passphrase: str) -> str:
+    """``text`` (e.g. an armored secret key) as an armored OpenPGP message encrypted with
+    ``passphrase`` (symmetric, SKESK + SEIPD: what ``gpg --symmetric`` makes), for storing a
+    secret where other people can read: the store's catalog."""
+    if not passphrase:
+        raise SignatureError("sealing needs a passphrase (set PACKAGE_STORAGE_KEY_PASSPHRASE)")
+    return pgp.encrypt(text.encode("ascii"), passwords=[passphrase]).decode("ascii")
+
+
+def is_sealed(text: str) -> bool:
+    """True when ``text`` is an armored OpenPGP message (as :func:`seal` makes)."""
+    return text.lstrip().startswith(MESSAGE_HEADER)
+
+
+def unseal(message: str, passphrase: str | None, *, what: str = "sealed key") -> str:
+    """The text :func:`seal` encrypted. SignatureError when the passphrase is missing or does
+    not open it."""
+    if not passphrase:
+        raise SignatureError(
+            f"{what} is encrypted with a passphrase and none was given"
+            " (set PACKAGE_STORAGE_KEY_PASSPHRASE)"
+        )
+    try:
+        opened = pgp.decrypt(_text(message, what).encode("ascii"), passwords=[passphrase])
+    except (RuntimeError, ValueError):
+        raise SignatureError(f"{what}: the passphrase does not open it") from None
+    if opened.bytes is None:
+        raise SignatureError(f"{what} is empty")
+    try:
+        return bytes(opened.bytes).decode("ascii")
+    except UnicodeDecodeError:
+        raise SignatureError(f"{what} does not hold an armored key") from None
+
+
 def load_public_key(armored: str | bytes) -> PublicKey:
     """Parse one armored key. A secret key is accepted and reduced to its public part."""
     return _public_from_cert(_one_cert(_text(armored, "public key"), "public key"))
@@ -457,12 +494,15 @@ __all__ = [
     "SecretKey",
     "Verification",
     "generate_key",
+    "is_sealed",
     "is_secret_key",
     "load_public_key",
     "load_secret_key",
     "parse_algorithm",
     "parse_signature",
     "public_key_of",
+    "seal",
     "sign_detached",
+    "unseal",
     "verify_detached",
 ]

@@ -33,6 +33,7 @@ from package_storage.store.keyring import StoreKeyring
 from package_storage.store.service import StoreService
 from package_storage.store.storage.base import BlobStore
 from package_storage.store.storage.blobs_location import open_blob_store, parse_blob_location
+from package_storage.store.storage.keystore import CatalogKeyStore
 from package_storage.store.storage.schema import SETTING_BLOBS
 from package_storage.store.storage.sqlite import SQLCatalog, SQLiteCatalog
 
@@ -191,9 +192,12 @@ class Store:
         """Create the store at ``path`` (idempotent: an existing store is opened unchanged)."""
         return cls.open(path, create=True, blobs=blobs)
 
-    def keyring(self) -> StoreKeyring | None:
-        """The store's keys (``DIR/keys``); None for a store without a directory."""
-        return None if self.root is None else StoreKeyring(self.root)
+    def keyring(self, actor: str | None = None) -> StoreKeyring:
+        """The store's keys: in its catalog, plus the key files of stores made before keys
+        moved there (``DIR/keys``, still read; see ``store/keyring.py``)."""
+        return StoreKeyring(
+            self.root, keystore=CatalogKeyStore(self.catalog), actor=actor or default_actor()
+        )
 
     def service(self, actor: str | None = None) -> StoreService:
         """The service acting as ``actor`` (default: :func:`default_actor`)."""
@@ -201,7 +205,7 @@ class Store:
             self.catalog,
             self.blobs,
             actor=actor or default_actor(),
-            keyring=self.keyring(),
+            keyring=self.keyring(actor),
             derived=self.derived,
         )
 

@@ -1,14 +1,28 @@
 """The store's OpenPGP keys, and the two hooks publish/import call: :func:`sign_artifact` and
 :func:`verify_artifact` / :func:`check_imported_signature`.
 
-Layout inside the store directory ``DIR``::
+Where the keys live (every writer and replica of a store must see the same ones):
+
+* **In the catalog** (``keystore``: ``storage/keystore.py``, table ``store_keys``): every
+  store opened through ``store/directory.py``. A secret key is never stored in clear there:
+  a passphrase-protected key is kept as it is; a key without a passphrase is sealed (an
+  OpenPGP message encrypted with ``PACKAGE_STORAGE_KEY_PASSPHRASE``) or, instead, the catalog
+  keeps the path of a key file the operator names (``keys generate|import --key-file``),
+  which every writer then needs at that path. Public parts are stored beside, so verifying
+  and ``keys export`` need no passphrase.
+* **As files in the store directory** (``store_dir``; the layout of stores made before keys
+  moved into the catalog, still read)::
 
     DIR/keys/                 mode 0700
     DIR/keys/signing.asc      the armored secret signing key, mode 0600 (as imported: still
-                              passphrase-protected when it was; the passphrase comes from
-                              PACKAGE_STORAGE_KEY_PASSPHRASE when the key is used)
+                              passphrase-protected when it was)
     DIR/keys/trusted/FPR.asc  armored public keys trusted to verify imported signatures
-                              (e.g. Elastic's package key), one file per primary fingerprint
+
+  A directory store reads both (the catalog's signing key wins; trusted keys are the union).
+  It keeps writing a key without passphrase, when no passphrase is set, to
+  ``DIR/keys/signing.asc`` as before (a file of the store's own directory, mode 0600); every
+  other key it writes goes to the catalog. A store without a directory (PostgreSQL) refuses
+  a key it would have to store in clear, with the two ways to store it.
 
 Files are replaced atomically (temporary file + fsync + rename), so a reader never sees half a
 key. Signatures are checked against the signing key's public part and every trusted key.
@@ -26,11 +40,15 @@ from package_storage.packages.signing import (
     PublicKey,
     SecretKey,
     Verification,
+    is_sealed,
     load_public_key,
     load_secret_key,
+    seal,
     sign_detached,
+    unseal,
     verify_detached,
 )
+from package_storage.store.keyrecord import SIGNING, TRUSTED, KeyRecord, KeyStore
 
 PASSPHRASE_ENV = "PACKAGE_STORAGE_KEY_PASSPHRASE"
 KEYS_DIR = "keys"
@@ -77,28 +95,37 @@ def _read_text(path: Path) -> str:
 
 
 class StoreKeyring:
-    """The signing key and trusted keys of the store in ``store_dir``.
+    """The signing key and trusted keys of a store: in ``keystore`` (the catalog) and/or as
+    files under ``store_dir`` (see the module docstring). At least one of the two is given.
 
-    ``passphrase`` unlocks a protected signing key; when None it is read from
+    ``passphrase`` unlocks a protected or sealed signing key; when None it is read from
     ``PACKAGE_STORAGE_KEY_PASSPHRASE`` in ``environ`` (default ``os.environ``) each time the
-    key is loaded.
+    key is loaded. ``actor`` is recorded with the keys written to the catalog.
     """
 
     def __init__(
         self,
-        store_dir: str | Path,
+        store_dir: str | Path | None,
         *,
+        keystore: KeyStore | None = None,
         passphrase: str | None = None,
         environ: Mapping[str, str] | None = None,
+        actor: str = "",
     ) -> None:
-        self.store_dir = Path(store_dir)
+        if store_dir is None and keystore is None:
+            raise ValueError("a keyring needs a store directory or a key store")
+        self.store_dir = None if store_dir is None else Path(store_dir)
+        self.keystore = keystore
         self._passphrase = passphrase
         self._environ = environ
+        self._actor = actor
 
-    # --- paths ---------------------------------------------------------------------------
+    # --- paths (the files of a directory store) ------------------------------------------
 
     @property
     def keys_dir(self) -> Path:
+        if self.store_dir is None:
+            raise StorageError("this store keeps its keys in its catalog, not in a folder")
         return self.store_dir / KEYS_DIR
 
     @property
@@ -124,16 +151,51 @@ class StoreKeyring:
         env = os.environ if self._environ is None else self._environ
         return env.get(PASSPHRASE_ENV) or None
 
+    # --- records -------------------------------------------------------------------------
+
+    def _records(self) -> list[KeyRecord]:
+        return [] if self.keystore is None else self.keystore.records()
+
+    def _signing_record(self) -> KeyRecord | None:
+        return next((r for r in self._records() if r.role == SIGNING), None)
+
+    def _legacy_signing(self) -> Path | None:
+        if self.store_dir is None:
+            return None
+        path = self.signing_path
+        return path if path.is_file() else None
+
+    def signing_location(self) -> str:
+        """Where the signing key is kept, for people (``catalog (sealed)``, a path, ...)."""
+        record = self._signing_record()
+        if record is not None:
+            if record.path is not None:
+                return f"key file {record.path} (its path in the catalog)"
+            assert record.secret is not None
+            if is_sealed(record.secret):
+                return f"the catalog, encrypted with {PASSPHRASE_ENV}"
+            return "the catalog, passphrase-protected"
+        legacy = self._legacy_signing()
+        return str(legacy) if legacy is not None else "nowhere (no signing key)"
+
     # --- signing key ---------------------------------------------------------------------
 
     def has_signing_key(self) -> bool:
-        return self.signing_path.is_file()
+        return self._signing_record() is not None or self._legacy_signing() is not None
 
     def signing_key_armored(self) -> str | None:
-        """The stored secret key text (as imported, possibly protected), or None."""
-        if not self.has_signing_key():
-            return None
-        return _read_text(self.signing_path)
+        """The secret key text (a sealed key opened with the passphrase; a protected key as
+        it was imported), or None."""
+        record = self._signing_record()
+        if record is not None:
+            if record.path is not None:
+                return _read_text(Path(record.path))
+            assert record.secret is not None
+            if is_sealed(record.secret):
+                return unseal(record.secret, self.passphrase(), what="the store's signing key")
+            return record.secret
+        legacy = self._legacy_signing()
+        return None if legacy is None else _read_text(legacy)
 
     def signing_key(self) -> SecretKey | None:
         """The unlocked signing key, or None when none is configured.
@@ -146,31 +208,82 @@ class StoreKeyring:
         try:
             return load_secret_key(text, self.passphrase())
         except SignatureError as exc:
-            raise SignatureError(f"signing key {self.signing_path}: {exc.message}") from None
+            raise SignatureError(
+                f"signing key in {self.signing_location()}: {exc.message}"
+            ) from None
 
     def signing_public_key(self) -> PublicKey | None:
         """The public part of the signing key (no passphrase needed), or None."""
-        text = self.signing_key_armored()
-        if text is None:
+        record = self._signing_record()
+        if record is not None:
+            return load_public_key(record.public)
+        legacy = self._legacy_signing()
+        if legacy is None:
             return None
         try:
-            return load_public_key(text)
+            return load_public_key(_read_text(legacy))
         except SignatureError as exc:
-            raise SignatureError(f"signing key {self.signing_path}: {exc.message}") from None
+            raise SignatureError(f"signing key {legacy}: {exc.message}") from None
 
-    def set_signing_key(self, armored: str | bytes, *, replace: bool = True) -> SecretKey:
+    def set_signing_key(
+        self, armored: str | bytes, *, replace: bool = True, path: Path | None = None
+    ) -> SecretKey:
         """Make ``armored`` (a secret key) the signing key; returns it, unlocked.
 
-        The key must be usable now (a protected key needs its passphrase), so that publish does
-        not fail later. With ``replace=False`` an existing key is refused (ConflictError).
+        ``path``: the key stays in that file (which holds ``armored``) and the catalog keeps
+        only its path. The key must be usable now (a protected key needs its passphrase), so
+        that publish does not fail later. With ``replace=False`` an existing key is refused
+        (ConflictError). A key without passphrase is sealed with the passphrase when one is
+        set, else written to ``DIR/keys/signing.asc`` in a directory store, else refused.
         """
         key = load_secret_key(armored, self.passphrase())
         if not replace and self.has_signing_key():
             current = self.signing_public_key()
-            shown = current.fingerprint if current else str(self.signing_path)
+            shown = current.fingerprint if current else self.signing_location()
             raise ConflictError(
                 f"the store already has a signing key ({shown}); replacing it needs --force"
             )
+        public = load_public_key(key.armored).armored
+        if self.keystore is None:
+            self._write_legacy_signing(key)
+            return key
+        record: KeyRecord | None = None
+        if path is not None:
+            record = KeyRecord(SIGNING, key.fingerprint, public, path=str(path.resolve()))
+        elif key.protected:
+            record = KeyRecord(SIGNING, key.fingerprint, public, secret=key.armored)
+        elif self.passphrase() is not None:
+            sealed = seal(key.armored, self.passphrase() or "")
+            record = KeyRecord(SIGNING, key.fingerprint, public, secret=sealed)
+        elif self.store_dir is None:
+            raise SignatureError(
+                f"signing key {key.fingerprint} has no passphrase and this store keeps its keys"
+                f" in its catalog, which never holds a secret key in clear: set {PASSPHRASE_ENV}"
+                " (the key is stored encrypted with it) or keep the key in a file every writer"
+                " has (--key-file PATH)"
+            )
+        if record is None:
+            stored = self._signing_record()
+            if stored is not None:
+                self.keystore.delete_key(SIGNING, stored.fingerprint)
+            self._write_legacy_signing(key)
+            return key
+        self.keystore.put_key(
+            KeyRecord(
+                record.role,
+                record.fingerprint,
+                record.public,
+                secret=record.secret,
+                path=record.path,
+                created_by=self._actor,
+            )
+        )
+        legacy = self._legacy_signing()
+        if legacy is not None:  # the catalog's key wins from now on: no stale secret beside it
+            legacy.unlink(missing_ok=True)
+        return key
+
+    def _write_legacy_signing(self, key: SecretKey) -> None:
         self._ensure_keys_dir()
         try:
             _write_atomic(self.signing_path, key.armored, 0o600)
@@ -178,35 +291,53 @@ class StoreKeyring:
             raise StorageError(
                 f"cannot write signing key {self.signing_path}: {exc.strerror or exc}"
             ) from exc
-        return key
 
     def export_public(self) -> str:
         """The armored public key of the signing key (give it to Kibana). NotFoundError if none."""
         public = self.signing_public_key()
         if public is None:
             raise NotFoundError(
-                f"no signing key in {self.keys_dir}: run `package-storage keys generate` "
+                "the store has no signing key: run `package-storage keys generate` "
                 "or `package-storage keys import FILE`"
             )
         return public.armored
 
     # --- trusted keys --------------------------------------------------------------------
 
-    def trusted_keys(self) -> list[PublicKey]:
-        """Trusted verification keys, by fingerprint. SignatureError naming a bad file."""
-        if not self.trusted_dir.is_dir():
+    def _legacy_trusted(self) -> list[tuple[Path, PublicKey]]:
+        if self.store_dir is None or not self.trusted_dir.is_dir():
             return []
-        keys: list[PublicKey] = []
+        keys: list[tuple[Path, PublicKey]] = []
         for path in sorted(self.trusted_dir.glob("*.asc")):
             try:
-                keys.append(load_public_key(_read_text(path)))
+                keys.append((path, load_public_key(_read_text(path))))
             except SignatureError as exc:
                 raise SignatureError(f"trusted key {path}: {exc.message}") from None
         return keys
 
+    def trusted_keys(self) -> list[PublicKey]:
+        """Trusted verification keys, by fingerprint. SignatureError naming a bad one."""
+        found: dict[str, PublicKey] = {}
+        for record in self._records():
+            if record.role == TRUSTED:
+                try:
+                    found[record.fingerprint] = load_public_key(record.public)
+                except SignatureError as exc:
+                    raise SignatureError(
+                        f"trusted key {record.fingerprint} in the catalog: {exc.message}"
+                    ) from None
+        for _, key in self._legacy_trusted():
+            found.setdefault(key.fingerprint, key)
+        return [found[f] for f in sorted(found)]
+
     def add_trusted(self, armored: str | bytes) -> PublicKey:
         """Trust a public key (a secret key is reduced to its public part). Idempotent."""
         key = load_public_key(armored)
+        if self.keystore is not None:
+            self.keystore.put_key(
+                KeyRecord(TRUSTED, key.fingerprint, key.armored, created_by=self._actor)
+            )
+            return key
         self._ensure_keys_dir()
         path = self.trusted_dir / f"{key.fingerprint}.asc"
         try:
@@ -217,11 +348,15 @@ class StoreKeyring:
         return key
 
     def remove_trusted(self, fingerprint: str) -> bool:
-        """Stop trusting the key with this primary fingerprint; True when it was trusted."""
+        """Stop trusting the key with this primary fingerprint (or 16-digit key ID); True when
+        it was trusted."""
         wanted = fingerprint.replace(" ", "").upper()
         for key in self.trusted_keys():
             if key.fingerprint == wanted or (len(wanted) == 16 and key.key_id == wanted):
-                (self.trusted_dir / f"{key.fingerprint}.asc").unlink(missing_ok=True)
+                if self.keystore is not None:
+                    self.keystore.delete_key(TRUSTED, key.fingerprint)
+                if self.store_dir is not None:
+                    (self.trusted_dir / f"{key.fingerprint}.asc").unlink(missing_ok=True)
                 return True
         return False
 
@@ -234,6 +369,15 @@ class StoreKeyring:
         seen = {k.fingerprint for k in keys}
         keys.extend(k for k in self.trusted_keys() if k.fingerprint not in seen)
         return keys
+
+    def legacy_files(self) -> list[Path]:
+        """The key files of the store directory (``DIR/keys``) this keyring reads."""
+        files: list[Path] = []
+        legacy = self._legacy_signing()
+        if legacy is not None:
+            files.append(legacy)
+        files.extend(path for path, _ in self._legacy_trusted())
+        return files
 
 
 # --- hooks for publish / import --------------------------------------------------------------

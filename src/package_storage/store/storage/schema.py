@@ -23,6 +23,8 @@ Tables (see ``base.py`` for the model):
 ``tags``            (distribution, tag) -> revision; unique, never updated or deleted.
 ``events``          the audit history.
 ``tokens``          management API tokens: name, scopes, expiry, revocation, the secret's hash.
+``store_keys``      the store's OpenPGP keys: the signing key (protected, sealed or a file's
+                    path: never in clear) and the trusted keys (``store/keyrecord.py``).
 
 The tables here are what the code reads and writes; the schema of a database is made and
 upgraded only by the Alembic migrations of ``migrations/`` (see its docstring: to change the
@@ -251,4 +253,20 @@ Index(
     unique=True,
     sqlite_where=tokens.c.revoked.is_(None),
     postgresql_where=tokens.c.revoked.is_(None),
+)
+
+
+# The store's OpenPGP keys (``store/keyrecord.py``): the signing key (at most one row) and
+# trusted keys. ``public`` always; a signing key also ``secret`` (passphrase-protected or sealed
+# with the passphrase: never in clear) or ``path`` (a key file the operator named).
+store_keys = Table(
+    "store_keys",
+    metadata,
+    Column("role", String(16), primary_key=True),
+    Column("fingerprint", String(40), primary_key=True),
+    Column("public", Text, nullable=False),
+    Column("secret", Text, nullable=True),
+    Column("path", Text, nullable=True),
+    Column("created", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
 )

@@ -1005,6 +1005,12 @@ class SQLCatalog:
     def transaction(self) -> AbstractContextManager[Transaction]:
         return self._transaction()
 
+    def write_connection(self) -> AbstractContextManager[Connection]:
+        """The raw connection of a writing transaction (the store-wide write lock held,
+        committed when the block ends, rolled back on an exception): for whole-table work
+        below the record API (``transfer/copystore.py``)."""
+        return self._write_connection()
+
     @contextmanager
     def _reader(self) -> Iterator[_Reader]:
         try:
