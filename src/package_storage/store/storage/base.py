@@ -80,7 +80,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from package_storage.errors import InvalidInputError
+from package_storage.errors import InvalidInputError, NotFoundError
 from package_storage.store.stages import StageGraph
 
 JSONObject = dict[str, Any]
@@ -318,6 +318,18 @@ class BlobStore(Protocol):
     def verify(self, digest: str) -> bool:
         """True when ``digest`` exists and its bytes hash to ``digest``."""
         ...
+
+
+def verify_by_reading(blobs: BlobStore, digest: str) -> bool:
+    """``BlobStore.verify`` for any store: read the blob and compare its sha256 (False when absent)."""
+    hasher = hashlib.sha256()
+    try:
+        with blobs.open(digest) as fh:
+            while chunk := fh.read(1 << 20):
+                hasher.update(chunk)
+    except NotFoundError:
+        return False
+    return hasher.hexdigest() == digest
 
 
 class CatalogReader(Protocol):

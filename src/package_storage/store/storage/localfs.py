@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from package_storage.errors import NotFoundError, StorageError
-from package_storage.store.storage.base import check_digest
+from package_storage.store.storage.base import check_digest, verify_by_reading
 
 _HEX = frozenset("0123456789abcdef")
 _CHUNK = 1 << 20
@@ -168,14 +168,7 @@ class LocalBlobStore:
                         yield name
 
     def verify(self, digest: str) -> bool:
-        hasher = hashlib.sha256()
-        try:
-            with self.open(digest) as fh:
-                while chunk := fh.read(_CHUNK):
-                    hasher.update(chunk)
-        except NotFoundError:
-            return False
-        return hasher.hexdigest() == digest
+        return verify_by_reading(self, digest)
 
     def temp_files(self) -> list[Path]:
         """Leftovers of interrupted writes (local-store specific; for fsck reports)."""

@@ -41,7 +41,7 @@ import botocore.exceptions
 from botocore.config import Config
 
 from package_storage.errors import NotFoundError, StorageError, UnavailableError
-from package_storage.store.storage.base import check_digest
+from package_storage.store.storage.base import check_digest, verify_by_reading
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -344,14 +344,7 @@ class S3BlobStore:
             raise self._failure("cannot list blobs", exc) from exc
 
     def verify(self, digest: str) -> bool:
-        hasher = hashlib.sha256()
-        try:
-            with self.open(digest) as fh:
-                while chunk := fh.read(_CHUNK):
-                    hasher.update(chunk)
-        except NotFoundError:
-            return False
-        return hasher.hexdigest() == digest
+        return verify_by_reading(self, digest)
 
     def presigned_url(self, digest: str, expires: int = 300) -> str:
         """A time-limited GET URL of ``digest`` (``serve --artifact-redirect``); signing is
