@@ -673,12 +673,16 @@ def test_subprocess_demo_serves_the_urls_it_prints(tmp_path: Path) -> None:
             timeout=10,
         )
         assert stages.status_code == 200, stages.text
+        ui = httpx.get(f"http://127.0.0.1:{manage_port}/", timeout=10, follow_redirects=True)
+        assert ui.status_code == 200, ui.text
+        assert "Sign in" in ui.text
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert f"http://127.0.0.1:{port}/production@demo/search" in out
     assert f"http://127.0.0.1:{manage_port}/api/v1/openapi.json" in out
+    assert f"http://127.0.0.1:{manage_port}/  " in out  # the operator web UI
 
 
 # --- yank ----------------------------------------------------------------------------------------

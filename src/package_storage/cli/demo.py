@@ -165,6 +165,7 @@ def demo(
         (f"{base}/production@{DEMO_TAG}/search", "the tagged production revision"),
     ]
     urls.append((f"{manage}/api/v1/openapi.json", f"management API (admin token in {token_file})"))
+    urls.append((f"{manage}/", f"operator web UI (sign in with the token in {token_file})"))
     width = max(len(url) for url, _ in urls)
     click.echo(f"demo store: {store_dir}")
     for url, what in urls:
