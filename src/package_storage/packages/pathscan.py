@@ -11,7 +11,7 @@ directory entries already know) and finds, in one go:
 * with ``stamps=True``, for every package found, its *stamp*: the name, type and ``lstat``
   data (mode, inode, size, ``mtime_ns``, ``ctime_ns``) of every file below the package folder
   (links followed, their own ``lstat`` recorded too), and the name and inode of every folder,
-  in one ``marshal``-ed bytes object. The package's files are unchanged (content and
+  in one bytes object (``marshal`` format 2). The package's files are unchanged (content and
   metadata) as long as its stamp is: a change of a file's bytes moves its ``ctime`` even when
   its size and ``mtime`` are put back, a replacement (``rename`` over it) its inode, an added,
   removed or renamed entry the list of names. A folder's own times are not recorded (they
@@ -37,6 +37,10 @@ __all__ = ["MAX_DEPTH", "Found", "Scan", "scan", "sorted_entries", "stamp_file",
 
 MAX_DEPTH = 64
 """Folder levels a stamp walks below a package (the package limits are far below)."""
+
+_MARSHAL = 2
+"""marshal's format 2: the same values always give the same bytes (format 3 and later mark
+objects by reference count and interning, which vary from run to run)."""
 
 _S_ISDIR = stat_mod.S_ISDIR
 _S_ISLNK = stat_mod.S_ISLNK
@@ -114,7 +118,7 @@ def _file_row(st: os.stat_result) -> tuple[int, int, int, int, int]:
 
 def stamp_file(path: str, st: os.stat_result | None = None) -> bytes:
     """The stamp of one file (a zip): its ``lstat`` data. Raises OSError."""
-    return marshal.dumps(_file_row(os.lstat(path) if st is None else st))
+    return marshal.dumps(_file_row(os.lstat(path) if st is None else st), _MARSHAL)
 
 
 class _Walk:
@@ -152,7 +156,7 @@ class _Walk:
         stamp = None
         if self.stamps:
             try:
-                stamp = marshal.dumps(_file_row(st or entry.stat(follow_symlinks=False)))
+                stamp = marshal.dumps(_file_row(st or entry.stat(follow_symlinks=False)), _MARSHAL)
             except OSError:
                 stamp = None
         self.out.zips.append(Found(entry.path, _sig_beside(entry, siblings), stamp))
@@ -216,7 +220,7 @@ class _Walk:
                 self.zips(path)
             return None
         ok = self._rows(path, "", rows, walk_zips, {(st.st_dev, st.st_ino)}, 0)
-        return marshal.dumps(rows) if ok else None
+        return marshal.dumps(rows, _MARSHAL) if ok else None
 
     def _rows(
         self,

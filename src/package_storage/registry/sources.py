@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import marshal
 import os
 import sys
 import threading
@@ -159,7 +158,7 @@ def _stamp(task: LoadTask) -> bytes:
     return stamp
 
 
-_KEY_HEAD = f"{__version__}\0{FORMAT}\0{sys.implementation.cache_tag}\0{marshal.version}"
+_KEY_HEAD = f"{__version__}\0{FORMAT}\0{sys.implementation.cache_tag}"
 
 
 def content_key(task: LoadTask, validate: bool) -> str:
@@ -347,7 +346,7 @@ def _read_jobs(
     cache: DocCache | None,
 ) -> list[Read]:
     kind = executor or DEFAULT_EXECUTOR
-    if workers <= 1 or kind == "serial" or len(jobs) < PARALLEL_MIN_TASKS:
+    if not jobs or workers <= 1 or kind == "serial" or len(jobs) < PARALLEL_MIN_TASKS:
         return _read_chunk(jobs, validate, cache)
     # a few chunks per worker: balances the load without paying per-package IPC
     chunk = max(1, len(jobs) // (workers * 4))
