@@ -233,5 +233,5 @@ def test_a_changed_zip_is_read_again(tmp_path: Path) -> None:
     # a stored file's name in the central directory, in place: same size and mtime
     index = data.rindex(b"manifest.yml")
     _same_size_and_mtime(zip_path, data[index : index + 12], b"manifest.ym_")
-    with pytest.raises(PackageError, match="example-1.0.1.zip"):
+    with pytest.raises(PackageError, match=r"example-1\.0\.1\.zip"):
         load_sources(paths, workers=1, cache=cache)  # read again: it has no manifest now
