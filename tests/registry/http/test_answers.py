@@ -11,6 +11,7 @@ the app.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import socket
 import time
@@ -305,3 +306,67 @@ def test_replay_tells_every_observer_with_its_own_headers_and_client() -> None:
     )
     answer.replayed([(b"b", b"2")], ("5.6.7.8", 2), 10)
     assert seen == [([(b"b", b"2")], ("5.6.7.8", 2), "/x", 200, 3)]
+
+
+@pytest.fixture
+def everything_big(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every body counts as big: replays go out with sendfile from the answer's memory file."""
+    from package_storage.registry.http import answers, server
+
+    monkeypatch.setattr(answers, "SENDFILE_MIN_BYTES", 1)
+    monkeypatch.setattr(server, "JOIN_BODY_BYTES", 0)
+
+
+@pytest.mark.usefixtures("everything_big")
+def test_big_answers_go_out_with_sendfile_unchanged(served: Served) -> None:
+    with served.connect() as sock:
+        reader = Reader(sock)
+        first = _exchange(sock, reader, _request("/search?all=true"))
+        again = [_exchange(sock, reader, _request("/search?all=true")) for _ in range(3)]
+        head = _exchange(sock, reader, _request("/search?all=true", "HEAD"), head=True)
+        head_again = _exchange(sock, reader, _request("/search?all=true", "HEAD"), head=True)
+    assert all(_undated(one) == _undated(first) for one in again)
+    assert _undated(head_again) == _undated(head)
+    assert served.answers.hits == 4
+    kept = [a for a in served.answers._items.values() if a.body]
+    assert kept and all(a._fd >= 0 for a in kept)  # the memory file was made and used
+
+
+@pytest.mark.usefixtures("everything_big")
+def test_big_answers_to_a_slow_reader_arrive_whole_and_in_order(served: Served) -> None:
+    with served.connect() as sock:
+        reader = Reader(sock)
+        expected = [
+            _undated(_exchange(sock, reader, _request(t)))
+            for t in ("/search?all=true", "/categories")
+        ]
+    with socket.socket() as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.settimeout(10)
+        slow.connect(("127.0.0.1", served.running.port))
+        slow.sendall(b"".join(_request(t) for t in ("/search?all=true", "/categories") * 10))
+        time.sleep(0.2)  # let the server fill the socket before anything is read
+        reader = Reader(slow)
+        got = [_undated(reader.response()) for _ in range(20)]
+    assert got == expected * 10
+    assert served.answers.hits >= 2
+
+
+def test_dropped_answers_close_their_memory_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    from package_storage.registry.http import answers
+
+    monkeypatch.setattr(answers, "SENDFILE_MIN_BYTES", 1)
+    cache = AnswerCache(max_entries=2)
+    kept = [_answer(b"x" * 1000) for _ in range(3)]
+    fds = []
+    for n, one in enumerate(kept):
+        cache.put(n, one)
+        fd = one.file()
+        assert fd is not None and os.pread(fd, 4, 0) == b"xxxx"
+        fds.append(fd)
+    assert kept[0]._fd == -1  # pushed out: closed
+    cache.clear()
+    assert all(one._fd == -1 for one in kept)
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)

@@ -25,6 +25,7 @@ The contract, in three parts:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable, MutableMapping
 from typing import Any
 
@@ -64,10 +65,16 @@ class Reuse:
         self.observers.append(observer)
 
 
+# Bodies from this size go out with sendfile from a memory file where the connection allows it
+# (bench/README.md: 138 KB /search answers cost ~30 % less kernel time than a write).
+SENDFILE_MIN_BYTES = 128 << 10
+_memfd_create: Callable[[str, int], int] | None = getattr(os, "memfd_create", None)
+
+
 class Answer:
     """One rendered answer: status line, the head after the ``date`` line, the body."""
 
-    __slots__ = ("body", "observers", "scope", "status", "status_line", "tail", "valid")
+    __slots__ = ("_fd", "body", "observers", "scope", "status", "status_line", "tail", "valid")
 
     def __init__(
         self,
@@ -92,10 +99,37 @@ class Answer:
             for key, value in scope.items()
             if key not in ("headers", "client", "state", "extensions")
         }
+        self._fd = -1
 
     @property
     def size(self) -> int:
-        return len(self.body) + len(self.tail) + 256
+        # A big body may have a memory file beside it (``file``): counted twice.
+        big = len(self.body) >= SENDFILE_MIN_BYTES and _memfd_create is not None
+        return len(self.body) * (2 if big else 1) + len(self.tail) + 256
+
+    def file(self) -> int | None:
+        """A descriptor of a memory file holding the body (made on first use), for sendfile;
+        None for a small body or where memory files do not exist."""
+        if self._fd >= 0:
+            return self._fd
+        if len(self.body) < SENDFILE_MIN_BYTES or _memfd_create is None:
+            return None
+        fd = _memfd_create("package-storage-answer", getattr(os, "MFD_CLOEXEC", 0))
+        try:
+            view = memoryview(self.body)
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError:
+            os.close(fd)
+            return None
+        self._fd = fd
+        return fd
+
+    def close(self) -> None:
+        """Close the memory file, if any (the answer left the cache)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
     def replayed(
         self,
@@ -157,6 +191,8 @@ class AnswerCache:
         self._bytes += size
 
     def clear(self) -> None:
+        for answer in self._items.values():
+            answer.close()
         self._items.clear()
         self._bytes = 0
 
@@ -164,3 +200,4 @@ class AnswerCache:
         answer = self._items.pop(key, None)
         if answer is not None:
             self._bytes -= answer.size
+            answer.close()

@@ -323,6 +323,7 @@ class OneWriteProtocol(HttpToolsProtocol):
     # Answers sent again (answers.py); None: every request goes to the app.
     _answers: AnswerCache | None = None
     _replayed = False
+    _plain_fd: int | None = None  # the socket's descriptor on plain TCP, -1 on TLS
 
     # --- answers sent again --------------------------------------------------------------
 
@@ -406,7 +407,7 @@ class OneWriteProtocol(HttpToolsProtocol):
         elif len(body) <= JOIN_BODY_BYTES:
             transport.write(head + body)
         else:
-            transport.writelines((head, body))
+            self._write_big(transport, head, answer)
         self._replayed = True
         self.server_state.total_requests += 1
         self._unset_keepalive_if_required()
@@ -418,6 +419,29 @@ class OneWriteProtocol(HttpToolsProtocol):
         except Exception:  # an observer's failure must not cost the connection
             log.exception("reporting a request answered again failed")
         return True
+
+    def _write_big(self, transport: Any, head: bytes, answer: Answer) -> None:
+        """Head, then as much of the body as the socket takes with ``sendfile`` from the
+        answer's memory file (no copy from this process), the rest through the transport.
+
+        The transport writes at once when it holds nothing; only then may bytes bypass it."""
+        body = answer.body
+        transport.write(head)
+        sock_fd = self._plain_fd
+        if sock_fd is None:
+            sock = transport.get_extra_info("socket")
+            plain = sock is not None and transport.get_extra_info("sslcontext") is None
+            sock_fd = self._plain_fd = sock.fileno() if plain else -1
+        sent = 0
+        if sock_fd >= 0 and not transport.get_write_buffer_size():
+            fd = answer.file()
+            if fd is not None:
+                try:
+                    sent = os.sendfile(sock_fd, fd, 0, len(body))
+                except OSError:  # full (EAGAIN) or gone: the transport finds out
+                    sent = 0
+        if sent < len(body):
+            transport.write(memoryview(body)[sent:] if sent else body)
 
     def on_body(self, body: bytes) -> None:
         if not self._replayed:
