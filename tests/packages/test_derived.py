@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from package_storage.packages import derived, render
 from package_storage.packages.derived import LazyTree, dump_package, load_package, opened
 from package_storage.packages.manifest import propagate_deprecations, read_package, with_signature
-from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.model import Documents, Package, PackageTree
 from package_storage.packages.trees import FolderTree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def _same(a: Package, b: Package) -> None:
     assert render.dumps(a.document) == render.dumps(b.document)
     assert render.dumps(a.search_entry) == render.dumps(b.search_entry)
     for field in dataclasses.fields(Package):
-        if field.name in ("document", "search_entry", "tree", "version"):
+        if field.name in ("documents", "tree", "version"):
             continue
         assert getattr(a, field.name) == getattr(b, field.name), field.name
     assert str(a.version) == str(b.version)
@@ -67,9 +67,10 @@ def test_values_shared_by_both_documents_stay_one_object() -> None:
     assert data is not None
     back = load_package(data, pkg.tree)
     assert back is not None
-    assert back.search_entry["name"] is back.document["name"]
+    document, entry = back.documents.pair()  # one decoding: values are shared inside it
+    assert entry["name"] is document["name"]
     shared = [k for k in pkg.search_entry if pkg.document.get(k) is pkg.search_entry[k]]
-    assert shared and all(back.document[k] is back.search_entry[k] for k in shared)
+    assert shared and all(document[k] is entry[k] for k in shared)
 
 
 def test_another_format_is_ignored() -> None:
@@ -85,7 +86,12 @@ def test_a_document_json_cannot_render_the_same_is_not_derived() -> None:
     """YAML maps may have non-string keys (rendered with ``str``: ``True``); JSON would turn
     them into ``true``: such a package is not derived (read from its files each time)."""
     pkg = read_package(FolderTree(EXAMPLES / "hello_nginx" / "1.1.0"), validate=False)
-    odd = dataclasses.replace(pkg, document={**pkg.document, "vars": [{"default": {True: 1}}]})
+    odd = dataclasses.replace(
+        pkg,
+        documents=Documents.parsed(
+            {**pkg.document, "vars": [{"default": {True: 1}}]}, pkg.search_entry
+        ),
+    )
     assert dump_package(odd) is None
 
 
@@ -102,7 +108,9 @@ def test_a_document_json_cannot_render_the_same_is_not_derived() -> None:
 )
 def test_any_json_value_in_a_document_renders_the_same_or_is_refused(value: object) -> None:
     pkg = read_package(FolderTree(EXAMPLES / "hello_nginx" / "1.1.0"), validate=False)
-    odd = dataclasses.replace(pkg, document={**pkg.document, "extra": value})
+    odd = dataclasses.replace(
+        pkg, documents=Documents.parsed({**pkg.document, "extra": value}, pkg.search_entry)
+    )
     data = dump_package(odd)
     if data is None:
         return
