@@ -15,6 +15,7 @@ from package_storage.packages.derived import LazyTree, dump_package, load_packag
 from package_storage.packages.manifest import propagate_deprecations, read_package, with_signature
 from package_storage.packages.model import Documents, Package, PackageTree
 from package_storage.packages.trees import FolderTree
+from package_storage.packages.versions import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "packages"
@@ -71,6 +72,41 @@ def test_values_shared_by_both_documents_stay_one_object() -> None:
     assert entry["name"] is document["name"]
     shared = [k for k in pkg.search_entry if pkg.document.get(k) is pkg.search_entry[k]]
     assert shared and all(document[k] is entry[k] for k in shared)
+
+
+def test_a_loaded_package_holds_its_bytes_and_edits_them_without_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pkg = read_package(FolderTree(EXAMPLES / "hello_nginx" / "1.1.0"), validate=False)
+    data = dump_package(pkg)
+    assert data is not None
+    back = load_package(data, pkg.tree)
+    assert back is not None
+    assert back.documents.is_encoded and back.documents.encoded_size == len(data)
+    assert back.document is not back.document  # decoded anew each time, never kept
+    decoded: list[bytes] = []
+    real = derived.decode_documents
+
+    def counting(raw: bytes) -> tuple[dict[str, object], dict[str, object]]:
+        decoded.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(derived, "decode_documents", counting)
+    again = load_package(data, pkg.tree)
+    assert again is not None
+    notice = {"description": "use another", "since": "1.0.0"}
+
+    def newer_deprecated(p: Package) -> Package:
+        return dataclasses.replace(p, deprecated=notice, version=Version.parse_strict("9.0.0"))
+
+    signed, _ = propagate_deprecations([with_signature(again), newer_deprecated(again)])
+    assert decoded == []  # signature and notice recorded, not applied yet
+    assert signed.documents.is_encoded
+    assert signed.document["signature_path"] == f"{pkg.document['download']}.sig"
+    assert signed.search_entry["deprecated"] == notice
+    expected, _ = propagate_deprecations([with_signature(pkg), newer_deprecated(pkg)])
+    assert render.dumps(signed.document) == render.dumps(expected.document)
+    assert render.dumps(signed.search_entry) == render.dumps(expected.search_entry)
 
 
 def test_another_format_is_ignored() -> None:

@@ -256,8 +256,22 @@ def _key_of(entry: RevisionEntry, item: LoadedArtifact) -> tuple[str, str]:
     served in three distributions would otherwise hold three times (~9 MB)."""
     pkg = item.package
     name = pkg.name if pkg.name == entry.name else entry.name
-    version = str(pkg.version)
+    version = pkg.version.original
     return (name, version if version == entry.version else entry.version)
+
+
+def _same_state(
+    state: StageState, items: Sequence[tuple[tuple[str, str], LoadedArtifact, bool]]
+) -> bool:
+    """True when ``state`` holds exactly ``items`` (keys, parsed artifacts and yanked flags)."""
+    if len(state.keys) != len(items):
+        return False
+    for (key, item, is_yanked), old_key, (old_item, old_yanked) in zip(
+        items, state.keys, state.items, strict=True
+    ):
+        if item is not old_item or is_yanked != old_yanked or key != old_key:
+            return False
+    return True
 
 
 def _name_slice(keys: Sequence[tuple[str, str]], name: str) -> tuple[int, int]:
@@ -742,17 +756,27 @@ class StoreRegistry:
         states: dict[str, StageState] = {}
         owners: dict[Package, LoadedArtifact] = {}
         yanked: set[Package] = set()
+        # A stage every distribution that sees it serves alike (production's entries in
+        # production, staging and snapshot): the state another built revision holds for the
+        # same entries is taken over (memory and work once, not once per distribution).
+        known = [b.stages for b in (previous, *self._current.values()) if b is not None]
         for stage, items in by_stage.items():
-            packages = _served([(item, is_yanked) for _, item, is_yanked in items])
-            for (_, item, is_yanked), pkg in zip(items, packages, strict=True):
+            state = next(
+                (st for st in (k.get(stage) for k in known) if st and _same_state(st, items)),
+                None,
+            )
+            if state is None:
+                packages = _served([(item, is_yanked) for _, item, is_yanked in items])
+                state = StageState(
+                    keys=tuple(k for k, _, _ in items),
+                    items=tuple((item, is_yanked) for _, item, is_yanked in items),
+                    packages=tuple(packages),
+                )
+            for (item, is_yanked), pkg in zip(state.items, state.packages, strict=True):
                 owners[pkg] = item
                 if is_yanked:
                     yanked.add(pkg)
-            states[stage] = StageState(
-                keys=tuple(k for k, _, _ in items),
-                items=tuple((item, is_yanked) for _, item, is_yanked in items),
-                packages=tuple(packages),
-            )
+            states[stage] = state
         index = RegistryIndex(
             [states[s].packages for s in by_stage],
             files=StoreFiles(self.blobs, owners, self.artifact_url),
