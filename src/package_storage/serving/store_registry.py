@@ -82,7 +82,15 @@ from package_storage.packages.manifest import propagate_deprecations, read_packa
 from package_storage.packages.model import DocumentPair, JSONObject, Package
 from package_storage.packages.trees import ZipTree
 from package_storage.registry.http.app import ROUTE_HEADS
-from package_storage.registry.index import FetchFile, RedirectFile, RegistryIndex, StoredFile
+from package_storage.registry.index import (
+    DEFAULT_DOCUMENT_CACHE_BYTES,
+    DEFAULT_DOCUMENT_CACHE_ENTRIES,
+    BodyCache,
+    FetchFile,
+    RedirectFile,
+    RegistryIndex,
+    StoredFile,
+)
 from package_storage.store.storage.base import (
     ArtifactRecord,
     BlobStore,
@@ -341,6 +349,9 @@ class StoreRegistry:
         # distribution (200 and ``[]``), not as an unknown one (404); re-read at each poll.
         self._stage_names: frozenset[str] = frozenset()
         self._empty = RegistryIndex([])
+        # Package-document bodies of every index built here (keyed by package: the
+        # distributions and revisions share most packages, a switch keeps them rendered).
+        self._documents = BodyCache(DEFAULT_DOCUMENT_CACHE_ENTRIES, DEFAULT_DOCUMENT_CACHE_BYTES)
         newest = self.catalog.events(EventFilter(newest_first=True, limit=1))
         self._event_cursor = newest[0].id if newest else 0
         # One refresh at a time (the poll thread and direct callers). Tag/revision builds and
@@ -782,6 +793,7 @@ class StoreRegistry:
             files=StoreFiles(self.blobs, owners, self.artifact_url),
             previous=previous.index if previous is not None else None,
             unlisted=yanked,
+            documents=self._documents,
         )
         refs: dict[str, int] = {}
         for entry in entries:
