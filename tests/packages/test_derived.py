@@ -84,6 +84,7 @@ def test_a_loaded_package_holds_its_bytes_and_edits_them_without_decoding(
     assert back is not None
     assert back.documents.is_encoded and back.documents.encoded_size == len(data)
     assert back.document is not back.document  # decoded anew each time, never kept
+    assert dump_package(back) == data  # dumped again from one decoding: the same bytes
     decoded: list[bytes] = []
     real = derived.decode_documents
 

@@ -49,7 +49,7 @@ FORMAT = 1
 
 
 def _encode(pkg: Package) -> JSONObject:
-    document, entry = pkg.document, pkg.search_entry
+    document, entry = pkg.documents.pair()  # one decoding: shared values stay shared
     shared_deprecated = pkg.deprecated is not None and pkg.deprecated is document.get("deprecated")
     return {
         "format": FORMAT,
