@@ -22,7 +22,12 @@ deprecation notices propagated per source.
 Packages come from their *derived documents* (``packages/derived.py``; ``derived=``, a
 :class:`~package_storage.packages.doccache.DocCache`, the store's ``DIR/derived``), written
 when the version was published or imported: reading a store opens no zip (the package's tree
-is a :class:`~package_storage.packages.derived.LazyTree`, opened on the first file asked for).
+is a :class:`~package_storage.packages.derived.LazyTree`, opened on the first file asked for),
+and each package keeps its derived document's bytes as its documents, decoded only to render
+an answer (a document body is then cached per package, in one cache every index built here
+shares, so a switch does not render the unchanged ones again). Distributions that serve a
+stage alike (production's entries in production, staging and snapshot) share that stage's
+state, built once.
 An artifact without one (stored by an older version, or by a bypass of the service) is read
 from its zip once (``read_package(ZipTree, validate=False)``: it was validated at publish) and
 its derived document stored. The catalog records of the artifacts to read are fetched in one
