@@ -367,6 +367,8 @@ class RequestLogMiddleware:
                 status = int(message["status"])
             elif message["type"] == "http.response.body":
                 written += len(message.get("body", b""))
+            elif message["type"] == "http.response.zerocopysend":
+                written += int(message.get("count", 0))
             return send(message)
 
         try:

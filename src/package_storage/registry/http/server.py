@@ -34,6 +34,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from package_storage.errors import ConfigError
 from package_storage.logs import ASGIApp, RequestLogMiddleware, flush_logs, get_logger
 from package_storage.registry.config import Settings
+from package_storage.registry.http import zerocopy
 
 log = get_logger("server")
 
@@ -173,7 +174,14 @@ class OneWriteCycle(RequestResponseCycle):
 
     _held: bytes | None = None
 
+    def run_asgi(self, app: Any) -> Coroutine[Any, Any, None]:
+        zerocopy.advertise(self.scope, self.transport)  # type: ignore[arg-type]
+        return super().run_asgi(app)
+
     async def send(self, message: Any) -> None:
+        if message["type"] == zerocopy.EXTENSION:  # a file on disk: os.sendfile
+            await zerocopy.send_file(self, message, self.send)
+            return
         real = self.transport
         if message["type"] == "http.response.start" and not self.response_started:
             capture = _HeadCapture()
