@@ -319,3 +319,29 @@ def test_advertise_only_on_plain_connections() -> None:
     zerocopy.advertise(scope, Transport(True))  # type: ignore[arg-type]
     assert scope == {}
     assert static.ZEROCOPY_EXTENSION == zerocopy.EXTENSION
+
+
+def test_a_transfer_stuck_on_a_client_that_reads_nothing_ends_with_the_server(
+    big_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from package_storage.registry.http import server as server_module
+
+    monkeypatch.setattr(server_module, "GRACEFUL_SHUTDOWN_SECONDS", 1)
+    app = FileApp(big_file)
+    server = Running(Listener(app, bind_socket("127.0.0.1:0"), eager=True), uvloop.new_event_loop)
+    baseline = _fd_count()
+    conn = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 10)
+        conn.sendall(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv(100).startswith(b"HTTP/1.1 200 OK")
+        time.sleep(0.2)  # the transfer fills the socket and waits
+        server.stop()  # the graceful wait runs out, the request's task is cancelled
+        # The connection really closes (no duplicate of its descriptor left open): EOF.
+        got = 0
+        while chunk := conn.recv(1 << 20):
+            got += len(chunk)
+        assert got < BIG
+    finally:
+        conn.close()
+    assert _fd_count() <= baseline + 1
