@@ -939,7 +939,8 @@ class ReadApp:
             and not request.head
             and any(not isinstance(part, bytes) for part in planned.parts)
         ):
-            served = await asyncio.to_thread(content.materialize)
+            hit = content.extracted()  # already on disk: no worker thread
+            served = hit if hit is not None else await asyncio.to_thread(content.materialize)
         try:
             await send_response(
                 send, planned, served, head=request.head, pathsend=pathsend, zerocopy=zerocopy
