@@ -5,7 +5,10 @@ The schemas are our own YAML files in ``schemas/`` (JSON Schema draft 7 plus the
 the keywords are resolved (properties that do not exist yet dropped, older variants merged in),
 the shared ``$defs`` of ``common.yml`` added, and the result compiled with ``jsonschema``; the
 compiled validator is cached per (schema, format_version), so validating a corpus of packages
-compiles each schema once per format_version in use.
+compiles each schema once per format_version in use. The quick yes/no of a valid document is
+``jsonschema_rs``'s (which checks the schema itself when it compiles it); ``jsonschema`` is
+imported and compiled only to explain an invalid one (a ``publish`` of a valid package does
+not pay for it: issue 15).
 
 Errors become one line each, ``field <path>: <what>`` (the wording of the package-spec's own
 validator), with a rule code per JSON Schema keyword (``schema-required``,
@@ -19,13 +22,15 @@ import functools
 import re
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
 import yaml
 
 from package_storage.packages.versions import Version
+
+if TYPE_CHECKING:
+    import jsonschema
 
 _SCHEMA_PACKAGE = "package_storage.packages.validation"
 
@@ -77,11 +82,22 @@ def _raw(name: str) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
+def resolved(name: str, format_version: str) -> dict[str, Any]:
+    """Schema ``name`` for ``format_version`` (a strict semver): our keywords resolved, the
+    shared ``$defs`` added (not to be changed: it is cached)."""
+    fv = Version.parse_strict(format_version)
+    schema = _resolve(_raw(name), fv)  # (a new tree: _raw's cached one is never changed)
+    assert isinstance(schema, dict)
+    schema["$defs"] = _resolve(_raw("common")["$defs"], fv)
+    return schema
+
+
+@functools.lru_cache(maxsize=256)
 def validator(name: str, format_version: str) -> jsonschema.protocols.Validator:
     """The compiled validator of schema ``name`` for ``format_version`` (a strict semver)."""
-    fv = Version.parse_strict(format_version)
-    schema = _resolve(copy.deepcopy(_raw(name)), fv)
-    schema["$defs"] = _resolve(copy.deepcopy(_raw("common")["$defs"]), fv)
+    import jsonschema
+
+    schema = resolved(name, format_version)
     cls = jsonschema.Draft7Validator
     cls.check_schema(schema)
     return cls(schema)
@@ -119,9 +135,7 @@ def _quote(values: Any) -> str:
 def fast_validator(name: str, format_version: str) -> Any:
     """The same schema compiled by ``jsonschema_rs`` (Rust): the quick yes/no for the common
     case, a valid document; the errors of an invalid one come from :func:`validator`."""
-    schema = validator(name, format_version).schema
-    assert isinstance(schema, dict)
-    return jsonschema_rs.Draft7Validator(schema)
+    return jsonschema_rs.Draft7Validator(resolved(name, format_version))
 
 
 def errors(name: str, format_version: str, instance: Any) -> list[tuple[str, str]]:
