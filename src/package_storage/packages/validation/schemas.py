@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 from importlib import resources
@@ -36,8 +38,65 @@ _SCHEMA_PACKAGE = "package_storage.packages.validation"
 
 
 def _load(name: str) -> Any:
-    text = resources.files(_SCHEMA_PACKAGE).joinpath(f"schemas/{name}.yml").read_text("utf-8")
+    """Schema file ``name`` as data: from its parsed copy ``schemas/NAME.json`` when that was
+    made from the YAML as it is now (its ``source_sha256``), else by parsing the YAML."""
+    folder = resources.files(_SCHEMA_PACKAGE).joinpath("schemas")
+    text = folder.joinpath(f"{name}.yml").read_text("utf-8")
+    parsed = folder.joinpath(f"{name}.json")
+    if parsed.is_file():
+        fresh, schema = from_parsed_copy(text, parsed.read_text("utf-8"))
+        if fresh:
+            return schema
+    return _parse(text)
+
+
+def from_parsed_copy(text: str, copy: str) -> tuple[bool, Any]:
+    """(True, the schema) when ``copy`` (a ``schemas/NAME.json``) was made from the YAML
+    ``text``; (False, None) when it is stale or not such a copy."""
+    try:
+        cached = json.loads(copy)
+    except ValueError:
+        return False, None
+    if not isinstance(cached, dict) or cached.get("source_sha256") != _digest(text):
+        return False, None
+    return True, cached.get("schema")
+
+
+def _parse(text: str) -> Any:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parsed_copy(name: str) -> str:
+    """The text of ``schemas/NAME.json``: the YAML schema ``name`` parsed, with the digest of
+    the YAML it was made from. Parsing YAML costs a new process (a ``publish``) more than the
+    rest of validating a small package (issue 15); JSON is read ~100x faster. A stale copy is
+    ignored (the YAML is parsed); ``tests/packages/test_validation_schemas.py`` fails on one,
+    and :func:`write_parsed_copies` rewrites them all."""
+    text = resources.files(_SCHEMA_PACKAGE).joinpath(f"schemas/{name}.yml").read_text("utf-8")
+    document = {"source_sha256": _digest(text), "schema": _parse(text)}
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_parsed_copies() -> list[str]:
+    """Rewrite every ``schemas/NAME.json`` from its YAML (after editing a schema: ``python -c
+    'from package_storage.packages.validation.schemas import write_parsed_copies as w; w()'``);
+    returns the names written. Needs the package as a folder (a source checkout)."""
+    folder = resources.files(_SCHEMA_PACKAGE).joinpath("schemas")
+    names = schema_names()
+    for name in names:
+        with resources.as_file(folder.joinpath(f"{name}.json")) as path:
+            path.write_text(parsed_copy(name), encoding="utf-8")
+    return names
+
+
+def schema_names() -> list[str]:
+    """Every schema file's name (``schemas/NAME.yml``)."""
+    folder = resources.files(_SCHEMA_PACKAGE).joinpath("schemas")
+    return sorted(p.name[: -len(".yml")] for p in folder.iterdir() if p.name.endswith(".yml"))
 
 
 def _before(fv: Version, text: Any) -> bool:
