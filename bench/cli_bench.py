@@ -3,7 +3,8 @@
 Builds a small real package (the example ``hello_nginx`` 1.0.0, ~5 KB zip) once, makes a
 template store per case, then for each of ``--runs`` rounds copies the template to a fresh store
 and times one ``publish`` process (wall from fork to exit, and its CPU time from ``wait4``).
-Also times the interpreter alone (``python -c pass``) and the imports of the publish path alone
+Also times the interpreter alone (``python -c pass``), ``import sqlalchemy`` alone (the catalog's
+library: the floor of a local publish), and the imports of the publish path alone
 (``import package_storage.cli.main, package_storage.cli.store, package_storage.store.locator``),
 and prints the biggest imports of one ``-X importtime`` publish (top-level packages by their own
 time). Cases: ``plain`` (a store without keys), ``signed`` (a signing key sealed with
@@ -197,11 +198,12 @@ def main() -> None:
             tree.run(IMPORTS)
         print(f"load before imports: {load()}")
         timing: dict[str, dict[str, list[float]]] = {
-            t.label: {"python": [], "imports": []} for t in trees
+            t.label: {"python": [], "import sqlalchemy": [], "imports": []} for t in trees
         }
         for _ in range(runs):
             for tree in trees:
                 timing[tree.label]["python"].append(tree.run("pass")[0])
+                timing[tree.label]["import sqlalchemy"].append(tree.run("import sqlalchemy")[0])
                 timing[tree.label]["imports"].append(tree.run(IMPORTS)[0])
         for tree in trees:
             for what, values in timing[tree.label].items():
