@@ -9,13 +9,15 @@
    after one change: time of ``refresh()`` and the extra memory (peak RSS over the RSS before,
    and the RSS left after) for
    a) a publish to snapshot (one distribution rebuilt), and
-   b) a publish to production (the cascade: production, staging and snapshot rebuilt).
+   b) a publish to production (the cascade: production, staging and snapshot rebuilt);
+   each publish stores the version's derived document as the service does
+   (``--publish-zips-only``: not, so the server parses the new zip during the switch).
 3. Live: ``package-storage serve --store`` pinned to CPU 0, wrk on ``/production/search``
    (CPU 1) for ``--duration`` seconds while another process publishes to snapshot and promotes
    to staging and production every ``--interval`` seconds: req/s, errors, max latency.
 
     python bench/store_switch_bench.py [--versions 10000] [--duration 20] [--interval 0.1]
-        [--store DIR (reuse)] [--json OUT]
+        [--store DIR (reuse)] [--json OUT] [--skip-live] [--rounds 5] [--publish-zips-only]
 """
 
 from __future__ import annotations
@@ -139,21 +141,44 @@ def build_store(root: Path, versions: int) -> None:
 # --- changes (shared by the in-process measure and the publisher process) -----------------------
 
 
+def _can_derive() -> bool:
+    try:
+        from package_storage.packages import derived  # noqa: F401  (not before issue 15c)
+    except ImportError:
+        return False
+    return True
+
+
+def _store_derived(folder: Path, digest: str, data: bytes) -> None:
+    from package_storage.packages.derived import dump_package
+    from package_storage.packages.doccache import DocCache
+    from package_storage.packages.manifest import read_package
+    from package_storage.packages.trees import ZipTree
+
+    derived = dump_package(read_package(ZipTree.from_bytes(data, digest), validate=False))
+    if derived is not None:
+        DocCache(folder).put(digest, derived)
+
+
 class Changer:
     """Publishes new versions to snapshot and promotes them (snapshot -> staging -> production)."""
 
-    def __init__(self, root: Path, name: str = "bench_live_changes") -> None:
+    def __init__(self, root: Path, name: str = "bench_live_changes", derive: bool = True) -> None:
         self.catalog = SQLiteCatalog(root / "catalog.db")
         self.blobs = LocalBlobStore(root / "blobs", fsync=False)
         self.name = name
         self.next = 0
         self.pipeline: list[tuple[str, str, str]] = []  # (version, digest, stage)
+        self.derive = derive and _can_derive()
+        self.derived_dir = root / "derived"
 
     def publish(self, stage: str) -> str:
         version = f"0.{self.next // 1000}.{self.next % 1000}"
         self.next += 1
         data = make_zip(TEMPLATES[0], self.name, version)
         digest = self.blobs.put(data)
+        if self.derive:  # as the service does: the derived document is stored at publish
+            _store_derived(self.derived_dir, digest, data)
         with self.catalog.transaction() as tx:
             tx.add_artifact(ArtifactRecord(digest, len(data), self.name, version))
             tx.put_entry(stage, self.name, version, digest, actor="bench")
@@ -200,6 +225,11 @@ def publisher(root: Path, interval: float, duration: float) -> None:
 # --- in-process switch ---------------------------------------------------------------------------
 
 
+def _loadavg() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
 def _rss_kib() -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -225,7 +255,7 @@ def _reset_hwm() -> bool:
         return False
 
 
-def measure_switch(root: Path, rounds: int) -> dict[str, Any]:
+def measure_switch(root: Path, rounds: int, derive: bool = True) -> dict[str, Any]:
     from package_storage.serving.store_registry import StoreRegistry
 
     catalog = SQLiteCatalog(root / "catalog.db")
@@ -261,13 +291,15 @@ def measure_switch(root: Path, rounds: int) -> dict[str, Any]:
         f" ({rss_loaded / 1024:.0f} MiB in all)",
         flush=True,
     )
+    # As ``serve`` does after loading: what was loaded stays out of the collector's passes.
+    gc.freeze()
     # A warm server: the usual bodies were requested.
     for dist in ("production", "staging", "snapshot"):
         index = registry.resolve(dist)
         assert index is not None
         index.search_body("")
         index.categories_body("")
-    changer = Changer(root, name="bench_switch")
+    changer = Changer(root, name="bench_switch", derive=derive)
     result: dict[str, Any] = {
         "versions": production.index.package_count,
         "cold_start_s": round(cold, 2),
@@ -307,6 +339,7 @@ def measure_switch(root: Path, rounds: int) -> dict[str, Any]:
             "refresh_ms_median": round(times[len(times) // 2] * 1000, 1),
             "refresh_ms_max": round(times[-1] * 1000, 1),
             "refresh_cpu_ms_median": round(sorted(cpus)[len(cpus) // 2] * 1000, 1),
+            "refresh_cpu_ms_max": round(max(cpus) * 1000, 1),
             "incremental_builds": incremental,
             "build_ms_median_per_distribution": {
                 d: round(sorted(v)[len(v) // 2], 1) for d, v in builds.items()
@@ -455,6 +488,11 @@ def main() -> None:
     parser.add_argument("--store", type=Path, help="reuse (or create) the store here")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument(
+        "--publish-zips-only",
+        action="store_true",
+        help="publish without storing the derived document (the server parses the zip)",
+    )
     parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publisher:
@@ -468,9 +506,13 @@ def main() -> None:
     try:
         if not (root / "catalog.db").exists():
             build_store(root, args.versions)
-        figures: dict[str, Any] = {"switch": measure_switch(root, args.rounds)}
+        figures: dict[str, Any] = {
+            "load_average_before": _loadavg(),
+            "switch": measure_switch(root, args.rounds, derive=not args.publish_zips_only),
+        }
         if not args.skip_live:
             figures["live"] = measure_live(root, args.duration, args.interval, args.connections)
+        figures["load_average_after"] = _loadavg()
         print(json.dumps(figures, indent=2))
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

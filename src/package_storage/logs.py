@@ -328,6 +328,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+# An ``http.response.start`` message may carry, under this key, an object with ``observe(f)``:
+# the server may send that answer again without calling the app, and tells ``f(scope, status,
+# body bytes, duration ns)`` of each time (registry/http/answers.py).
+REUSE_MESSAGE_KEY = "package_storage.reuse"
+
+
 class RequestLogMiddleware:
     """Logs ``<METHOD> <path> HTTP/<v>`` with ECS http fields after each response.
 
@@ -365,6 +371,9 @@ class RequestLogMiddleware:
             nonlocal status, written
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                reuse = message.get(REUSE_MESSAGE_KEY)
+                if reuse is not None:  # the server may send this answer again: log those too
+                    reuse.observe(self.replayed)
             elif message["type"] == "http.response.body":
                 written += len(message.get("body", b""))
             return send(message)
@@ -372,12 +381,19 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            duration = time.perf_counter_ns() - start
-            sink = _access_sink if self.fast else None
-            if sink is not None and sink[0] in _ROOT.handlers:
-                sink[0].writer.write(access_line(scope, status, written, duration, sink[1]))
-            else:
-                self._log(scope, status, written, duration)
+            self._record(scope, status, written, time.perf_counter_ns() - start)
+
+    def replayed(self, scope: Scope, status: int, written: int, duration_ns: int) -> None:
+        """Log an answer the server sent again from its rendered bytes (registry/http/answers.py)."""
+        if self.logger.isEnabledFor(logging.INFO):
+            self._record(scope, status, written, duration_ns)
+
+    def _record(self, scope: Scope, status: int, written: int, duration_ns: int) -> None:
+        sink = _access_sink if self.fast else None
+        if sink is not None and sink[0] in _ROOT.handlers:
+            sink[0].writer.write(access_line(scope, status, written, duration_ns, sink[1]))
+        else:
+            self._log(scope, status, written, duration_ns)
 
     def _log(self, scope: Scope, status: int, written: int, duration_ns: int) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

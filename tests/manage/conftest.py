@@ -6,15 +6,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from manage_helpers import MakeToken, build_store
+from manage_helpers import build_store
 from test_service import make_package, make_zip
 
 from live_manage import LiveServer, start_server
 from package_storage.manage.app import create_app
 from package_storage.store.directory import Store
+from token_fixtures import MakeToken, token_maker
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's test client warns about its httpx use
@@ -33,15 +33,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def make_token(store: Store) -> MakeToken:
     """A new token with ``scopes`` (name: ``t1``, ``t2``, ... unless given); its secret."""
-    count = 0
-
-    def make(*scopes: str, name: str | None = None, **kwargs: Any) -> str:
-        nonlocal count
-        count += 1
-        _, secret = store.service("setup").create_token(name or f"t{count}", list(scopes), **kwargs)
-        return secret
-
-    return make
+    return token_maker(store)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -10,8 +9,7 @@ from test_service import make_package
 
 from live_manage import LiveServer
 from package_storage.store.directory import Store
-
-MakeToken = Callable[..., str]
+from token_fixtures import MakeToken as MakeToken
 
 
 def build_store(root: Path, packages: Path) -> Store:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from package_storage.packages import derived, render
 from package_storage.packages.derived import LazyTree, dump_package, load_package, opened
 from package_storage.packages.manifest import propagate_deprecations, read_package, with_signature
-from package_storage.packages.model import Package, PackageTree
+from package_storage.packages.model import Documents, Package, PackageTree
 from package_storage.packages.trees import FolderTree
+from package_storage.packages.versions import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "packages"
@@ -38,7 +39,7 @@ def _same(a: Package, b: Package) -> None:
     assert render.dumps(a.document) == render.dumps(b.document)
     assert render.dumps(a.search_entry) == render.dumps(b.search_entry)
     for field in dataclasses.fields(Package):
-        if field.name in ("document", "search_entry", "tree", "version"):
+        if field.name in ("documents", "tree", "version"):
             continue
         assert getattr(a, field.name) == getattr(b, field.name), field.name
     assert str(a.version) == str(b.version)
@@ -67,9 +68,46 @@ def test_values_shared_by_both_documents_stay_one_object() -> None:
     assert data is not None
     back = load_package(data, pkg.tree)
     assert back is not None
-    assert back.search_entry["name"] is back.document["name"]
+    document, entry = back.documents.pair()  # one decoding: values are shared inside it
+    assert entry["name"] is document["name"]
     shared = [k for k in pkg.search_entry if pkg.document.get(k) is pkg.search_entry[k]]
-    assert shared and all(back.document[k] is back.search_entry[k] for k in shared)
+    assert shared and all(document[k] is entry[k] for k in shared)
+
+
+def test_a_loaded_package_holds_its_bytes_and_edits_them_without_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pkg = read_package(FolderTree(EXAMPLES / "hello_nginx" / "1.1.0"), validate=False)
+    data = dump_package(pkg)
+    assert data is not None
+    back = load_package(data, pkg.tree)
+    assert back is not None
+    assert back.documents.is_encoded and back.documents.encoded_size == len(data)
+    assert back.document is not back.document  # decoded anew each time, never kept
+    assert dump_package(back) == data  # dumped again from one decoding: the same bytes
+    decoded: list[bytes] = []
+    real = derived.decode_documents
+
+    def counting(raw: bytes) -> tuple[dict[str, object], dict[str, object]]:
+        decoded.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(derived, "decode_documents", counting)
+    again = load_package(data, pkg.tree)
+    assert again is not None
+    notice = {"description": "use another", "since": "1.0.0"}
+
+    def newer_deprecated(p: Package) -> Package:
+        return dataclasses.replace(p, deprecated=notice, version=Version.parse_strict("9.0.0"))
+
+    signed, _ = propagate_deprecations([with_signature(again), newer_deprecated(again)])
+    assert decoded == []  # signature and notice recorded, not applied yet
+    assert signed.documents.is_encoded
+    assert signed.document["signature_path"] == f"{pkg.document['download']}.sig"
+    assert signed.search_entry["deprecated"] == notice
+    expected, _ = propagate_deprecations([with_signature(pkg), newer_deprecated(pkg)])
+    assert render.dumps(signed.document) == render.dumps(expected.document)
+    assert render.dumps(signed.search_entry) == render.dumps(expected.search_entry)
 
 
 def test_another_format_is_ignored() -> None:
@@ -85,7 +123,12 @@ def test_a_document_json_cannot_render_the_same_is_not_derived() -> None:
     """YAML maps may have non-string keys (rendered with ``str``: ``True``); JSON would turn
     them into ``true``: such a package is not derived (read from its files each time)."""
     pkg = read_package(FolderTree(EXAMPLES / "hello_nginx" / "1.1.0"), validate=False)
-    odd = dataclasses.replace(pkg, document={**pkg.document, "vars": [{"default": {True: 1}}]})
+    odd = dataclasses.replace(
+        pkg,
+        documents=Documents.parsed(
+            {**pkg.document, "vars": [{"default": {True: 1}}]}, pkg.search_entry
+        ),
+    )
     assert dump_package(odd) is None
 
 
@@ -102,7 +145,9 @@ def test_a_document_json_cannot_render_the_same_is_not_derived() -> None:
 )
 def test_any_json_value_in_a_document_renders_the_same_or_is_refused(value: object) -> None:
     pkg = read_package(FolderTree(EXAMPLES / "hello_nginx" / "1.1.0"), validate=False)
-    odd = dataclasses.replace(pkg, document={**pkg.document, "extra": value})
+    odd = dataclasses.replace(
+        pkg, documents=Documents.parsed({**pkg.document, "extra": value}, pkg.search_entry)
+    )
     data = dump_package(odd)
     if data is None:
         return

@@ -161,6 +161,27 @@ def test_document_body_cached(index: RegistryIndex) -> None:
     assert b"\\u2028" in body  # rendered by render.dumps, not json.dumps
 
 
+def test_document_bodies_are_shared_through_one_cache_and_kept_by_updated() -> None:
+    sources = sample_sources()
+    shared = BodyCache(16, 1 << 20)
+    first = RegistryIndex(sources, documents=shared)
+    other = RegistryIndex(sources[1:], documents=shared)
+    pkg = sources[1][0]
+    body = first.document_body(pkg)
+    assert other.document_body(pkg) is body  # keyed by package: rendered once
+    ordered = sorted(sources[1], key=lambda p: p.name)  # updated() wants sources by name
+    old = RegistryIndex([ordered])
+    kept = next(p for p in ordered if p.name == "input")
+    kept_body = old.document_body(kept)
+    (newer,) = pkgs({"name": "traces", "version": "1.0.1"})
+    new = RegistryIndex.updated(
+        old, [[newer if p.name == "traces" else p for p in ordered]], {"traces"}
+    )
+    assert new.document_body(kept) is kept_body
+    assert new.document_body(newer) == render.dumps(newer.document)
+    assert new.lookup("traces", "1.0.0") is None
+
+
 def test_index_is_independent_of_later_changes_to_the_input() -> None:
     sources = sample_sources()
     index = RegistryIndex(sources)

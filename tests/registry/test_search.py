@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from package_storage.errors import PackageError, QueryError
-from package_storage.packages.model import Package, PolicyTemplateRef, TreeEntry
+from package_storage.packages.model import Documents, Package, PolicyTemplateRef, TreeEntry
 from package_storage.packages.versions import Constraint, Version
 from package_storage.registry import search
 
@@ -86,8 +86,7 @@ def make_pkg(d: dict[str, Any]) -> Package:
         spec_version=Version.parse_strict(spec) if spec is not None else None,
         discovery_fields=tuple(d["fields"]) if "fields" in d else None,
         discovery_datasets=tuple(d["datasets"]) if "datasets" in d else None,
-        document=dict(entry, format_version=spec),
-        search_entry=entry,
+        documents=Documents.parsed(dict(entry, format_version=spec), entry),
         tree=DummyTree(),
     )
 

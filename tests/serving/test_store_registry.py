@@ -7,6 +7,7 @@ example packages go into the blob store, entries and revisions into the catalog.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import threading
@@ -685,16 +686,22 @@ def test_an_unreadable_derived_document_is_derived_again(store: Store, tmp_path:
     assert again.current["production"].parsed == 0
 
 
+@pytest.mark.parametrize("derived", [False, True], ids=["parsed", "derived"])
 @pytest.mark.parametrize("seed", range(3))
 def test_an_incremental_switch_serves_what_a_full_build_serves(
-    store: Store, tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+    store: Store, tmp_path: Path, seed: int, derived: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Random publishes, overwrites, removals, yanks and promotions (with deprecation notices
-    and prerelease versions): after each refresh, every answer of the incrementally switched
-    registry equals a registry built from scratch."""
+    """Random publishes (some signed), overwrites, removals, yanks and promotions (with
+    deprecation notices and prerelease versions): after each refresh, every answer of the
+    incrementally switched registry equals a registry built from scratch (``derived``: the
+    switched one holds its documents as derived-document bytes, the fresh one as parsed from
+    the zips)."""
     import random
 
+    from package_storage.packages.doccache import DocCache
     from package_storage.registry import index as index_module
+
+    docs = DocCache(tmp_path / "derived") if derived else None
 
     # Every /search body keeps its layout, so switches patch them (not only bodies of 64+).
     monkeypatch.setattr(index_module, "LAYOUT_MIN_ENTRIES", 1 if seed % 2 == 0 else 64)
@@ -708,7 +715,10 @@ def test_an_incremental_switch_serves_what_a_full_build_serves(
             "production", name, version, made_zip(tmp_path, template, name, version)
         )
         live[("production", name, version)] = digest
-    registry = StoreRegistry(store.catalog, store.blobs)
+    registry = StoreRegistry(store.catalog, store.blobs, derived=docs)
+    if derived:  # a second start: every document comes from its derived bytes
+        registry = StoreRegistry(store.catalog, store.blobs, derived=docs)
+        assert all(b.parsed == 0 for b in registry.current.values())
     incremental = 0
     for step in range(24):
         action = rng.choice(["publish", "publish", "overwrite", "remove", "yank", "promote"])
@@ -725,7 +735,12 @@ def test_an_incremental_switch_serves_what_a_full_build_serves(
                     else f"title: Title {step}\n"
                 )
             data = made_zip(tmp_path, TEMPLATES[n % 3], name, version, extra=extra)
-            live[(stage, name, version)] = store.publish(stage, name, version, data)
+            # Signed or not by content: the same artifact always has the same signature.
+            digest = hashlib.sha256(data).digest()
+            signature = b"sig " + digest if digest[0] % 3 == 0 else None
+            live[(stage, name, version)] = store.publish(
+                stage, name, version, data, signature=signature
+            )
         else:
             candidates = sorted(k for k in live if action != "promote" or k[0] != "production")
             if not candidates:
@@ -758,6 +773,29 @@ def test_an_incremental_switch_serves_what_a_full_build_serves(
             )
         incremental += sum(b.incremental for b in registry.current.values())
     assert incremental > 0
+    if derived:
+        held = [p for d in stages for p in registry.resolve(d).packages()]  # type: ignore[union-attr]
+        assert any(p.documents.is_encoded for p in held)
+
+
+def test_distributions_share_the_state_of_a_stage_they_serve_alike(
+    store: Store, tmp_path: Path
+) -> None:
+    """Production's entries, served by production, staging and snapshot, are held once."""
+    for version in ("1.0.0", "1.1.0"):
+        store.publish(
+            "production", "hello_nginx", version, example_zip(tmp_path, "hello_nginx", "1.1.0")
+        )
+    store.publish("staging", "acme_input", "1.0.0", example_zip(tmp_path, "acme_input", "1.0.0"))
+    registry = StoreRegistry(store.catalog, store.blobs)
+    current = registry.current
+    shared = current["production"].stages["production"]
+    assert current["staging"].stages["production"] is shared
+    assert current["snapshot"].stages["production"] is shared
+    assert current["snapshot"].stages["staging"] is current["staging"].stages["staging"]
+    fresh = StoreRegistry(store.catalog, store.blobs)
+    for distribution in ("production", "staging", "snapshot"):
+        assert answers(registry, distribution) == answers(fresh, distribution)
 
 
 def test_files_of_a_store_carry_strong_etags_and_answer_304(store: Store, tmp_path: Path) -> None:

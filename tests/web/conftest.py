@@ -6,13 +6,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from web_helpers import MakeToken, build_store
+from web_helpers import build_store
 
 from package_storage.store.directory import Store
 from package_storage.web.app import create_ui
+from token_fixtures import MakeToken, token_maker
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Starlette's test client warns about its httpx use
@@ -31,15 +31,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture
 def make_token(store: Store) -> MakeToken:
     """A new token with ``scopes`` (name: ``t1``, ``t2``, ... unless given); its secret."""
-    count = 0
-
-    def make(*scopes: str, name: str | None = None, **kwargs: Any) -> str:
-        nonlocal count
-        count += 1
-        _, secret = store.service("setup").create_token(name or f"t{count}", list(scopes), **kwargs)
-        return secret
-
-    return make
+    return token_maker(store)
 
 
 @pytest.fixture

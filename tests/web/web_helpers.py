@@ -4,15 +4,13 @@ and the screenshot script)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from test_service import make_package
 
 from package_storage.store.directory import Store
-
-MakeToken = Callable[..., str]
+from token_fixtures import MakeToken as MakeToken
 
 HOSTILE_TITLE = '<script>alert("title")</script><img src=x onerror=alert(2)>'
 HOSTILE_README = (

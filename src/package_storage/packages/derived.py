@@ -19,16 +19,20 @@ simply read from its files each time.
 
 from __future__ import annotations
 
+import functools
 import json
+import sys
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, TypeVar
 
 import orjson  # about twice as fast as the json module's decoder on these documents
 
 from package_storage.errors import PackageError
 from package_storage.packages import render
 from package_storage.packages.model import (
+    DocumentPair,
+    Documents,
     JSONObject,
     Package,
     PackageTree,
@@ -38,14 +42,14 @@ from package_storage.packages.model import (
 )
 from package_storage.packages.versions import Constraint, Version
 
-__all__ = ["FORMAT", "LazyTree", "dump_package", "load_package", "opened"]
+__all__ = ["FORMAT", "LazyTree", "decode_documents", "dump_package", "load_package", "opened"]
 
 FORMAT = 1
 """Version of the derived-document format and of the reading rules behind it."""
 
 
 def _encode(pkg: Package) -> JSONObject:
-    document, entry = pkg.document, pkg.search_entry
+    document, entry = pkg.documents.pair()  # one decoding: shared values stay shared
     shared_deprecated = pkg.deprecated is not None and pkg.deprecated is document.get("deprecated")
     return {
         "format": FORMAT,
@@ -80,10 +84,6 @@ def _opt_list(value: Sequence[str] | None) -> list[str] | None:
     return None if value is None else list(value)
 
 
-def _opt_tuple(value: Any) -> tuple[str, ...] | None:
-    return None if value is None else tuple(value)
-
-
 def dump_package(pkg: Package) -> bytes | None:
     """``pkg`` (without its tree) as derived-document bytes; None when the JSON form would not
     render the same documents (then the package is not derived, only read)."""
@@ -111,15 +111,15 @@ def dump_package(pkg: Package) -> bytes | None:
 
 def load_package(data: bytes, tree: PackageTree) -> Package | None:
     """The package of derived-document ``data`` with ``tree`` as its files; None when ``data``
-    is of another format. Raises ValueError (or PackageError) when ``data`` is malformed."""
+    is of another format. Raises ValueError (or PackageError) when ``data`` is malformed.
+
+    The package keeps ``data`` itself as its documents (:meth:`Documents.encoded`): both are
+    decoded from it each time they are asked for, and only the filter attributes are held as
+    objects (equal small values shared between packages)."""
     raw = _loads(data)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         return None
-    document = raw["document"]
-    own = raw["search_own"]
-    if not isinstance(document, dict) or not isinstance(own, dict):
-        raise ValueError("derived document without its documents")
-    entry = {k: own[k] if k in own else document[k] for k in raw["search_keys"]}
+    document, _ = _pair_of(raw)  # malformed documents fail here, not when first served
     deprecated = raw["deprecated"]
     if deprecated == "document":
         deprecated = document["deprecated"]
@@ -127,25 +127,56 @@ def load_package(data: bytes, tree: PackageTree) -> Package | None:
     agent = raw["agent_version"]
     spec = raw["spec_version"]
     return Package(
-        name=raw["name"],
+        name=sys.intern(raw["name"]),
         version=Version.parse_strict(raw["version"]),
-        release=raw["release"],
-        type=raw["type"],
-        categories=tuple(raw["categories"]),
-        policy_templates=tuple(
-            PolicyTemplateRef(name, tuple(cats)) for name, cats in raw["policy_templates"]
+        release=sys.intern(raw["release"]),
+        type=sys.intern(raw["type"]),
+        categories=_shared(tuple(raw["categories"])),
+        policy_templates=_shared(
+            tuple(PolicyTemplateRef(name, tuple(cats)) for name, cats in raw["policy_templates"])
         ),
         kibana_version=None if kibana is None else Constraint.parse(kibana),
         agent_version=None if agent is None else Constraint.parse(agent),
-        capabilities=_opt_tuple(raw["capabilities"]),
+        capabilities=_shared_opt(raw["capabilities"]),
         spec_version=None if spec is None else Version.parse_strict(spec),
-        discovery_fields=_opt_tuple(raw["discovery_fields"]),
-        discovery_datasets=_opt_tuple(raw["discovery_datasets"]),
-        document=document,
-        search_entry=entry,
+        discovery_fields=_shared_opt(raw["discovery_fields"]),
+        discovery_datasets=_shared_opt(raw["discovery_datasets"]),
+        documents=Documents.encoded(data, decode_documents),
         tree=tree,
         deprecated=deprecated,
     )
+
+
+def decode_documents(data: bytes) -> DocumentPair:
+    """(document, search entry) of derived-document ``data`` (fresh dicts on every call)."""
+    return _pair_of(_loads(data))
+
+
+def _pair_of(raw: Any) -> DocumentPair:
+    document = raw["document"]
+    own = raw["search_own"]
+    if not isinstance(document, dict) or not isinstance(own, dict):
+        raise ValueError("derived document without its documents")
+    entry = {k: own[k] if k in own else document[k] for k in raw["search_keys"]}
+    return document, entry
+
+
+_T = TypeVar("_T", bound=Hashable)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared(value: _T) -> _T:
+    """One object for equal small values (categories, templates) of many packages."""
+    return value
+
+
+def _shared_opt(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if value is None else _shared(tuple(value))
+
+
+_OPEN_LOCKS = tuple(threading.Lock() for _ in range(64))
+"""Striped locks for :meth:`LazyTree.resolve` (opening is rare; a lock per tree would cost
+~90 bytes for each of a store's thousands of versions)."""
 
 
 class LazyTree:
@@ -155,14 +186,13 @@ class LazyTree:
     (a zip's bounded entry reader, a folder's root) calls :func:`opened`.
     """
 
-    __slots__ = ("_kind", "_location", "_lock", "_open", "_tree")
+    __slots__ = ("_kind", "_location", "_open", "_tree")
 
     def __init__(self, kind: SourceKind, location: str, open: Callable[[], PackageTree]) -> None:
         self._kind = kind
         self._location = location
         self._open = open
         self._tree: PackageTree | None = None
-        self._lock = threading.Lock()
 
     @property
     def kind(self) -> SourceKind:
@@ -180,7 +210,7 @@ class LazyTree:
         """The real tree (opened now when not yet)."""
         tree = self._tree
         if tree is None:
-            with self._lock:
+            with _OPEN_LOCKS[id(self) % len(_OPEN_LOCKS)]:
                 tree = self._tree
                 if tree is None:
                     tree = self._tree = self._open()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import logging
 import math
 import posixpath
@@ -26,6 +27,8 @@ from package_storage.errors import NotFoundError, PackageError, ValidationError,
 from package_storage.packages import categories as categories_mod
 from package_storage.packages import validation
 from package_storage.packages.model import (
+    DocumentPair,
+    Documents,
     JSONObject,
     Package,
     PackageTree,
@@ -133,14 +136,26 @@ def read_package(
 
 
 def with_signature(pkg: Package) -> Package:
-    """``pkg`` with ``signature_path`` set in both documents (no-op when already there)."""
-    if "signature_path" in pkg.document and "signature_path" in pkg.search_entry:
-        return pkg
-    value = f"{pkg.document['download']}.sig"
-    return dataclasses.replace(
-        pkg,
-        document=_with_key(pkg.document, "signature_path", value, FULL_KEY_ORDER),
-        search_entry=_with_key(pkg.search_entry, "signature_path", value, SEARCH_KEY_ORDER),
+    """``pkg`` with ``signature_path`` set in both documents (no-op when already there).
+    Documents held encoded are not decoded: the change is recorded with them."""
+    docs = pkg.documents
+    if not docs.is_encoded:
+        document, entry = docs.pair()
+        if "signature_path" in document and "signature_path" in entry:
+            return pkg
+    return dataclasses.replace(pkg, documents=docs.edited(_add_signature))
+
+
+def _add_signature(document: JSONObject, entry: JSONObject) -> DocumentPair:
+    if "signature_path" in document and "signature_path" in entry:
+        return document, entry
+    return _add_key("signature_path", f"{document['download']}.sig", document, entry)
+
+
+def _add_key(key: str, value: Any, document: JSONObject, entry: JSONObject) -> DocumentPair:
+    return (
+        _with_key(document, key, value, FULL_KEY_ORDER),
+        _with_key(entry, key, value, SEARCH_KEY_ORDER),
     )
 
 
@@ -170,8 +185,7 @@ def propagate_deprecations(packages: Sequence[Package]) -> list[Package]:
             dataclasses.replace(
                 pkg,
                 deprecated=notice,
-                document=_with_key(pkg.document, "deprecated", notice, FULL_KEY_ORDER),
-                search_entry=_with_key(pkg.search_entry, "deprecated", notice, SEARCH_KEY_ORDER),
+                documents=pkg.documents.edited(functools.partial(_add_key, "deprecated", notice)),
             )
         )
     return out
@@ -515,8 +529,7 @@ class _Reader:
             spec_version=spec_version,
             discovery_fields=discovery_fields,
             discovery_datasets=discovery_datasets,
-            document=document,
-            search_entry=search_entry,
+            documents=Documents.parsed(document, search_entry),
             tree=tree,
             deprecated=deprecated,
         )

@@ -210,7 +210,10 @@ class RegistryIndex:
 
     ``files`` says where artifacts and signatures are stored (default :data:`DISK_FILES`).
     ``previous``: the index this one replaces; the search fragments of the packages both hold
-    are reused (nothing else is shared, and ``previous`` is not kept).
+    are reused (nothing else is shared, and ``previous`` is not kept). ``documents``: the
+    package-document body cache, when shared with other indexes (bodies are keyed by the
+    package object, so indexes holding the same packages may share one: a store's
+    distributions and revisions do); default: one of the index's own.
     """
 
     def __init__(
@@ -224,6 +227,7 @@ class RegistryIndex:
         files: PackageFiles | None = None,
         previous: RegistryIndex | None = None,
         unlisted: Collection[Package] = (),
+        documents: BodyCache | None = None,
     ) -> None:
         self._sources: tuple[tuple[Package, ...], ...] = tuple(tuple(s) for s in sources)
         # ``unlisted`` (a store's yanked versions): served by exact version and downloadable,
@@ -261,7 +265,11 @@ class RegistryIndex:
                         self._fragments[pkg] = fragment
         self._files: PackageFiles = files if files is not None else DISK_FILES
         self._bodies = BodyCache(cache_entries, cache_bytes)
-        self._documents = BodyCache(document_cache_entries, document_cache_bytes)
+        self._documents = (
+            documents
+            if documents is not None
+            else BodyCache(document_cache_entries, document_cache_bytes)
+        )
         # Set by updated(): the names that differ from the index this one was made from, so
         # warm_from() can patch that index's bodies instead of rendering them again.
         self._changed: frozenset[str] | None = None
@@ -284,8 +292,9 @@ class RegistryIndex:
         ``sources`` must be ``previous.sources`` with the packages of the ``changed`` names
         replaced (every other package the same object, in the same place), each source
         sorted by name (a store's revision is sorted by name and version), and ``unlisted``
-        the complete set of hidden packages. Caches start empty, search fragments of the
-        unchanged packages are shared (see :meth:`warm_from`).
+        the complete set of hidden packages. The body cache starts empty; the search
+        fragments of the unchanged packages and the document body cache are shared with
+        ``previous`` (see :meth:`warm_from`).
         """
         self = cls.__new__(cls)
         self._sources = tuple(tuple(src) for src in sources)
@@ -327,9 +336,10 @@ class RegistryIndex:
         self._by_name = tuple(by_name)
         self._fragments = fragments
         self._files = files if files is not None else DISK_FILES
-        old_bodies, old_documents = previous._bodies, previous._documents
+        old_bodies = previous._bodies
         self._bodies = BodyCache(old_bodies.max_entries, old_bodies.max_bytes)
-        self._documents = BodyCache(old_documents.max_entries, old_documents.max_bytes)
+        # Document bodies are keyed by package: the unchanged ones stay rendered.
+        self._documents = previous._documents
         self._changed = frozenset(changed)
         self._base = weakref.ref(previous)
         return self

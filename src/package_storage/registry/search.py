@@ -315,11 +315,21 @@ class Hit:
 
     ``entry`` is the package's own ``search_entry`` unless the category filter reduced its
     policy templates (``reduced``), in which case it is a new dict (the package is untouched).
+    The package's own entry is only looked up when asked for (it may be decoded from bytes:
+    the index renders unreduced hits from its cached fragments instead).
     """
 
     package: Package
-    entry: JSONObject
-    reduced: bool = False
+    reduced_entry: JSONObject | None = None
+
+    @property
+    def entry(self) -> JSONObject:
+        reduced = self.reduced_entry
+        return self.package.search_entry if reduced is None else reduced
+
+    @property
+    def reduced(self) -> bool:
+        return self.reduced_entry is not None
 
 
 def has_category(categories: Iterable[str], category: str) -> bool:
@@ -447,13 +457,13 @@ def _reduce_templates(pkg: Package, category: str) -> JSONObject:
 
 def _category_filter(packages: Sequence[Package], category: str) -> list[Hit]:
     if not category:
-        return [Hit(p, p.search_entry) for p in packages]
+        return [Hit(p) for p in packages]
     hits: list[Hit] = []
     for pkg in packages:
         if has_category(pkg.categories, category):
-            hits.append(Hit(pkg, pkg.search_entry))
+            hits.append(Hit(pkg))
         elif any(has_category(t.categories, category) for t in pkg.policy_templates):
-            hits.append(Hit(pkg, _reduce_templates(pkg, category), reduced=True))
+            hits.append(Hit(pkg, _reduce_templates(pkg, category)))
     return hits
 
 

@@ -22,7 +22,12 @@ deprecation notices propagated per source.
 Packages come from their *derived documents* (``packages/derived.py``; ``derived=``, a
 :class:`~package_storage.packages.doccache.DocCache`, the store's ``DIR/derived``), written
 when the version was published or imported: reading a store opens no zip (the package's tree
-is a :class:`~package_storage.packages.derived.LazyTree`, opened on the first file asked for).
+is a :class:`~package_storage.packages.derived.LazyTree`, opened on the first file asked for),
+and each package keeps its derived document's bytes as its documents, decoded only to render
+an answer (a document body is then cached per package, in one cache every index built here
+shares, so a switch does not render the unchanged ones again). Distributions that serve a
+stage alike (production's entries in production, staging and snapshot) share that stage's
+state, built once.
 An artifact without one (stored by an older version, or by a bypass of the service) is read
 from its zip once (``read_package(ZipTree, validate=False)``: it was validated at publish) and
 its derived document stored. The catalog records of the artifacts to read are fetched in one
@@ -79,10 +84,18 @@ from package_storage.errors import NotFoundError, PackageStorageError
 from package_storage.packages.derived import LazyTree, dump_package, load_package
 from package_storage.packages.doccache import DocCache
 from package_storage.packages.manifest import propagate_deprecations, read_package, with_signature
-from package_storage.packages.model import Package
+from package_storage.packages.model import DocumentPair, JSONObject, Package
 from package_storage.packages.trees import ZipTree
 from package_storage.registry.http.app import ROUTE_HEADS
-from package_storage.registry.index import FetchFile, RedirectFile, RegistryIndex, StoredFile
+from package_storage.registry.index import (
+    DEFAULT_DOCUMENT_CACHE_BYTES,
+    DEFAULT_DOCUMENT_CACHE_ENTRIES,
+    BodyCache,
+    FetchFile,
+    RedirectFile,
+    RegistryIndex,
+    StoredFile,
+)
 from package_storage.store.storage.base import (
     ArtifactRecord,
     BlobStore,
@@ -218,7 +231,11 @@ SwapListener = Callable[[str, BuiltRevision], None]
 def with_yanked(pkg: Package) -> Package:
     """``pkg`` whose package document says ``"yanked": true`` (a new object: parsed packages
     are shared between revisions, and the version may be unyanked later)."""
-    return dataclasses.replace(pkg, document={**pkg.document, "yanked": True})
+    return dataclasses.replace(pkg, documents=pkg.documents.edited(_mark_yanked))
+
+
+def _mark_yanked(document: JSONObject, entry: JSONObject) -> DocumentPair:
+    return {**document, "yanked": True}, entry
 
 
 def _served(items: Sequence[tuple[LoadedArtifact, bool]]) -> list[Package]:
@@ -229,6 +246,45 @@ def _served(items: Sequence[tuple[LoadedArtifact, bool]]) -> list[Package]:
         with_yanked(pkg) if is_yanked else pkg
         for (_, is_yanked), pkg in zip(items, packages, strict=True)
     ]
+
+
+class _TreeOpener:
+    """Opens the zip tree of artifact ``digest`` for a :class:`LazyTree` (one small object per
+    served version, where a ``functools.partial`` of the bound method takes four)."""
+
+    __slots__ = ("digest", "location", "registry")
+
+    def __init__(self, registry: StoreRegistry, digest: str, location: str) -> None:
+        self.registry = registry
+        self.digest = digest
+        self.location = location
+
+    def __call__(self) -> ZipTree:
+        return self.registry._open_tree(self.digest, self.location)
+
+
+def _key_of(entry: RevisionEntry, item: LoadedArtifact) -> tuple[str, str]:
+    """(name, version) of ``entry`` made of the package's own strings when they are equal:
+    the catalog's rows give fresh strings per revision, which a store of 12,000 versions
+    served in three distributions would otherwise hold three times (~9 MB)."""
+    pkg = item.package
+    name = pkg.name if pkg.name == entry.name else entry.name
+    version = pkg.version.original
+    return (name, version if version == entry.version else entry.version)
+
+
+def _same_state(
+    state: StageState, items: Sequence[tuple[tuple[str, str], LoadedArtifact, bool]]
+) -> bool:
+    """True when ``state`` holds exactly ``items`` (keys, parsed artifacts and yanked flags)."""
+    if len(state.keys) != len(items):
+        return False
+    for (key, item, is_yanked), old_key, (old_item, old_yanked) in zip(
+        items, state.keys, state.items, strict=True
+    ):
+        if item is not old_item or is_yanked != old_yanked or key != old_key:
+            return False
+    return True
 
 
 def _name_slice(keys: Sequence[tuple[str, str]], name: str) -> tuple[int, int]:
@@ -298,6 +354,9 @@ class StoreRegistry:
         # distribution (200 and ``[]``), not as an unknown one (404); re-read at each poll.
         self._stage_names: frozenset[str] = frozenset()
         self._empty = RegistryIndex([])
+        # Package-document bodies of every index built here (keyed by package: the
+        # distributions and revisions share most packages, a switch keeps them rendered).
+        self._documents = BodyCache(DEFAULT_DOCUMENT_CACHE_ENTRIES, DEFAULT_DOCUMENT_CACHE_BYTES)
         newest = self.catalog.events(EventFilter(newest_first=True, limit=1))
         self._event_cursor = newest[0].id if newest else 0
         # One refresh at a time (the poll thread and direct callers). Tag/revision builds and
@@ -634,9 +693,7 @@ class StoreRegistry:
         if docs is not None:
             data = docs.get(digest)
             if data is not None:
-                tree = LazyTree(
-                    "zip", location, functools.partial(self._open_tree, digest, location)
-                )
+                tree = LazyTree("zip", location, _TreeOpener(self, digest, location))
                 try:
                     pkg = load_package(data, tree)
                 except (ValueError, KeyError, TypeError, PackageStorageError) as exc:
@@ -674,8 +731,8 @@ class StoreRegistry:
             found = self._cached(digest, tables)
             if found is None:
                 wanted[digest] = None
-            else:
-                loaded[digest] = found
+            else:  # keyed by the parsed artifact's own string: one copy for all revisions
+                loaded[found.artifact] = found
         parsed = 0
         if wanted:
             records = self._records(list(wanted))
@@ -710,32 +767,43 @@ class StoreRegistry:
             s: [] for s in revision.stages
         }
         for entry in entries:
-            by_stage.setdefault(entry.stage, []).append(
-                ((entry.name, entry.version), loaded[entry.artifact], entry.yanked)
-            )
+            item = loaded[entry.artifact]
+            by_stage.setdefault(entry.stage, []).append((_key_of(entry, item), item, entry.yanked))
         states: dict[str, StageState] = {}
         owners: dict[Package, LoadedArtifact] = {}
         yanked: set[Package] = set()
+        # A stage every distribution that sees it serves alike (production's entries in
+        # production, staging and snapshot): the state another built revision holds for the
+        # same entries is taken over (memory and work once, not once per distribution).
+        known = [b.stages for b in (previous, *self._current.values()) if b is not None]
         for stage, items in by_stage.items():
-            packages = _served([(item, is_yanked) for _, item, is_yanked in items])
-            for (_, item, is_yanked), pkg in zip(items, packages, strict=True):
+            state = next(
+                (st for st in (k.get(stage) for k in known) if st and _same_state(st, items)),
+                None,
+            )
+            if state is None:
+                packages = _served([(item, is_yanked) for _, item, is_yanked in items])
+                state = StageState(
+                    keys=tuple(k for k, _, _ in items),
+                    items=tuple((item, is_yanked) for _, item, is_yanked in items),
+                    packages=tuple(packages),
+                )
+            for (item, is_yanked), pkg in zip(state.items, state.packages, strict=True):
                 owners[pkg] = item
                 if is_yanked:
                     yanked.add(pkg)
-            states[stage] = StageState(
-                keys=tuple(k for k, _, _ in items),
-                items=tuple((item, is_yanked) for _, item, is_yanked in items),
-                packages=tuple(packages),
-            )
+            states[stage] = state
         index = RegistryIndex(
             [states[s].packages for s in by_stage],
             files=StoreFiles(self.blobs, owners, self.artifact_url),
             previous=previous.index if previous is not None else None,
             unlisted=yanked,
+            documents=self._documents,
         )
         refs: dict[str, int] = {}
         for entry in entries:
-            refs[entry.artifact] = refs.get(entry.artifact, 0) + 1
+            digest = loaded[entry.artifact].artifact
+            refs[digest] = refs.get(digest, 0) + 1
         return BuiltRevision(
             revision=revision,
             index=index,
@@ -819,11 +887,11 @@ class StoreRegistry:
                 stage_keys, stage_items = editable(entry.stage)
                 i = bisect.bisect_left(stage_keys, key)
                 item = fresh_loaded[entry.artifact]
-                stage_keys.insert(i, key)
+                stage_keys.insert(i, _key_of(entry, item))
                 stage_items.insert(i, (item, entry.yanked))
                 touched.setdefault(entry.stage, set()).add(name)
-                refs[entry.artifact] = refs.get(entry.artifact, 0) + 1
-                loaded[entry.artifact] = item
+                refs[item.artifact] = refs.get(item.artifact, 0) + 1
+                loaded[item.artifact] = item
         owners = dict(previous.owners)
         yanked = set(previous.yanked)
         states = dict(previous.stages)

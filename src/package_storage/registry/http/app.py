@@ -51,6 +51,7 @@ from package_storage.packages.trees import ZipTree
 from package_storage.packages.versions import Version
 from package_storage.registry.bodies import Body
 from package_storage.registry.http import errors as texts
+from package_storage.registry.http.answers import REUSE_EXTENSION, REUSE_MESSAGE_KEY, Reuse
 from package_storage.registry.http.entries import (
     DEFAULT_EXTRACT_CACHE_BYTES,
     DEFAULT_EXTRACT_FILE_BYTES,
@@ -355,8 +356,18 @@ def _length(n: int) -> tuple[bytes, bytes]:
     return (b"content-length", str(n).encode())
 
 
-async def _send(send: Send, status: int, headers: Headers, body: bytes, head: bool) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _send(
+    send: Send,
+    status: int,
+    headers: Headers,
+    body: bytes,
+    head: bool,
+    reuse: Callable[[], bool] | None = None,
+) -> None:
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
+    if reuse is not None:  # the server may send this answer again while reuse() holds
+        start[REUSE_MESSAGE_KEY] = Reuse(reuse)
+    await send(start)
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
@@ -373,15 +384,16 @@ async def _send_json(send: Send, request: _Request, body: bytes, cache: Headers)
         headers = [CORS, *cache, JSON_TYPE, _length(len(body))]
         await _send(send, 200, headers, body, request.head)
         return
+    reuse = request.reuse
     if_none_match, accept_encoding = request.negotiation()
     packed = body.gzipped() if accept_encoding and accepts_gzip(accept_encoding) else None
     etag = body.etag if packed is None else body.gzip_etag
     if if_none_match and etag_matches(if_none_match, etag):
-        await _send(send, 304, [CORS, *cache, (b"etag", etag), VARY], b"", True)
+        await _send(send, 304, [CORS, *cache, (b"etag", etag), VARY], b"", True, reuse)
         return
     if packed is None:
         headers = [CORS, *cache, JSON_TYPE, _length(len(body)), (b"etag", etag), VARY]
-        await _send(send, 200, headers, body, request.head)
+        await _send(send, 200, headers, body, request.head, reuse)
         return
     headers = [
         CORS,
@@ -392,7 +404,29 @@ async def _send_json(send: Send, request: _Request, body: bytes, cache: Headers)
         (b"etag", etag),
         VARY,
     ]
-    await _send(send, 200, headers, packed, request.head)
+    await _send(send, 200, headers, packed, request.head, reuse)
+
+
+def _always() -> bool:
+    return True
+
+
+class _StillServed:
+    """Whether ``registry`` still serves ``index`` for ``prefix`` (answers of an index never
+    change: a new revision is a new index)."""
+
+    __slots__ = ("index", "prefix", "registry")
+
+    def __init__(self, registry: Registry, prefix: str | None, index: RegistryIndex) -> None:
+        self.registry = registry
+        self.prefix = prefix
+        self.index = index
+
+    def __call__(self) -> bool:
+        try:
+            return self.registry.resolve(self.prefix) is self.index
+        except Exception:
+            return False
 
 
 class _LRU(Generic[V]):
@@ -483,6 +517,9 @@ class _Request:
     head: bool
     query: bytes
     scope: Scope
+    # Set when the server offered to send the answer again (answers.py) and it may: tells
+    # whether it still holds.
+    reuse: Callable[[], bool] | None = None
 
     def headers(self) -> dict[str, str]:
         """Request headers by lower-case name, first value wins (Go ``Header.Get``)."""
@@ -563,11 +600,21 @@ class ReadApp:
     async def _observed(self, scope: Scope, send: Send) -> None:
         metrics = self.options.metrics
         state = [0, 0]
+        routed: list[str | None] = [None]
+
+        def replayed(again: Scope, status: int, written: int, duration_ns: int) -> None:
+            # The server sent this answer again (answers.py): counted and logged the same way.
+            route = routed[0]
+            if route is not None:
+                self._report(again, route, status, written, duration_ns / 1e9)
 
         def counting_send(message: Message) -> Awaitable[None]:
             # A plain function handing back the server's awaitable: no coroutine of its own.
             if message["type"] == "http.response.start":
                 state[0] = message["status"]
+                reuse = message.get(REUSE_MESSAGE_KEY)
+                if reuse is not None:
+                    reuse.observe(replayed)
             else:
                 state[1] += len(message.get("body", b""))
             return send(message)
@@ -576,22 +623,25 @@ class ReadApp:
         if metrics is not None:
             metrics.in_flight.inc()
         try:
-            route = await self._handle(scope, counting_send)
+            route = routed[0] = await self._handle(scope, counting_send)
         finally:
             if metrics is not None:
                 metrics.in_flight.dec()
-        duration = perf_counter() - start
-        if route is None:
-            return
+        if route is not None:
+            self._report(scope, route, state[0], state[1], perf_counter() - start)
+
+    def _report(self, scope: Scope, route: str, status: int, written: int, duration: float) -> None:
+        """Metrics and the request logger for one answered request."""
         method = scope["method"]
+        metrics = self.options.metrics
         if metrics is not None:
             metrics.observe_request(
                 method=method,
                 path=route,
-                code=state[0],
+                code=status,
                 duration=duration,
                 request_size=_request_size(scope),
-                response_size=state[1],
+                response_size=written,
             )
         logger = self.options.request_logger
         if logger is not None and route != HEALTH:
@@ -611,8 +661,8 @@ class ReadApp:
                     method=method,
                     url=url,
                     route=route,
-                    status=state[0],
-                    body_bytes=state[1],
+                    status=status,
+                    body_bytes=written,
                     duration=duration,
                     client=(client[0], client[1]) if client else None,
                     user_agent=user_agent,
@@ -671,6 +721,8 @@ class ReadApp:
             return None
         route, params, slash_differs = match
         request = _Request(method, head, query, scope)
+        extensions = scope.get("extensions")
+        offered = extensions is not None and REUSE_EXTENSION in extensions
         if slash_differs:
             await self._strict_slash(send, request, route, prefix, routed)
             return route
@@ -682,6 +734,8 @@ class ReadApp:
             await _send(send, 200, [CORS, _length(0)], b"", head)
             return route
         if route in (INDEX, INDEX_JSON):
+            if offered:
+                request.reuse = _always
             await _send_json(send, request, self._service_body, self._index_cache)
             return route
         if route == FAVICON:
@@ -704,6 +758,8 @@ class ReadApp:
             if index is None:
                 await _send_error(send, 404, texts.PAGE_NOT_FOUND, [], head)
                 return None
+        if offered and not isinstance(index, ProxyIndex):  # a proxy's answers are not fixed
+            request.reuse = _StillServed(self.registry, prefix[1:] or None, index)
         try:
             if route == SEARCH:
                 await self._search(send, request, index, "search")

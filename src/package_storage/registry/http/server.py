@@ -26,14 +26,26 @@ import threading
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import timedelta
+from time import perf_counter_ns
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from package_storage.errors import ConfigError
 from package_storage.logs import ASGIApp, RequestLogMiddleware, flush_logs, get_logger
 from package_storage.registry.config import Settings
+from package_storage.registry.http.answers import (
+    REUSE_EXTENSION,
+    REUSE_MESSAGE_KEY,
+    Answer,
+    AnswerCache,
+    Reuse,
+)
 
 log = get_logger("server")
 
@@ -172,6 +184,8 @@ class OneWriteCycle(RequestResponseCycle):
     """
 
     _held: bytes | None = None
+    # (offer, reuse, status, head) of an answer the app allows to send again (answers.py).
+    _reusable: tuple[_Offer, Reuse, int, bytes] | None = None
 
     async def send(self, message: Any) -> None:
         real = self.transport
@@ -183,6 +197,11 @@ class OneWriteCycle(RequestResponseCycle):
             finally:
                 self.transport = real
             self._held = capture.data
+            reuse = message.get(REUSE_MESSAGE_KEY)
+            if reuse is not None and self.keep_alive:
+                offered: Any = (self.scope.get("extensions") or {}).get(REUSE_EXTENSION)
+                if isinstance(offered, _Offer):
+                    self._reusable = (offered, reuse, message["status"], capture.data)
             return
         held = self._held
         if held is None:
@@ -197,6 +216,75 @@ class OneWriteCycle(RequestResponseCycle):
             self.transport = real
             if first.head and not real.is_closing():
                 real.write(first.head)
+        reusable, self._reusable = self._reusable, None
+        if reusable is not None and self.response_complete and self.keep_alive:
+            offer, reuse, status, head = reusable
+            offer.keep(
+                status, head, self.default_headers, message.get("body", b""), reuse, self.scope
+            )
+
+
+_date_cache: tuple[object, bytes] = ((), b"")
+
+
+def _default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """Uvicorn's default header lines (``date``) as it renders them, kept while the list is the
+    same object (the server replaces it once a second)."""
+    global _date_cache
+    cached_for, lines = _date_cache
+    if cached_for is not headers:
+        lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
+        _date_cache = (headers, lines)
+    return lines
+
+
+# Request headers that make an answer depend on more than the key (a body; ranges and date
+# conditions of files): such requests always go to the app.
+_NOT_REPLAYED = frozenset(
+    (
+        b"content-length",
+        b"transfer-encoding",
+        b"range",
+        b"if-range",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-match",
+    )
+)
+
+
+class _Offer:
+    """The server's offer to keep one request's answer (put in ``scope["extensions"]``)."""
+
+    __slots__ = ("cache", "key")
+
+    def __init__(self, cache: AnswerCache, key: tuple[bytes, bytes, bytes | None, bytes | None]):
+        self.cache = cache
+        self.key = key
+
+    def keep(
+        self,
+        status: int,
+        head: bytes,
+        default_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        reuse: Reuse,
+        scope: Any,
+    ) -> None:
+        """Keep a sent answer: its head without the status and default lines, and its body."""
+        status_line = STATUS_LINE[status]
+        lead = status_line + _default_lines(default_headers)
+        if not head.startswith(lead) or (self.key[0] == b"HEAD" and body):
+            return
+        answer = Answer(
+            status=status,
+            status_line=status_line,
+            tail=head[len(lead) :],
+            body=body,
+            reuse=reuse,
+            scope=scope,
+        )
+        self.cache.put(self.key, answer)
 
 
 class _Resumed:
@@ -247,6 +335,140 @@ class OneWriteProtocol(HttpToolsProtocol):
 
     _completing = False
     _eager = True
+    # Answers sent again (answers.py); None: every request goes to the app.
+    _answers: AnswerCache | None = None
+    _replayed = False
+    _plain_fd: int | None = None  # the socket's descriptor on plain TCP, -1 on TLS
+
+    # --- answers sent again --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        if self._answers is None:
+            super().on_message_begin()
+            return
+        # The scope is built once the head is complete, only for requests the app answers.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self._replayed = False
+
+    def on_headers_complete(self) -> None:
+        answers = self._answers
+        if answers is None:
+            super().on_headers_complete()
+            return
+        key = self._reuse_key()
+        if key is not None:
+            answer = answers.get(key)
+            if answer is not None and self._replay(key[0], answer):
+                return
+        url, headers, expect = self.url, self.headers, self.expect_100_continue
+        super().on_message_begin()
+        self.url, self.headers, self.expect_100_continue = url, headers, expect
+        self.scope["headers"] = headers
+        if key is not None:
+            extensions: Any = {REUSE_EXTENSION: _Offer(answers, key)}
+            self.scope["extensions"] = extensions
+        super().on_headers_complete()
+
+    def _reuse_key(self) -> tuple[bytes, bytes, bytes | None, bytes | None] | None:
+        """(method, target, If-None-Match, Accept-Encoding) of a request whose answer can be
+        sent again as a whole; None for any other."""
+        url = self.url
+        parser = self.parser
+        if (
+            url[:1] != b"/"
+            or url[-1:] == b"?"
+            or b"#" in url
+            or self.expect_100_continue
+            or self.config.limit_concurrency is not None
+            or parser.get_http_version() != "1.1"
+            or not parser.should_keep_alive()
+            or parser.should_upgrade()
+        ):
+            return None
+        method: bytes = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return None
+        inm = ae = None
+        for name, value in self.headers:
+            if name == b"if-none-match":
+                if inm is None:
+                    inm = value
+            elif name == b"accept-encoding":
+                if ae is None:
+                    ae = value
+            elif name in _NOT_REPLAYED:
+                return None
+        return (method, url, inm, ae)
+
+    def _replay(self, method: bytes, answer: Answer) -> bool:
+        """Send ``answer`` for the current request, as the app's first answer went out; False
+        when it has to wait its turn (a response still running, a full socket)."""
+        cycle = self.cycle
+        transport = self.transport
+        if (
+            (cycle is not None and not cycle.response_complete)
+            or self.pipeline
+            or self.flow.write_paused
+            or transport.is_closing()
+        ):
+            return False
+        start = perf_counter_ns()
+        head = answer.status_line + _default_lines(self.server_state.default_headers) + answer.tail
+        body = answer.body
+        if not body:
+            transport.write(head)
+        elif len(body) <= JOIN_BODY_BYTES:
+            transport.write(head + body)
+        else:
+            self._write_big(transport, head, answer)
+        self._replayed = True
+        self.server_state.total_requests += 1
+        self._unset_keepalive_if_required()
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+        try:
+            answer.replayed(self.headers, self.client, perf_counter_ns() - start)
+        except Exception:  # an observer's failure must not cost the connection
+            log.exception("reporting a request answered again failed")
+        return True
+
+    def _write_big(self, transport: Any, head: bytes, answer: Answer) -> None:
+        """Head, then as much of the body as the socket takes with ``sendfile`` from the
+        answer's memory file (no copy from this process), the rest through the transport.
+
+        The transport writes at once when it holds nothing; only then may bytes bypass it."""
+        body = answer.body
+        transport.write(head)
+        sock_fd = self._plain_fd
+        if sock_fd is None:
+            sock = transport.get_extra_info("socket")
+            plain = sock is not None and transport.get_extra_info("sslcontext") is None
+            sock_fd = self._plain_fd = sock.fileno() if plain else -1
+        sent = 0
+        if sock_fd >= 0 and not transport.get_write_buffer_size():
+            fd = answer.file()
+            if fd is not None:
+                try:
+                    sent = os.sendfile(sock_fd, fd, 0, len(body))
+                except OSError:  # full (EAGAIN) or gone: the transport finds out
+                    sent = 0
+        if sent < len(body):
+            transport.write(memoryview(body)[sent:] if sent else body)
+
+    def on_body(self, body: bytes) -> None:
+        if not self._replayed:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._replayed:
+            self._replayed = False
+            return
+        super().on_message_complete()
+
+    # --- eager start -----------------------------------------------------------------------
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if type(cycle) is RequestResponseCycle:
@@ -290,7 +512,11 @@ class _Server(uvicorn.Server):
 
 
 def _uvicorn_config(
-    app: ASGIApp, ssl_context: ssl.SSLContext | None, *, eager: bool = True
+    app: ASGIApp,
+    ssl_context: ssl.SSLContext | None,
+    *,
+    eager: bool = True,
+    answers: AnswerCache | None = None,
 ) -> uvicorn.Config:
     factory: Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext] | None = None
     if ssl_context is not None:
@@ -299,10 +525,13 @@ def _uvicorn_config(
         def factory(_config: uvicorn.Config, _default: Callable[[], ssl.SSLContext]) -> Any:
             return context
 
+    protocol: type[OneWriteProtocol] = OneWriteProtocol if eager else TaskOneWriteProtocol
+    if answers is not None:
+        protocol = type("AnsweringProtocol", (protocol,), {"_answers": answers})
     config = uvicorn.Config(
         app,
         loop="none",
-        http=OneWriteProtocol if eager else TaskOneWriteProtocol,
+        http=protocol,
         ws="none",
         lifespan="off",
         interface="asgi3",
@@ -348,6 +577,8 @@ class Listener:
     # Start requests inside the parser callback (no task) when the app allows it: only our
     # read app does; frameworks (FastAPI/Starlette, anyio) need a current task.
     eager: bool = False
+    # Answers the app marks as reusable are kept here and sent again (answers.py).
+    answers: AnswerCache | None = None
 
 
 @dataclass
@@ -363,7 +594,10 @@ class ExtraListener:
 
 async def serve_listeners(listeners: Sequence[Listener], stop: asyncio.Event | None = None) -> None:
     """Serve every listener until SIGTERM/SIGINT (or ``stop`` is set); graceful shutdown."""
-    servers = [_Server(_uvicorn_config(li.app, li.ssl_context, eager=li.eager)) for li in listeners]
+    servers = [
+        _Server(_uvicorn_config(li.app, li.ssl_context, eager=li.eager, answers=li.answers))
+        for li in listeners
+    ]
     loop = asyncio.get_running_loop()
 
     def request_exit(sig: int) -> None:
@@ -450,7 +684,13 @@ def run_server(
     if settings.tls_enabled:
         ssl_context = build_ssl_context(settings.tls_cert, settings.tls_key, settings.tls_minimum)
     listeners = [
-        Listener(RequestLogMiddleware(app), bind_socket(settings.address), ssl_context, eager=True)
+        Listener(
+            RequestLogMiddleware(app),
+            bind_socket(settings.address),
+            ssl_context,
+            eager=True,
+            answers=AnswerCache(),
+        )
     ]
     if settings.metrics_address and metrics_app is not None:
         log.info("Starting http metrics in " + settings.metrics_address)
