@@ -246,6 +246,21 @@ def _default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     return lines
 
 
+# Request headers that make an answer depend on more than the key (a body; ranges and date
+# conditions of files): such requests always go to the app.
+_NOT_REPLAYED = frozenset(
+    (
+        b"content-length",
+        b"transfer-encoding",
+        b"range",
+        b"if-range",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-match",
+    )
+)
+
+
 class _Offer:
     """The server's offer to keep one request's answer (put in ``scope["extensions"]``)."""
 
@@ -391,7 +406,7 @@ class OneWriteProtocol(HttpToolsProtocol):
             elif name == b"accept-encoding":
                 if ae is None:
                     ae = value
-            elif name == b"content-length" or name == b"transfer-encoding":
+            elif name in _NOT_REPLAYED:
                 return None
         return (method, url, inm, ae)
 
