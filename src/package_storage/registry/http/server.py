@@ -39,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from package_storage.errors import ConfigError
 from package_storage.logs import ASGIApp, RequestLogMiddleware, flush_logs, get_logger
 from package_storage.registry.config import Settings
+from package_storage.registry.http import zerocopy
 from package_storage.registry.http.answers import (
     REUSE_EXTENSION,
     REUSE_MESSAGE_KEY,
@@ -187,7 +188,14 @@ class OneWriteCycle(RequestResponseCycle):
     # (offer, reuse, status, head) of an answer the app allows to send again (answers.py).
     _reusable: tuple[_Offer, Reuse, int, bytes] | None = None
 
+    def run_asgi(self, app: Any) -> Coroutine[Any, Any, None]:
+        zerocopy.advertise(self.scope, self.transport)  # type: ignore[arg-type]
+        return super().run_asgi(app)
+
     async def send(self, message: Any) -> None:
+        if message["type"] == zerocopy.EXTENSION:  # a file on disk: os.sendfile
+            await zerocopy.send_file(self, message, self.send)
+            return
         real = self.transport
         if message["type"] == "http.response.start" and not self.response_started:
             capture = _HeadCapture()
