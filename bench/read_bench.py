@@ -13,9 +13,10 @@ access log on, written to a file like a container's log), and measures:
     serving the identical response bytes from files in the same run; gzip rows ask both with
     ``Accept-Encoding: gzip`` (nginx answers from the ``.gz`` file holding our gzip body);
   * the machine's load (/proc/loadavg) before each pair of runs;
-  * static files (``/package/{n}/{v}/{file}``): a file of a folder package, and of a zip package
-    (``bench_static_zip``, in ``package_paths`` as a zip) a small file (in memory), a 4 MiB file
-    (extracted once to the on-disk cache) whole and with ``Range: bytes=0-99``.
+  * static files (``/package/{n}/{v}/{file}``): of a folder package its manifest and the
+    screenshot closest to 1.08 MB, and of a zip package (``bench_static_zip``, in
+    ``package_paths`` as a zip) a small file (in memory), a 4 MiB file (extracted once to the
+    on-disk cache) whole and with ``Range: bytes=0-99``, a 1.08 MB png-like file (extracted).
 
 The server and nginx are pinned to CPU 0 and wrk (``-t1 -c64``) to CPU 1.
 
@@ -38,6 +39,7 @@ import argparse
 import gzip
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -224,6 +226,26 @@ def static_zip(src: Path, dest: Path) -> None:
                 zf.writestr(f"{root}/{path.relative_to(src).as_posix()}", data)
         zf.writestr(f"{root}/docs/small.md", text[: 100 << 10])
         zf.writestr(f"{root}/docs/large.md", text[: 4 << 20])
+        zf.writestr(f"{root}/img/screenshot.png", png_like(PNG_SIZE, 1))
+
+
+PNG_SIZE = 1_080_000  # issue 15's "static file 1.08 MB (png inside a package)"
+
+
+def png_like(size: int, seed: int) -> bytes:
+    """``size`` bytes that start like a PNG and do not compress (like a screenshot's)."""
+    return b"\x89PNG\r\n\x1a\n" + random.Random(seed).randbytes(size - 8)
+
+
+def png_near(corpus: Path, size: int) -> str | None:
+    """``/package/N/V/img/F`` of the folder package's png closest to ``size`` bytes."""
+    best: tuple[int, str] | None = None
+    for path in corpus.glob("*/*/img/*.png"):
+        rel = path.relative_to(corpus).as_posix()
+        key = (abs(path.stat().st_size - size), rel)
+        if best is None or key < best:
+            best = key
+    return None if best is None else "/package/" + best[1]
 
 
 def make_corpus(args: argparse.Namespace) -> Path:
@@ -239,7 +261,9 @@ def make_corpus(args: argparse.Namespace) -> Path:
     return corpus
 
 
-def urls_for(base: str, layout: str) -> dict[str, tuple[str, dict[str, str] | None]]:
+def urls_for(
+    base: str, layout: str, corpus: Path | None = None
+) -> dict[str, tuple[str, dict[str, str] | None]]:
     """The benchmarked answers: key -> (path, request headers)."""
     search, _ = fetch(base + "/search?all=true&prerelease=true")
     entries = [e for e in json.loads(search) if e["name"] != BIG_PACKAGE]
@@ -266,6 +290,10 @@ def urls_for(base: str, layout: str) -> dict[str, tuple[str, dict[str, str] | No
     urls["static_zip_small"] = (f"{static}/small.md", None)
     urls["static_zip_4mb"] = (f"{static}/large.md", None)
     urls["static_zip_4mb_range"] = (f"{static}/large.md", {"Range": "bytes=0-99"})
+    png = png_near(corpus, PNG_SIZE) if corpus is not None else None
+    if png is not None:  # a screenshot of a folder package (drop-in), closest to 1.08 MB
+        urls["static_folder_png_1mb"] = (png, None)
+    urls["static_zip_png_1mb"] = (f"/package/{STATIC_ZIP}/1.0.0/img/screenshot.png", None)
     return urls
 
 
@@ -368,7 +396,7 @@ def main() -> None:
             results["baseline_startup"] = servers[1].wait_ready()
             print(f"baseline: {results['baseline_startup']}", flush=True)
         ours = servers[0]
-        urls = urls_for(ours.base, args.layout)
+        urls = urls_for(ours.base, args.layout, corpus)
         if args.only:
             urls = {k: v for k, v in urls.items() if k in args.only.split(",")}
         if wanted := [c for c in args.cases.split(",") if c]:

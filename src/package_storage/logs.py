@@ -376,6 +376,8 @@ class RequestLogMiddleware:
                     reuse.observe(self.replayed)
             elif message["type"] == "http.response.body":
                 written += len(message.get("body", b""))
+            elif message["type"] == "http.response.zerocopysend":
+                written += int(message.get("count", 0))
             return send(message)
 
         try:

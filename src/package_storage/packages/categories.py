@@ -21,7 +21,7 @@ class Category:
 
 def _load_yaml(name: str) -> Any:
     text = resources.files("package_storage").joinpath("data", name).read_text("utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # (C: faster)
 
 
 def _load_categories() -> dict[str, Category]:

@@ -7,6 +7,9 @@ where its blobs are: a folder, or ``s3://BUCKET/PREFIX``).
 :func:`migrate_store` upgrades its schema (``package-storage migrate``). Every other opening
 refuses a store whose schema is older or newer than this package-storage, with one line that
 names the command to run.
+
+PostgreSQL (``storage/postgres.py``: psycopg and SQLAlchemy's PostgreSQL dialect) is imported
+only for a location that has a ``://``: opening a directory never pays for it (issue 15).
 """
 
 from __future__ import annotations
@@ -24,18 +27,25 @@ from package_storage.store.directory import (
     record_blob_location,
 )
 from package_storage.store.storage import migrations
-from package_storage.store.storage.postgres import PostgresCatalog, display_url, is_postgres_url
 from package_storage.store.storage.sqlite import SQLCatalog, SQLiteCatalog
 
 
 def is_store_url(location: str | Path) -> bool:
     """True when ``location`` names a store by URL (a PostgreSQL catalog), not a directory."""
-    return isinstance(location, str) and is_postgres_url(location)
+    if not isinstance(location, str) or "://" not in location:
+        return False  # (no import of the PostgreSQL catalog for a directory)
+    from package_storage.store.storage.postgres import is_postgres_url
+
+    return is_postgres_url(location)
 
 
 def display(location: str | Path) -> str:
     """``location`` for messages: a directory as given, a URL without its password."""
-    return display_url(str(location)) if is_store_url(location) else str(location)
+    if not is_store_url(location):
+        return str(location)
+    from package_storage.store.storage.postgres import display_url
+
+    return display_url(str(location))
 
 
 def _check(location: str | Path) -> None:
@@ -49,6 +59,8 @@ def open_catalog(location: str | Path, *, upgrade: bool = False) -> SQLCatalog:
     """The catalog alone of the existing store at ``location`` (no blobs opened)."""
     _check(location)
     if is_store_url(location):
+        from package_storage.store.storage.postgres import PostgresCatalog, display_url
+
         return PostgresCatalog(
             str(location), create=False, upgrade=upgrade, location=display_url(str(location))
         )
@@ -68,6 +80,8 @@ def _open_url(
     upgrade: bool,
     blob_options: BlobOptions | None,
 ) -> Store:
+    from package_storage.store.storage.postgres import PostgresCatalog, display_url
+
     shown = display_url(url)
     if create and blobs is not None:
         # A bad or unreachable --blobs fails before the catalog is created.

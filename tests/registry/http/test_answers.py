@@ -235,6 +235,18 @@ def test_requests_that_cannot_be_replayed_go_to_the_app(served: Served) -> None:
         posted = _exchange(sock, reader, _request("/categories", "POST", "Content-Length: 0"))
     assert with_body.split(b"\r\n\r\n", 1)[1] == warm.split(b"\r\n\r\n", 1)[1]
     assert posted.startswith(b"HTTP/1.1 ")
+    # conditions the key does not hold (ranges, dates): to the app, every time
+    with served.connect() as sock:
+        reader = Reader(sock)
+        for header in (
+            "Range: bytes=0-9",
+            "If-Modified-Since: Mon, 01 Jan 2024 00:00:00 GMT",
+            "If-Range: x",
+            "If-Match: *",
+            "If-Unmodified-Since: Mon, 01 Jan 2024 00:00:00 GMT",
+        ):
+            for _ in range(2):
+                _exchange(sock, reader, _request("/categories", "GET", header))
     assert served.answers.hits == hits
 
 

@@ -116,3 +116,22 @@ def test_entry_content_reads_any_offsets_in_any_order() -> None:
         assert content.materialize() is content  # no cache: streamed
     finally:
         content.close()
+
+
+def test_extracted_finds_only_what_was_already_extracted(tmp_path: Path) -> None:
+    cache = ExtractCache(directory=tmp_path)
+    tree = _tree()
+    content = EntryContent(tree, "docs/big.md", len(DATA), cache)
+    assert content.extracted() is None  # nothing extracted by asking
+    assert _files(cache) == []
+    made = content.materialize()
+    assert made is not content
+    made.close()
+    hit = content.extracted()
+    assert hit is not None
+    try:
+        assert hit.immutable and hit.read(0, hit.size) == DATA and hit.fileno() >= 0
+    finally:
+        hit.close()
+    assert EntryContent(tree, "docs/big.md", len(DATA)).extracted() is None  # no cache
+    assert cache.extractions == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from package_storage.errors import NotFoundError, SchemaVersionError
 from package_storage.store.stages import StageGraph
@@ -72,6 +72,62 @@ def test_migrated_schema_is_the_tables_of_schema_py(opener: Callable[..., SQLCat
     assert cat.settings() == {}
     assert cat.check(deep=True) == []
     cat.close()
+
+
+def test_the_head_constant_is_alembics_head() -> None:
+    """``migrations.HEAD`` (what opening a store compares with, without importing Alembic) is
+    the head Alembic finds in ``versions/``: adding a revision means changing it too."""
+    assert migrations.head() == migrations.HEAD == migrations.alembic_head()
+    assert migrations.known(migrations.HEAD)
+    assert migrations.known("0001") and not migrations.known("9999")
+
+
+def test_the_recorded_revision_is_read_as_alembic_reads_it(
+    opener: Callable[..., SQLCatalog],
+) -> None:
+    cat = opener()
+    with cat.engine.connect() as conn:
+        assert migrations.current_revision(conn) == migrations.HEAD
+        assert migrations.current_revision(conn) == (
+            MigrationContext.configure(conn).get_current_revision()
+        )
+    with cat.engine.begin() as conn:  # two rows (unmerged branches): Alembic's own refusal
+        conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('0002')"))
+    with cat.engine.connect() as conn, pytest.raises(Exception, match="more than one head"):
+        migrations.current_revision(conn)
+    with cat.engine.begin() as conn:
+        conn.execute(text("DELETE FROM alembic_version"))
+    with cat.engine.connect() as conn:
+        assert migrations.current_revision(conn) is None
+        conn.execute(text("DROP TABLE alembic_version"))
+        assert migrations.current_revision(conn) is None
+    cat.close()
+
+
+def test_the_live_row_indexes_are_partial_on_both_backends(
+    opener: Callable[..., SQLCatalog],
+) -> None:
+    """One live row per (stage, name, version) and one unrevoked token per name: the
+    migrations make these unique indexes partial on SQLite and PostgreSQL alike (schema.py
+    declares only the SQLite predicate: naming a PostgreSQL option there would import the
+    PostgreSQL dialect into every process)."""
+    cat = opener()
+    with cat.engine.connect() as conn:
+        found = {
+            index["name"]: index
+            for table in ("stage_entries", "tokens")
+            for index in inspect(conn).get_indexes(table)
+        }
+        dialect = conn.dialect.name
+    cat.close()
+    for name, column in (
+        ("uq_stage_entries_live", "removed_seq"),
+        ("uq_tokens_live_name", "revoked"),
+    ):
+        index = found[name]
+        assert index["unique"]
+        where = str(index.get("dialect_options", {}).get(f"{dialect}_where", ""))
+        assert column in where and "null" in where.lower(), (name, index)
 
 
 def test_an_empty_database_is_not_a_store_without_create(

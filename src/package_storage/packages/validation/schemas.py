@@ -5,7 +5,10 @@ The schemas are our own YAML files in ``schemas/`` (JSON Schema draft 7 plus the
 the keywords are resolved (properties that do not exist yet dropped, older variants merged in),
 the shared ``$defs`` of ``common.yml`` added, and the result compiled with ``jsonschema``; the
 compiled validator is cached per (schema, format_version), so validating a corpus of packages
-compiles each schema once per format_version in use.
+compiles each schema once per format_version in use. The quick yes/no of a valid document is
+``jsonschema_rs``'s (which checks the schema itself when it compiles it); ``jsonschema`` is
+imported and compiled only to explain an invalid one (a ``publish`` of a valid package does
+not pay for it: issue 15).
 
 Errors become one line each, ``field <path>: <what>`` (the wording of the package-spec's own
 validator), with a rule code per JSON Schema keyword (``schema-required``,
@@ -16,23 +19,84 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
 import yaml
 
 from package_storage.packages.versions import Version
 
+if TYPE_CHECKING:
+    import jsonschema
+
 _SCHEMA_PACKAGE = "package_storage.packages.validation"
 
 
 def _load(name: str) -> Any:
-    text = resources.files(_SCHEMA_PACKAGE).joinpath(f"schemas/{name}.yml").read_text("utf-8")
+    """Schema file ``name`` as data: from its parsed copy ``schemas/NAME.json`` when that was
+    made from the YAML as it is now (its ``source_sha256``), else by parsing the YAML."""
+    folder = resources.files(_SCHEMA_PACKAGE).joinpath("schemas")
+    text = folder.joinpath(f"{name}.yml").read_text("utf-8")
+    parsed = folder.joinpath(f"{name}.json")
+    if parsed.is_file():
+        fresh, schema = from_parsed_copy(text, parsed.read_text("utf-8"))
+        if fresh:
+            return schema
+    return _parse(text)
+
+
+def from_parsed_copy(text: str, copy: str) -> tuple[bool, Any]:
+    """(True, the schema) when ``copy`` (a ``schemas/NAME.json``) was made from the YAML
+    ``text``; (False, None) when it is stale or not such a copy."""
+    try:
+        cached = json.loads(copy)
+    except ValueError:
+        return False, None
+    if not isinstance(cached, dict) or cached.get("source_sha256") != _digest(text):
+        return False, None
+    return True, cached.get("schema")
+
+
+def _parse(text: str) -> Any:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parsed_copy(name: str) -> str:
+    """The text of ``schemas/NAME.json``: the YAML schema ``name`` parsed, with the digest of
+    the YAML it was made from. Parsing YAML costs a new process (a ``publish``) more than the
+    rest of validating a small package (issue 15); JSON is read ~100x faster. A stale copy is
+    ignored (the YAML is parsed); ``tests/packages/test_validation_schemas.py`` fails on one,
+    and :func:`write_parsed_copies` rewrites them all."""
+    text = resources.files(_SCHEMA_PACKAGE).joinpath(f"schemas/{name}.yml").read_text("utf-8")
+    document = {"source_sha256": _digest(text), "schema": _parse(text)}
+    return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+
+
+def write_parsed_copies() -> list[str]:
+    """Rewrite every ``schemas/NAME.json`` from its YAML (after editing a schema: ``python -c
+    'from package_storage.packages.validation.schemas import write_parsed_copies as w; w()'``);
+    returns the names written. Needs the package as a folder (a source checkout)."""
+    folder = resources.files(_SCHEMA_PACKAGE).joinpath("schemas")
+    names = schema_names()
+    for name in names:
+        with resources.as_file(folder.joinpath(f"{name}.json")) as path:
+            path.write_text(parsed_copy(name), encoding="utf-8")
+    return names
+
+
+def schema_names() -> list[str]:
+    """Every schema file's name (``schemas/NAME.yml``)."""
+    folder = resources.files(_SCHEMA_PACKAGE).joinpath("schemas")
+    return sorted(p.name[: -len(".yml")] for p in folder.iterdir() if p.name.endswith(".yml"))
 
 
 def _before(fv: Version, text: Any) -> bool:
@@ -77,11 +141,22 @@ def _raw(name: str) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
+def resolved(name: str, format_version: str) -> dict[str, Any]:
+    """Schema ``name`` for ``format_version`` (a strict semver): our keywords resolved, the
+    shared ``$defs`` added (not to be changed: it is cached)."""
+    fv = Version.parse_strict(format_version)
+    schema = _resolve(_raw(name), fv)  # (a new tree: _raw's cached one is never changed)
+    assert isinstance(schema, dict)
+    schema["$defs"] = _resolve(_raw("common")["$defs"], fv)
+    return schema
+
+
+@functools.lru_cache(maxsize=256)
 def validator(name: str, format_version: str) -> jsonschema.protocols.Validator:
     """The compiled validator of schema ``name`` for ``format_version`` (a strict semver)."""
-    fv = Version.parse_strict(format_version)
-    schema = _resolve(copy.deepcopy(_raw(name)), fv)
-    schema["$defs"] = _resolve(copy.deepcopy(_raw("common")["$defs"]), fv)
+    import jsonschema
+
+    schema = resolved(name, format_version)
     cls = jsonschema.Draft7Validator
     cls.check_schema(schema)
     return cls(schema)
@@ -119,9 +194,7 @@ def _quote(values: Any) -> str:
 def fast_validator(name: str, format_version: str) -> Any:
     """The same schema compiled by ``jsonschema_rs`` (Rust): the quick yes/no for the common
     case, a valid document; the errors of an invalid one come from :func:`validator`."""
-    schema = validator(name, format_version).schema
-    assert isinstance(schema, dict)
-    return jsonschema_rs.Draft7Validator(schema)
+    return jsonschema_rs.Draft7Validator(resolved(name, format_version))
 
 
 def errors(name: str, format_version: str, instance: Any) -> list[tuple[str, str]]:

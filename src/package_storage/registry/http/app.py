@@ -62,6 +62,7 @@ from package_storage.registry.http.entries import (
 from package_storage.registry.http.errors import Endpoint, status_for
 from package_storage.registry.http.metrics import Metrics
 from package_storage.registry.http.static import (
+    ZEROCOPY_EXTENSION,
     BytesContent,
     Content,
     FileContent,
@@ -985,16 +986,21 @@ class ReadApp:
             headers=base,
             etag=etag,
         )
-        pathsend = "http.response.pathsend" in (request.scope.get("extensions") or {})
+        extensions = request.scope.get("extensions") or {}
+        pathsend = "http.response.pathsend" in extensions
+        zerocopy = ZEROCOPY_EXTENSION in extensions
         served = content
         if (
             isinstance(content, EntryContent)
             and not request.head
             and any(not isinstance(part, bytes) for part in planned.parts)
         ):
-            served = await asyncio.to_thread(content.materialize)
+            hit = content.extracted()  # already on disk: no worker thread
+            served = hit if hit is not None else await asyncio.to_thread(content.materialize)
         try:
-            await send_response(send, planned, served, head=request.head, pathsend=pathsend)
+            await send_response(
+                send, planned, served, head=request.head, pathsend=pathsend, zerocopy=zerocopy
+            )
         finally:
             if served is not content:
                 served.close()

@@ -93,6 +93,13 @@ class EntryContent:
         reader.skip(start - reader.position)
         return reader.read(length)
 
+    def extracted(self) -> FileContent | None:
+        """The extracted file (opened) when the cache already holds it, else None. Does not
+        block (no extraction): the event loop may call it and skip a worker thread."""
+        if self._cache is None:
+            return None
+        return self._cache.lookup(self._key, self._tree)
+
     def materialize(self) -> FileContent | EntryContent:
         """The extracted file (opened) when the cache holds or can make it, else ``self``.
         Blocking (extraction): call it in a worker thread."""
@@ -183,6 +190,11 @@ class ExtractCache:
         with contextlib.suppress(OSError):
             os.unlink(hit.path)
         return None
+
+    def lookup(self, key: Hashable, owner: object) -> FileContent | None:
+        """The cached file of ``key`` opened for reading, or None (nothing is extracted)."""
+        with self._lock:
+            return self._open_hit(key, owner)
 
     def _reserve(self, size: int) -> bool:
         """Under ``_lock``: make room for ``size`` bytes by evicting; False when impossible."""

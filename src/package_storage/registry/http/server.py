@@ -39,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from package_storage.errors import ConfigError
 from package_storage.logs import ASGIApp, RequestLogMiddleware, flush_logs, get_logger
 from package_storage.registry.config import Settings
+from package_storage.registry.http import zerocopy
 from package_storage.registry.http.answers import (
     REUSE_EXTENSION,
     REUSE_MESSAGE_KEY,
@@ -187,7 +188,14 @@ class OneWriteCycle(RequestResponseCycle):
     # (offer, reuse, status, head) of an answer the app allows to send again (answers.py).
     _reusable: tuple[_Offer, Reuse, int, bytes] | None = None
 
+    def run_asgi(self, app: Any) -> Coroutine[Any, Any, None]:
+        zerocopy.advertise(self.scope, self.transport)  # type: ignore[arg-type]
+        return super().run_asgi(app)
+
     async def send(self, message: Any) -> None:
+        if message["type"] == zerocopy.EXTENSION:  # a file on disk: os.sendfile
+            await zerocopy.send_file(self, message, self.send)
+            return
         real = self.transport
         if message["type"] == "http.response.start" and not self.response_started:
             capture = _HeadCapture()
@@ -236,6 +244,21 @@ def _default_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
         lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
         _date_cache = (headers, lines)
     return lines
+
+
+# Request headers that make an answer depend on more than the key (a body; ranges and date
+# conditions of files): such requests always go to the app.
+_NOT_REPLAYED = frozenset(
+    (
+        b"content-length",
+        b"transfer-encoding",
+        b"range",
+        b"if-range",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-match",
+    )
+)
 
 
 class _Offer:
@@ -383,7 +406,7 @@ class OneWriteProtocol(HttpToolsProtocol):
             elif name == b"accept-encoding":
                 if ae is None:
                     ae = value
-            elif name == b"content-length" or name == b"transfer-encoding":
+            elif name in _NOT_REPLAYED:
                 return None
         return (method, url, inm, ae)
 

@@ -36,6 +36,10 @@ ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 SMALL_BODY = 1 << 20
 # Immutable files larger than this go out mapped (see FileContent.immutable).
 MAPPED_BODY = 64 << 10
+# Bodies of files on disk from this size go out with the server's zero-copy send (sendfile),
+# when it has one; below it, one read and one write with the head cost less (bench/README.md).
+ZEROCOPY_BODY = 64 << 10
+ZEROCOPY_EXTENSION = "http.response.zerocopysend"
 CHUNK_SIZE = 256 << 10
 SNIFF_LEN = 512
 
@@ -145,6 +149,10 @@ class FileContent:
             return mmap.mmap(self._fd, self.size, prot=mmap.PROT_READ)
         except (OSError, ValueError):
             return None
+
+    def fileno(self) -> int:
+        """The open descriptor (-1 once closed), for the server's ``sendfile``."""
+        return self._fd
 
     def read(self, start: int, length: int) -> bytes:
         chunks: list[bytes] = []
@@ -591,14 +599,18 @@ async def send_response(
     *,
     head: bool,
     pathsend: bool = False,
+    zerocopy: bool = False,
 ) -> int:
     """Send a planned response; returns the number of body bytes sent.
 
     Bodies up to :data:`SMALL_BODY` go out in one message; larger slices are read and sent
     :data:`CHUNK_SIZE` bytes at a time (reads of file content run in a worker thread), so a
-    large file is never held in memory. With ``pathsend`` (the server announced the ASGI
-    ``http.response.pathsend`` extension, e.g. Granian) a large whole file on disk is handed to
-    the server by path instead.
+    large file is never held in memory. With ``zerocopy`` (the server announced the ASGI
+    ``http.response.zerocopysend`` extension: ours on plain TCP) a body of a file on disk from
+    :data:`ZEROCOPY_BODY` bytes goes out with ``sendfile``: each slice (the whole file, a
+    range, the parts of a multipart answer) as one message with its offset and count, the file
+    staying open until the send returns. With ``pathsend`` (the ASGI ``http.response.pathsend``
+    extension, e.g. Granian) a large whole file on disk is handed to the server by path.
     """
     await send(
         {"type": "http.response.start", "status": planned.status, "headers": planned.headers}
@@ -614,6 +626,14 @@ async def send_response(
         and planned.parts == [(0, content.size)]
     ):
         await send({"type": "http.response.pathsend", "path": content.path})
+        return planned.length
+    if (
+        zerocopy
+        and isinstance(content, FileContent)
+        and planned.length >= ZEROCOPY_BODY
+        and content.fileno() >= 0
+    ):
+        await _send_zerocopy(send, planned.parts, content)
         return planned.length
     if (
         isinstance(content, FileContent)
@@ -663,6 +683,25 @@ async def send_response(
             start += len(data)
     await send({"type": "http.response.body", "body": b""})
     return sent
+
+
+async def _send_zerocopy(send: ASGISend, parts: list[Part], content: FileContent) -> None:
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        more = i < last
+        if isinstance(part, bytes):
+            await send({"type": "http.response.body", "body": part, "more_body": more})
+        else:
+            start, length = part
+            await send(
+                {
+                    "type": ZEROCOPY_EXTENSION,
+                    "file": content,
+                    "offset": start,
+                    "count": length,
+                    "more_body": more,
+                }
+            )
 
 
 def _join(content: Content | None, parts: list[Part]) -> bytes:

@@ -30,6 +30,12 @@ The tables here are what the code reads and writes; the schema of a database is 
 upgraded only by the Alembic migrations of ``migrations/`` (see its docstring: to change the
 schema, edit the tables here *and* add a revision there; a test checks that the migrated
 schema equals these tables on SQLite and PostgreSQL).
+
+Nothing here names a PostgreSQL-only option (``postgresql_where=...``): SQLAlchemy imports its
+whole PostgreSQL dialect to check such an option, in every process that imports this module
+(issue 15: a ``publish`` on a directory store must not). The two partial unique indexes are
+declared with their SQLite predicate; on PostgreSQL the migrations create them with the same
+``WHERE`` (``versions/r0001_baseline_v3.py``), which a test checks on a real server.
 """
 
 from __future__ import annotations
@@ -171,8 +177,7 @@ Index(
     stage_entries.c.name,
     stage_entries.c.version,
     unique=True,
-    sqlite_where=stage_entries.c.removed_seq.is_(None),
-    postgresql_where=stage_entries.c.removed_seq.is_(None),
+    sqlite_where=stage_entries.c.removed_seq.is_(None),  # (PostgreSQL too: see the docstring)
 )
 Index("ix_stage_entries_key", stage_entries.c.name, stage_entries.c.version)
 Index("ix_stage_entries_added", stage_entries.c.stage, stage_entries.c.added_seq)
@@ -251,8 +256,7 @@ Index(
     "uq_tokens_live_name",
     tokens.c.name,
     unique=True,
-    sqlite_where=tokens.c.revoked.is_(None),
-    postgresql_where=tokens.c.revoked.is_(None),
+    sqlite_where=tokens.c.revoked.is_(None),  # (PostgreSQL too: see the docstring)
 )
 
 
