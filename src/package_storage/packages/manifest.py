@@ -25,7 +25,6 @@ from typing import Any
 
 from package_storage.errors import NotFoundError, PackageError, ValidationError, VersionError
 from package_storage.packages import categories as categories_mod
-from package_storage.packages import validation
 from package_storage.packages.model import (
     DocumentPair,
     Documents,
@@ -537,6 +536,10 @@ class _Reader:
     # -- validation hook
 
     def _run_validation(self, manifest: dict[Any, Any] | None) -> None:
+        # imported here: the validation rules (and their JSON schemas) cost ~0.1 s to import,
+        # which a start-up that reads every package from the cache does not pay
+        from package_storage.packages import validation
+
         problems = validation.validate(self.tree, version_dir=self.version_dir, manifest=manifest)
         if not problems:
             return

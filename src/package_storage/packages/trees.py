@@ -57,13 +57,20 @@ class FolderTree:
 
     def __init__(self, root: Path) -> None:
         self._root = Path(root)
-        self._real_root = os.path.realpath(self._root)
+        self._real: str | None = None  # the resolved root, on first use
         self._entries: tuple[TreeEntry, ...] | None = None
         self._lock = threading.Lock()
 
     @property
     def root(self) -> Path:
         return self._root
+
+    @property
+    def _real_root(self) -> str:
+        real = self._real
+        if real is None:  # resolving costs an lstat per component: not for every package loaded
+            real = self._real = os.path.realpath(self._root)
+        return real
 
     @property
     def kind(self) -> SourceKind:

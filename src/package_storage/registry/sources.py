@@ -13,16 +13,15 @@ depend on the pool). :class:`PackagePathsWatcher` polls the paths and rebuilds t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import stat as stat_mod
+import sys
 import threading
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import repeat
 from pathlib import Path
@@ -30,11 +29,11 @@ from typing import Literal
 
 from package_storage import __version__
 from package_storage.errors import PackageError, PackageStorageError, UnsafePackageError
-from package_storage.packages import derived, manifest, safety, trees
+from package_storage.packages import derived, manifest, pathscan, safety, trees
+from package_storage.packages.bulkcache import BulkCache
 from package_storage.packages.derived import FORMAT, LazyTree
 from package_storage.packages.doccache import DocCache
 from package_storage.packages.model import Package, PackageTree, SourceKind
-from package_storage.packages.versions import Version
 
 log = logging.getLogger("package_storage.sources")
 
@@ -43,8 +42,6 @@ ExecutorKind = Literal["thread", "process", "serial"]
 DEFAULT_EXECUTOR: ExecutorKind = "process"
 """Measured on 2,000 versions (see the project report): process pool beats threads (the YAML
 loader holds the GIL), and a serial loop wins below :data:`PARALLEL_MIN_TASKS`."""
-
-_KEY_MAX_DEPTH = 64  # folder levels a content key walks (the package limits are far below)
 
 PARALLEL_MIN_TASKS = 64
 """Below this many packages a pool costs more than it saves; load in the calling thread."""
@@ -63,6 +60,7 @@ class LoadTask:
     location: str  # folder path or zip path
     signature: str | None  # path of the .sig file when it exists
     version_dir: str | None = None  # folder source: the <version> directory name
+    stamp: bytes | None = field(default=None, repr=False, compare=False)  # pathscan.scan's
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,93 +73,41 @@ class LoadFailure:
 # --- discovery ---------------------------------------------------------------------------------
 
 
-def _sorted_entries(path: str) -> list[os.DirEntry[str]]:
-    """Directory entries in Go's ``os.ReadDir`` order (bytewise by name)."""
-    with os.scandir(path) as it:
-        entries = list(it)
-    entries.sort(key=lambda e: os.fsencode(e.name))
-    return entries
-
-
-def _walk_zips(root: str) -> Iterator[str]:
-    """Every regular ``*.zip`` file below ``root`` in ``filepath.Walk`` order (lexical, no links)."""
-    try:
-        entries = _sorted_entries(root)
-    except OSError:
-        return
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk_zips(entry.path)
-        elif entry.name.endswith(".zip") and entry.is_file(follow_symlinks=False):
-            yield entry.path
-
-
-def _existing(path: str) -> bool:
-    return os.path.isdir(path)
+def _task(kind: SourceKind, found: pathscan.Found) -> LoadTask:
+    sig = found.path + ".sig" if found.signed else None
+    return LoadTask(kind, found.path, sig, found.version_dir, found.stamp)
 
 
 def discover_zips(paths: Sequence[str]) -> list[LoadTask]:
     """Zip-source tasks: invalid archives are skipped with a warning."""
+    return _valid_zips(pathscan.scan(paths, stamps=False).zips, lambda _task: False)
+
+
+def _valid_zips(
+    found: Sequence[pathscan.Found], known: Callable[[LoadTask], bool]
+) -> list[LoadTask]:
+    """The tasks of the zip files that open as zip archives, or are ``known`` (read before,
+    unchanged since: a cached package); the others are skipped with a warning."""
     tasks: list[LoadTask] = []
-    for base in paths:
-        if not _existing(base):
+    for item in found:
+        task = _task("zip", item)
+        if not known(task) and not zipfile.is_zipfile(item.path):
+            log.warning("ignoring invalid zip file", extra={"fields": {"file.path": item.path}})
             continue
-        for zip_path in _walk_zips(base):
-            if not zipfile.is_zipfile(zip_path):
-                log.warning("ignoring invalid zip file", extra={"fields": {"file.path": zip_path}})
-                continue
-            sig = zip_path + ".sig"
-            tasks.append(LoadTask("zip", zip_path, sig if os.path.isfile(sig) else None))
+        tasks.append(task)
     return tasks
 
 
-def _is_strict_version(name: str) -> bool:
-    try:
-        Version.parse_strict(name)
-    except PackageStorageError:
-        return False
-    return True
+def _folder_tasks(scan: pathscan.Scan) -> list[LoadTask]:
+    """Folder-source tasks, after logging the folder layout's warnings."""
+    for message, fields in scan.warnings:
+        log.warning(message, extra={"fields": fields})
+    return [_task("folder", item) for item in scan.folders]
 
 
 def discover_folders(paths: Sequence[str]) -> list[LoadTask]:
     """Folder-source tasks: ``<path>/<x>/<y>/`` with ``<y>`` strict semver."""
-    tasks: list[LoadTask] = []
-    for base in paths:
-        if not _existing(base):
-            continue
-        for first in _sorted_entries(base):
-            if not first.is_dir():
-                continue  # depth-1 files are ignored silently
-            try:
-                seconds = _sorted_entries(first.path)
-            except OSError as exc:
-                log.warning(
-                    "cannot read directory",
-                    extra={"fields": {"file.path": first.path, "error.message": str(exc)}},
-                )
-                continue
-            for second in seconds:
-                if not second.is_dir():
-                    log.warning(
-                        "ignoring unexpected file", extra={"fields": {"file.path": second.path}}
-                    )
-                    continue
-                if not _is_strict_version(second.name):
-                    log.warning(
-                        "ignoring unexpected directory",
-                        extra={"fields": {"file.path": second.path}},
-                    )
-                    continue
-                sig = second.path + ".sig"
-                tasks.append(
-                    LoadTask(
-                        "folder",
-                        second.path,
-                        sig if os.path.isfile(sig) else None,
-                        version_dir=second.name,
-                    )
-                )
-    return tasks
+    return _folder_tasks(pathscan.scan(paths, stamps=False))
 
 
 def _is_bundle(path: str) -> bool:
@@ -182,26 +128,64 @@ def check_signed(paths: Sequence[str]) -> None:
     unsigned: list[str] = []
     total = 0
     for base in paths:
-        if not _existing(base) or not _is_bundle(base):
+        if not os.path.isdir(base) or not _is_bundle(base):
             continue
-        for zip_path in _walk_zips(base):
+        found = pathscan.scan([base], stamps=False)
+        for item in [*found.zips, *found.folders]:
             total += 1
-            if not os.path.isfile(zip_path + ".sig"):
-                unsigned.append(zip_path)
-        for first in _sorted_entries(base):
-            if not first.is_dir():
-                continue
-            with contextlib.suppress(OSError):
-                for second in _sorted_entries(first.path):
-                    if second.is_dir() and _is_strict_version(second.name):
-                        total += 1
-                        if not os.path.isfile(second.path + ".sig"):
-                            unsigned.append(second.path)
+            if not item.signed:
+                unsigned.append(item.path)
     if unsigned:
         raise PackageError(
             f"{unsigned[0]}: no signature file (.sig), and signatures are required"
             f" ({len(unsigned)} of {total} packages are unsigned): {SIGNATURE_HINT}"
         )
+
+
+# --- content keys ------------------------------------------------------------------------------
+
+
+def _stamp(task: LoadTask) -> bytes:
+    """``task``'s stamp (``packages/pathscan.py``), from the scan or taken now; OSError when
+    the package cannot be stamped."""
+    if task.stamp is not None:
+        return task.stamp
+    if task.kind == "zip":
+        return pathscan.stamp_file(task.location)
+    stamp = pathscan.stamp_folder(task.location)
+    if stamp is None:
+        raise OSError(f"{task.location}: cannot stat every file")
+    return stamp
+
+
+_KEY_HEAD = f"{__version__}\0{FORMAT}\0{sys.implementation.cache_tag}"
+
+
+def content_key(task: LoadTask, validate: bool) -> str:
+    """The cache key of ``task``'s package as it is now: this program's version, the
+    derived-document format, how it is read (validation, signature, location) and the stamp
+    of its files (``packages/pathscan.py``: name, type, size, inode, modification and change
+    times of every file in it, of the zip file for a zip). Raises OSError when it cannot stat."""
+    head = (
+        f"{_KEY_HEAD}\0{task.kind}\0{task.location}\0{validate}\0"
+        f"{task.signature is not None}\0{task.version_dir}\n"
+    )
+    h = hashlib.sha256(head.encode("utf-8", "surrogateescape"))
+    h.update(_stamp(task))
+    return h.hexdigest()
+
+
+def _key_or_none(task: LoadTask, validate: bool) -> str | None:
+    try:
+        return content_key(task, validate)
+    except OSError:
+        return None
+
+
+def _bulk(cache: DocCache, paths: Sequence[str], validate: bool) -> BulkCache:
+    """The file of every document of one load of ``paths`` (one per paths and validation)."""
+    name = hashlib.sha256(repr((tuple(paths), validate)).encode("utf-8", "surrogateescape"))
+    return BulkCache(Path(cache.root) / f"bulk-v{FORMAT}" / f"{name.hexdigest()[:32]}.docs")
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -221,76 +205,15 @@ def _lazy_tree(task: LoadTask) -> PackageTree:
     return trees.FolderTree(Path(task.location))
 
 
-def _stat_line(rel: str, st: os.stat_result) -> bytes:
-    line = f"{rel}\0{stat_mod.S_IFMT(st.st_mode)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n"
-    return line.encode("utf-8", "surrogateescape")
-
-
-def _walk_stats(
-    root: str, rel: str, out: Callable[[bytes], None], ancestors: frozenset[tuple[int, int]]
-) -> None:
-    """Every entry below ``root``: its stat line (and, for a link, its target's), folders
-    and links to folders walked; ``ancestors`` (device, inode) of the folders above stops a
-    link cycle."""
-    if len(ancestors) > _KEY_MAX_DEPTH:
-        raise OSError(f"{root}: deeper than {_KEY_MAX_DEPTH} levels")
-    with os.scandir(root) as it:
-        entries = sorted(it, key=_entry_name)  # any fixed order will do
-    for entry in entries:
-        name = f"{rel}/{entry.name}" if rel else entry.name
-        st = entry.stat(follow_symlinks=False)
-        out(_stat_line(name, st))
-        if stat_mod.S_ISLNK(st.st_mode):
-            try:  # what the link points at, when it resolves
-                st = os.stat(entry.path)
-            except OSError:
-                continue
-            out(_stat_line(name + " ->", st))
-        if stat_mod.S_ISDIR(st.st_mode):
-            identity = (st.st_dev, st.st_ino)
-            if identity not in ancestors:  # a link cycle is walked once
-                _walk_stats(entry.path, name, out, ancestors | {identity})
-
-
-def _entry_name(entry: os.DirEntry[str]) -> str:
-    return entry.name
-
-
-def content_key(task: LoadTask, validate: bool) -> str:
-    """The cache key of ``task``'s package as it is now: this program's version, the
-    derived-document format, how it is read (validation, signature, location) and, as
-    rsync's quick check does, the path, type, size, modification time and inode of every
-    file and folder in it (of the zip file for a zip). Raises OSError when it cannot stat."""
-    h = hashlib.sha256()
-    head = (
-        f"{__version__}\0{FORMAT}\0{task.kind}\0{task.location}\0{validate}\0"
-        f"{task.signature is not None}\0{task.version_dir}\n"
-    )
-    h.update(head.encode("utf-8", "surrogateescape"))
-    if task.kind == "zip":
-        h.update(_stat_line("", os.stat(task.location)))
-    else:
-        st = os.stat(task.location)
-        h.update(_stat_line("", st))
-        _walk_stats(task.location, "", h.update, frozenset({(st.st_dev, st.st_ino)}))
-    return h.hexdigest()
-
-
-def _cached(task: LoadTask, validate: bool, cache: DocCache) -> tuple[Package | None, str | None]:
-    """(the cached package, its key); (None, key) on a miss, (None, None) when the package
-    cannot be keyed (then it is read and not cached)."""
+def _from_document(data: bytes, task: LoadTask) -> Package | None:
     try:
-        key = content_key(task, validate)
-    except OSError:
-        return None, None
-    data = cache.get(key)
-    if data is None:
-        return None, key
-    try:
-        pkg = derived.load_package(data, _lazy_tree(task))
+        return derived.load_package(data, _lazy_tree(task))
     except (ValueError, KeyError, TypeError, PackageStorageError):
-        return None, key
-    return pkg, key
+        return None
+
+
+Read = tuple[Package | LoadFailure, bytes | None]
+"""A package (or why not) and its derived document when it has one."""
 
 
 def read_task(task: LoadTask, validate: bool, cache: DocCache | None = None) -> Package:
@@ -301,17 +224,27 @@ def read_task(task: LoadTask, validate: bool, cache: DocCache | None = None) -> 
     :func:`content_key`) comes from its derived document instead, gate and validation
     included (they passed for these very files); a package read now is stored there.
     """
-    key = None
-    if cache is not None:
-        found, key = _cached(task, validate, cache)
-        if found is not None:
-            return found
+    key = None if cache is None else _key_or_none(task, validate)
+    return _read_document(task, validate, cache, key)[0]
+
+
+def _read_document(
+    task: LoadTask, validate: bool, cache: DocCache | None, key: str | None
+) -> tuple[Package, bytes | None]:
+    """:func:`read_task` with the key already taken (None: not cached)."""
+    if cache is not None and key is not None:
+        data = cache.get(key)
+        if data is not None:
+            found = _from_document(data, task)
+            if found is not None:
+                return found, data
     pkg = _read_now(task, validate)
-    if key is not None and cache is not None:
+    data = None
+    if cache is not None and key is not None:
         data = derived.dump_package(pkg)
         if data is not None:
             cache.put(key, data)
-    return pkg
+    return pkg, data
 
 
 def _read_now(task: LoadTask, validate: bool) -> Package:
@@ -341,39 +274,38 @@ def _open_tree_safely(task: LoadTask) -> trees.FolderTree | trees.ZipTree:
     return _open_tree(task)
 
 
-def _read_safely(
-    task: LoadTask, validate: bool, cache: DocCache | None = None
-) -> Package | LoadFailure:
+def _read_safely(task: LoadTask, validate: bool, cache: DocCache | None, key: str | None) -> Read:
     try:
-        return read_task(task, validate, cache)
+        return _read_document(task, validate, cache, key)
     except UnsafePackageError as exc:
         message = exc.detail if exc.path == task.location else exc.message
-        return LoadFailure(task.location, message, exc.rule)
+        return LoadFailure(task.location, message, exc.rule), None
     except PackageError as exc:
         message = exc.detail if exc.path == task.location else exc.message
-        return LoadFailure(task.location, message)
+        return LoadFailure(task.location, message), None
     except PackageStorageError as exc:
-        return LoadFailure(task.location, exc.message)
+        return LoadFailure(task.location, exc.message), None
     except (OSError, ValueError, zipfile.BadZipFile, RecursionError) as exc:
-        return LoadFailure(task.location, f"{type(exc).__name__}: {exc}")
+        return LoadFailure(task.location, f"{type(exc).__name__}: {exc}"), None
 
 
-def _read_chunk(
-    tasks: Sequence[LoadTask], validate: bool, cache: DocCache | None = None
-) -> list[Package | LoadFailure]:
-    return [_read_safely(t, validate, cache) for t in tasks]
+Job = tuple[LoadTask, str | None]  # a package to read and its content key (None: not cached)
+
+
+def _read_chunk(jobs: Sequence[Job], validate: bool, cache: DocCache | None = None) -> list[Read]:
+    return [_read_safely(task, validate, cache, key) for task, key in jobs]
 
 
 def _read_chunk_detached(
-    tasks: Sequence[LoadTask], validate: bool, cache: DocCache | None = None
-) -> list[Package | LoadFailure]:
+    jobs: Sequence[Job], validate: bool, cache: DocCache | None = None
+) -> list[Read]:
     """Process-pool worker: packages travel back without their tree (trees hold locks and
     open files); the parent attaches a tree again (a zip's is opened on first use)."""
-    out: list[Package | LoadFailure] = []
-    for result in _read_chunk(tasks, validate, cache):
+    out: list[Read] = []
+    for result, data in _read_chunk(jobs, validate, cache):
         if isinstance(result, Package):
             result = replace(result, tree=None)  # type: ignore[arg-type]
-        out.append(result)
+        out.append((result, data))
     return out
 
 
@@ -386,10 +318,10 @@ def _reattach(task: LoadTask, result: Package | LoadFailure) -> Package | LoadFa
         return LoadFailure(task.location, exc.message)
 
 
-def _chunks(tasks: Sequence[LoadTask], n: int) -> Iterator[Sequence[LoadTask]]:
+def _chunks(jobs: Sequence[Job], n: int) -> Iterator[Sequence[Job]]:
     size = max(1, n)
-    for i in range(0, len(tasks), size):
-        yield tasks[i : i + size]
+    for i in range(0, len(jobs), size):
+        yield jobs[i : i + size]
 
 
 def read_all(
@@ -402,11 +334,22 @@ def read_all(
 ) -> list[Package | LoadFailure]:
     """Read every task, results in task order, with a pool of ``workers`` (``cache``: see
     :func:`read_task`)."""
+    jobs = [(t, None if cache is None else _key_or_none(t, validate)) for t in tasks]
+    return [r for r, _ in _read_jobs(jobs, validate, workers, executor, cache)]
+
+
+def _read_jobs(
+    jobs: Sequence[Job],
+    validate: bool,
+    workers: int,
+    executor: ExecutorKind | None,
+    cache: DocCache | None,
+) -> list[Read]:
     kind = executor or DEFAULT_EXECUTOR
-    if workers <= 1 or kind == "serial" or len(tasks) < PARALLEL_MIN_TASKS:
-        return _read_chunk(tasks, validate, cache)
+    if not jobs or workers <= 1 or kind == "serial" or len(jobs) < PARALLEL_MIN_TASKS:
+        return _read_chunk(jobs, validate, cache)
     # a few chunks per worker: balances the load without paying per-package IPC
-    chunk = max(1, len(tasks) // (workers * 4))
+    chunk = max(1, len(jobs) // (workers * 4))
     pool: Executor
     if kind == "process":
         import multiprocessing
@@ -421,12 +364,51 @@ def read_all(
     with pool:
         if kind == "process":
             parts = pool.map(
-                _read_chunk_detached, _chunks(tasks, chunk), repeat(validate), repeat(cache)
+                _read_chunk_detached, _chunks(jobs, chunk), repeat(validate), repeat(cache)
             )
             flat = [result for part in parts for result in part]
-            return [_reattach(t, r) for t, r in zip(tasks, flat, strict=True)]
-        parts = pool.map(_read_chunk, _chunks(tasks, chunk), repeat(validate), repeat(cache))
+            return [(_reattach(job[0], r), data) for job, (r, data) in zip(jobs, flat, strict=True)]
+        parts = pool.map(_read_chunk, _chunks(jobs, chunk), repeat(validate), repeat(cache))
         return [result for part in parts for result in part]
+
+
+def _read_cached(
+    tasks: Sequence[LoadTask],
+    *,
+    validate: bool,
+    workers: int,
+    executor: ExecutorKind | None,
+    cache: DocCache,
+    bulk: tuple[BulkCache, dict[str, bytes]],
+) -> list[Package | LoadFailure]:
+    """Every task in order: the unchanged packages from the bulk file (in this process), the
+    others read by the pool (from their own derived documents when there). Then the bulk
+    file is rewritten with the documents of this load, when that changes it (``bulk``: the
+    file and what it held)."""
+    bulk_file, stored = bulk
+    results: list[Package | LoadFailure | None] = [None] * len(tasks)
+    documents: dict[str, bytes] = {}
+    keys = [_key_or_none(task, validate) for task in tasks]
+    misses: list[int] = []
+    for i, (task, key) in enumerate(zip(tasks, keys, strict=True)):
+        data = None if key is None else stored.get(key)
+        pkg = None if data is None else _from_document(data, task)
+        if pkg is None or key is None or data is None:
+            misses.append(i)
+            continue
+        results[i] = pkg
+        documents[key] = data
+    jobs = [(tasks[i], keys[i]) for i in misses]
+    for i, (result, data) in zip(
+        misses, _read_jobs(jobs, validate, workers, executor, cache), strict=True
+    ):
+        results[i] = result
+        key = keys[i]
+        if key is not None and data is not None:
+            documents[key] = data
+    if documents.keys() != stored.keys():
+        bulk_file.write(documents)
+    return [r for r in results if r is not None]
 
 
 def _dedupe(packages: Iterable[Package]) -> list[Package]:
@@ -497,20 +479,35 @@ def load_sources(
     Raises ``PackageError`` listing every package that failed to load (location and rule) and,
     with ``require_signatures``, every package without a ``.sig`` file. ``cache`` keeps the
     derived documents of the packages read, by content (see :func:`read_task`): a restart over
-    unchanged package folders reads those instead of the packages' YAML.
+    unchanged package folders reads those instead of the packages' YAML, all from one file
+    (``packages/bulkcache.py``), and forks no pool.
     """
     if workers <= 0:
         raise PackageError("package-paths-workers must be greater than 0")
-    zip_tasks = discover_zips(paths)
-    folder_tasks = discover_folders(paths)
-    results = read_all(
-        [*zip_tasks, *folder_tasks],
-        validate=validate,
-        workers=workers,
-        executor=executor,
-        cache=cache,
-    )
-    pairs = list(zip([*zip_tasks, *folder_tasks], results, strict=True))
+    # one walk of every path: the zips, the package folders and (with a cache) their stamps
+    found = pathscan.scan(paths, stamps=cache is not None)
+    if cache is None:
+        zip_tasks = _valid_zips(found.zips, lambda _task: False)
+        folder_tasks = _folder_tasks(found)
+        tasks = [*zip_tasks, *folder_tasks]
+        results = [
+            r for r, _ in _read_jobs([(t, None) for t in tasks], validate, workers, executor, None)
+        ]
+    else:
+        bulk = _bulk(cache, paths, validate)
+        stored = bulk.read()
+        zip_tasks = _valid_zips(found.zips, lambda t: _key_or_none(t, validate) in stored)
+        folder_tasks = _folder_tasks(found)
+        tasks = [*zip_tasks, *folder_tasks]
+        results = _read_cached(
+            tasks,
+            validate=validate,
+            workers=workers,
+            executor=executor,
+            cache=cache,
+            bulk=(bulk, stored),
+        )
+    pairs = list(zip(tasks, results, strict=True))
     if not validate:  # hostile packages are skipped with a warning (refused when validating)
         pairs = _skip_unsafe(pairs)
     failures = [r for _, r in pairs if isinstance(r, LoadFailure)]
@@ -541,7 +538,7 @@ def snapshot(paths: Sequence[str]) -> Snapshot:
     out: list[tuple[str, tuple[tuple[str, bool, int, int], ...] | None]] = []
     for base in paths:
         try:
-            entries = _sorted_entries(base)
+            entries = pathscan.sorted_entries(base)
         except OSError:
             out.append((base, None))
             continue

@@ -382,3 +382,22 @@ def test_dropped_answers_close_their_memory_file(monkeypatch: pytest.MonkeyPatch
     for fd in fds:
         with pytest.raises(OSError):
             os.fstat(fd)
+
+
+def test_files_of_zip_packages_are_sent_again_not_those_of_folders(served: Served) -> None:
+    zipped = "/package/example/1.0.1/manifest.yml"  # local-storage/example-1.0.1.zip
+    folder = "/package/example/1.0.0/manifest.yml"  # package/example/1.0.0/ on disk
+    with served.connect() as sock:
+        reader = Reader(sock)
+        first = _exchange(sock, reader, _request(zipped))
+        again = _exchange(sock, reader, _request(zipped))
+        head = _exchange(sock, reader, _request(zipped, "HEAD"), head=True)
+        head_again = _exchange(sock, reader, _request(zipped, "HEAD"), head=True)
+        hits = served.answers.hits
+        on_disk = [_exchange(sock, reader, _request(folder)) for _ in range(3)]
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n") and b"last-modified: " in first
+    assert _undated(again) == _undated(first)
+    assert _undated(head_again) == _undated(head)
+    assert hits == 2
+    assert all(one.startswith(b"HTTP/1.1 200 OK\r\n") for one in on_disk)
+    assert served.answers.hits == hits  # a folder's file may change on disk: never replayed

@@ -929,9 +929,12 @@ class ReadApp:
         if content is None:
             await _send_error(send, 404, texts.RESOURCE_NOT_FOUND, base, request.head)
             return
+        # A file of a zip (or other stored tree) never changes under an index: its answer may
+        # be sent again (answers.py); a folder's files can change on disk at any time.
+        reuse = request.reuse if _disk_root(tree) is None else None
         try:
             await self._serve(
-                send, request, file, content, mtime, base, _file_etag(index, pkg, file)
+                send, request, file, content, mtime, base, _file_etag(index, pkg, file), reuse
             )
         finally:
             content.close()
@@ -976,6 +979,7 @@ class ReadApp:
         mtime: float | None,
         base: Headers,
         etag: str | None = None,
+        reuse: Callable[[], bool] | None = None,
     ) -> None:
         planned = plan_response(
             method=request.method,
@@ -999,7 +1003,13 @@ class ReadApp:
             served = hit if hit is not None else await asyncio.to_thread(content.materialize)
         try:
             await send_response(
-                send, planned, served, head=request.head, pathsend=pathsend, zerocopy=zerocopy
+                send,
+                planned,
+                served,
+                head=request.head,
+                pathsend=pathsend,
+                zerocopy=zerocopy,
+                reuse=reuse,
             )
         finally:
             if served is not content:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Protocol
 
+from package_storage.registry.http.answers import REUSE_MESSAGE_KEY, Reuse
+
 Headers = list[tuple[bytes, bytes]]
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
@@ -600,6 +602,7 @@ async def send_response(
     head: bool,
     pathsend: bool = False,
     zerocopy: bool = False,
+    reuse: Callable[[], bool] | None = None,
 ) -> int:
     """Send a planned response; returns the number of body bytes sent.
 
@@ -611,10 +614,22 @@ async def send_response(
     range, the parts of a multipart answer) as one message with its offset and count, the file
     staying open until the send returns. With ``pathsend`` (the ASGI ``http.response.pathsend``
     extension, e.g. Granian) a large whole file on disk is handed to the server by path.
+
+    With ``reuse`` (the content never changes while ``reuse()`` holds), an answer from memory
+    that goes out in one message is offered to the server to send again (``answers.py``).
     """
-    await send(
-        {"type": "http.response.start", "status": planned.status, "headers": planned.headers}
-    )
+    opening: dict[str, Any] = {
+        "type": "http.response.start",
+        "status": planned.status,
+        "headers": planned.headers,
+    }
+    if (
+        reuse is not None
+        and isinstance(content, BytesContent | None)
+        and (head or planned.length <= SMALL_BODY)
+    ):
+        opening[REUSE_MESSAGE_KEY] = Reuse(reuse)
+    await send(opening)
     if head or not planned.parts:
         await send({"type": "http.response.body", "body": b""})
         return 0
