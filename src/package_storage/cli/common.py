@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from package_storage.cli.gcpause import paused_gc
 from package_storage.errors import PackageStorageError
 from package_storage.store.storage.base import Event, JSONObject, StageEntry, format_time
 
@@ -251,11 +252,13 @@ def open_store(
     a hint to run ``package-storage init``; a schema older or newer than this package-storage
     is refused (SchemaVersionError) with the command to run.
     """
-    from package_storage.store.locator import open_store as open_located
-
     require_local(store_dir, _command_name())
     note_store_origin(store_dir)
-    with open_located(store_dir, create=create, blobs=blobs) as store:
+    with paused_gc():  # imports and opening: no collector passes (cli/gcpause.py)
+        from package_storage.store.locator import open_store as open_located
+
+        store = open_located(store_dir, create=create, blobs=blobs)
+    with store:
         yield OpenStore(store, store.service())
 
 

@@ -8,6 +8,7 @@ import os
 import click
 
 from package_storage import __version__
+from package_storage.cli.gcpause import paused_gc
 
 # Where each command lives: a command's module is imported when it runs (or for --help), so
 # `publish` does not pay for the server, the exporter or the web UI (issue 15: CLI start-up).
@@ -33,7 +34,8 @@ class LazyGroup(click.Group):
     with ``add_command`` work as usual."""
 
     def _store_commands(self) -> dict[str, click.Command]:
-        module = importlib.import_module(_STORE_COMMANDS)
+        with paused_gc():
+            module = importlib.import_module(_STORE_COMMANDS)
         return {c.name: c for c in module.COMMANDS if c.name}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -46,7 +48,8 @@ class LazyGroup(click.Group):
             return found
         where = _LAZY.get(cmd_name)
         if where is not None:
-            command = getattr(importlib.import_module(where[0]), where[1])
+            with paused_gc():
+                command = getattr(importlib.import_module(where[0]), where[1])
         else:
             command = self._store_commands().get(cmd_name)
         if isinstance(command, click.Command):
