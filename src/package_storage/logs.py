@@ -438,16 +438,24 @@ _ACCESS_ORIGIN = f'"log.origin":{{"file.name":"logs.py","file.line":{_ACCESS_LIN
 
 _timestamp_second = -1
 _timestamp_prefix = ""
+_timestamp_ms = -1
+_timestamp_text = ""
 
 
 def _timestamp(now: float) -> str:
-    """``2024-01-02T03:04:05.678Z`` for ``now``; the part up to the second is reused."""
-    global _timestamp_second, _timestamp_prefix
-    second = int(now)
+    """``2024-01-02T03:04:05.678Z`` for ``now``; the part up to the second is reused, and the
+    whole text within the same millisecond (many requests fall in one)."""
+    global _timestamp_second, _timestamp_prefix, _timestamp_ms, _timestamp_text
+    ms = int(now * 1000)
+    if ms == _timestamp_ms:
+        return _timestamp_text
+    second = ms // 1000
     if second != _timestamp_second:
         prefix = datetime.fromtimestamp(second, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _timestamp_second, _timestamp_prefix = second, prefix
-    return f"{_timestamp_prefix}{int((now - second) * 1000):03d}Z"
+    text = f"{_timestamp_prefix}{ms - second * 1000:03d}Z"
+    _timestamp_ms, _timestamp_text = ms, text
+    return text
 
 
 # Per request target and client: the constant parts of the access line (bounded: cleared

@@ -401,3 +401,35 @@ def test_files_of_zip_packages_are_sent_again_not_those_of_folders(served: Serve
     assert hits == 2
     assert all(one.startswith(b"HTTP/1.1 200 OK\r\n") for one in on_disk)
     assert served.answers.hits == hits  # a folder's file may change on disk: never replayed
+
+
+def test_keep_alive_time_out_still_closes_idle_connections_only(
+    monkeypatch: pytest.MonkeyPatch, setup_d_index: RegistryIndex
+) -> None:
+    from package_storage.registry.http import server as server_module
+
+    timeout = 1
+    monkeypatch.setattr(server_module, "KEEP_ALIVE_SECONDS", timeout)
+    served = Served(setup_d_index)
+    try:
+        with served.connect() as sock:
+            reader = Reader(sock)
+            last = time.monotonic()
+            for n in range(40):  # busy for several time-outs, mostly replays
+                target = "/categories" if n % 10 else "/search?package=example"
+                sock.sendall(_request(target))
+                try:
+                    answer = reader.response()
+                except AssertionError:
+                    # closed: only right when this machine left the connection idle that long
+                    assert time.monotonic() - last >= timeout, f"closed while busy (request {n})"
+                    return
+                assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+                last = time.monotonic()
+                time.sleep(timeout / 10)
+            assert served.answers.hits > 30
+            sock.settimeout(30)
+            assert sock.recv(1) == b""  # idle now: the server closes it
+            assert time.monotonic() - last >= timeout * 0.9
+    finally:
+        served.running.stop()

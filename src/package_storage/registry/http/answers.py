@@ -140,7 +140,9 @@ class Answer:
         """Tell the observers of one replay."""
         if not self.observers:
             return
-        scope = dict(self.scope)
+        # One scope per answer, given each replay's headers and client: the observers are
+        # called here, one replay after the other on the event loop, and keep nothing of it.
+        scope = self.scope
         scope["headers"] = headers
         scope["client"] = client
         for observer in self.observers:

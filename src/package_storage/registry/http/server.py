@@ -51,6 +51,8 @@ from package_storage.registry.http.answers import (
 log = get_logger("server")
 
 GRACEFUL_SHUTDOWN_SECONDS = 30
+# An idle keep-alive connection is closed after this long (Uvicorn's default).
+KEEP_ALIVE_SECONDS = 5
 GRANIAN_SETTINGS_ENV = "PACKAGE_STORAGE_GRANIAN_SETTINGS"
 
 
@@ -347,6 +349,7 @@ class OneWriteProtocol(HttpToolsProtocol):
     _answers: AnswerCache | None = None
     _replayed = False
     _plain_fd: int | None = None  # the socket's descriptor on plain TCP, -1 on TLS
+    _idle_since: float | None = None  # loop time of the last response; None: busy
 
     # --- answers sent again --------------------------------------------------------------
 
@@ -433,10 +436,11 @@ class OneWriteProtocol(HttpToolsProtocol):
             self._write_big(transport, head, answer)
         self._replayed = True
         self.server_state.total_requests += 1
-        self._unset_keepalive_if_required()
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
         try:
             answer.replayed(self.headers, self.client, perf_counter_ns() - start)
         except Exception:  # an observer's failure must not cost the connection
@@ -465,6 +469,34 @@ class OneWriteProtocol(HttpToolsProtocol):
                     sent = 0
         if sent < len(body):
             transport.write(memoryview(body)[sent:] if sent else body)
+
+    # Keep-alive time-out without a timer per request: Uvicorn cancels the connection's timer
+    # when data arrives and starts a new one after each response; with answers sent again
+    # (tens of thousands a second) the timer stays, the connection only notes when it became
+    # idle, and the timer, when due, closes it or waits for the rest of the time.
+
+    def _unset_keepalive_if_required(self) -> None:
+        if self._answers is None:
+            super()._unset_keepalive_if_required()
+            return
+        self._idle_since = None  # a request is being read or answered: not idle
+
+    def timeout_keep_alive_handler(self) -> None:
+        if self._answers is None:
+            super().timeout_keep_alive_handler()
+            return
+        idle = self._idle_since
+        if idle is None or self.transport.is_closing():
+            self.timeout_keep_alive_task = None  # busy: the next response arms it again
+            return
+        remaining = idle + self.timeout_keep_alive - self.loop.time()
+        if remaining > 0.001:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                remaining, self.timeout_keep_alive_handler
+            )
+            return
+        self.timeout_keep_alive_task = None
+        super().timeout_keep_alive_handler()
 
     def on_body(self, body: bytes) -> None:
         if not self._replayed:
@@ -499,6 +531,8 @@ class OneWriteProtocol(HttpToolsProtocol):
             super().on_response_complete()
         finally:
             self._completing = False
+        if self._answers is not None and not self.pipeline:
+            self._idle_since = self.loop.time()  # idle from now (keep-alive time-out)
 
 
 class TaskOneWriteProtocol(OneWriteProtocol):
@@ -549,6 +583,7 @@ def _uvicorn_config(
         server_header=False,
         date_header=True,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         ssl_context_factory=factory,
     )
     config.load()
