@@ -433,3 +433,30 @@ def test_keep_alive_time_out_still_closes_idle_connections_only(
             assert time.monotonic() - last >= timeout * 0.9
     finally:
         served.running.stop()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.usefixtures("everything_big")
+def test_connections_that_sent_big_answers_leave_no_descriptor_behind(served: Served) -> None:
+    with served.connect() as sock:  # warm: the answer and its memory file exist
+        reader = Reader(sock)
+        for _ in range(2):
+            _exchange(sock, reader, _request("/search?all=true"))
+    baseline = _open_fds()
+    for _ in range(5):
+        with served.connect() as sock:
+            reader = Reader(sock)
+            for _ in range(2):
+                _exchange(sock, reader, _request("/search?all=true"))
+            # the server's close reaches the client although a duplicate descriptor was open
+            sock.sendall(_request("/categories", "GET", "Connection: close"))
+            assert b"\r\nconnection: close\r\n" in reader.response()
+            assert reader.closed()
+    deadline = time.monotonic() + 10
+    while _open_fds() > baseline and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _open_fds() <= baseline
+    assert served.answers.hits >= 11

@@ -348,7 +348,8 @@ class OneWriteProtocol(HttpToolsProtocol):
     # Answers sent again (answers.py); None: every request goes to the app.
     _answers: AnswerCache | None = None
     _replayed = False
-    _plain_fd: int | None = None  # the socket's descriptor on plain TCP, -1 on TLS
+    _more: socket.socket | None = None  # the connection's socket, duplicated (_more_socket)
+    _no_more = False  # TLS or no socket: big answers go through the transport
     _idle_since: float | None = None  # loop time of the last response; None: busy
 
     # --- answers sent again --------------------------------------------------------------
@@ -453,22 +454,46 @@ class OneWriteProtocol(HttpToolsProtocol):
 
         The transport writes at once when it holds nothing; only then may bytes bypass it."""
         body = answer.body
-        transport.write(head)
-        sock_fd = self._plain_fd
-        if sock_fd is None:
-            sock = transport.get_extra_info("socket")
-            plain = sock is not None and transport.get_extra_info("sslcontext") is None
-            sock_fd = self._plain_fd = sock.fileno() if plain else -1
-        sent = 0
-        if sock_fd >= 0 and not transport.get_write_buffer_size():
-            fd = answer.file()
-            if fd is not None:
-                try:
-                    sent = os.sendfile(sock_fd, fd, 0, len(body))
-                except OSError:  # full (EAGAIN) or gone: the transport finds out
-                    sent = 0
+        more = self._more_socket(transport)
+        fd = answer.file() if more is not None and not transport.get_write_buffer_size() else None
+        if fd is None or more is None:
+            transport.write(head)
+            transport.write(body)
+            return
+        # The head with MSG_MORE: the kernel holds it for the body's first segment (one
+        # packet train, not a lone head); what the socket does not take goes the usual way.
+        try:
+            written = more.send(head, socket.MSG_MORE)
+        except OSError:  # full (EAGAIN) or gone: the transport finds out
+            written = 0
+        if written < len(head):
+            transport.write(memoryview(head)[written:] if written else head)
+            transport.write(body)
+            return
+        try:
+            sent = os.sendfile(more.fileno(), fd, 0, len(body))
+        except OSError:
+            sent = 0
         if sent < len(body):
             transport.write(memoryview(body)[sent:] if sent else body)
+
+    def _more_socket(self, transport: Any) -> socket.socket | None:
+        """A socket object on a duplicate of the connection's descriptor (made once), for
+        sends the transport cannot make (flags, sendfile); None over TLS or without one."""
+        more = self._more
+        if more is None and not self._no_more:
+            sock = transport.get_extra_info("socket")
+            if sock is None or transport.get_extra_info("sslcontext") is not None:
+                self._no_more = True
+                return None
+            more = self._more = socket.socket(fileno=os.dup(sock.fileno()))
+        return more
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        more, self._more = self._more, None
+        if more is not None:
+            more.close()
+        super().connection_lost(exc)
 
     # Keep-alive time-out without a timer per request: Uvicorn cancels the connection's timer
     # when data arrives and starts a new one after each response; with answers sent again
