@@ -4,9 +4,7 @@ self-signed certificate made by the test, trusted by the CLI through ``SSL_CERT_
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from click.testing import CliRunner, Result
 from live_manage import start_server
 from package_storage.cli.main import main
 from package_storage.store.directory import Store
+from tls_helpers import self_signed
 
 pytestmark = pytest.mark.slow
 
@@ -24,19 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(certificate, key): self-signed for 127.0.0.1, valid one day."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available")
-    tmp = tmp_path_factory.mktemp("tls")
-    crt, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(crt), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    yield crt, key
+    yield self_signed(tmp_path_factory.mktemp("tls"), "127.0.0.1")
 
 
 @pytest.fixture

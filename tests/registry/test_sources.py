@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_sources_cache import _paths, _rendered
 
 from package_storage.errors import PackageError
 from package_storage.packages.model import Package
@@ -311,22 +312,6 @@ def test_watcher_notices_a_new_package(tmp_path: Path) -> None:
 # --- cache of read packages by content -----------------------------------------------------
 
 
-def _copy_tree(tmp_path: Path) -> list[str]:
-    root = tmp_path / "paths"
-    shutil.copytree(PACKAGE, root / "package")
-    shutil.copytree(LOCAL, root / "local-storage")
-    return [str(root / "local-storage"), str(root / "package")]
-
-
-def _rendered(result: list[list[Package]]) -> list[list[tuple[str, bytes, bytes]]]:
-    from package_storage.packages import render
-
-    return [
-        [(p.tree.location, render.dumps(p.document), render.dumps(p.search_entry)) for p in s]
-        for s in result
-    ]
-
-
 @pytest.mark.parametrize("executor", ["serial", "process"])
 def test_a_restart_over_unchanged_packages_reads_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: sources.ExecutorKind
@@ -336,7 +321,7 @@ def test_a_restart_over_unchanged_packages_reads_the_cache(
     from package_storage.packages.doccache import DocCache
 
     monkeypatch.setattr(sources, "PARALLEL_MIN_TASKS", 0)
-    paths = _copy_tree(tmp_path)
+    paths = _paths(tmp_path)
     cache = DocCache(tmp_path / "cache")
     plain = load_sources(paths, require_signatures=False, workers=2, executor=executor)
     first = load_sources(paths, workers=2, executor=executor, cache=cache)
@@ -362,7 +347,7 @@ def test_a_changed_package_is_read_again_and_the_others_come_from_the_cache(
     from package_storage.packages import manifest
     from package_storage.packages.doccache import DocCache
 
-    paths = _copy_tree(tmp_path)
+    paths = _paths(tmp_path)
     cache = DocCache(tmp_path / "cache")
     load_sources(paths, workers=1, cache=cache)
     read: list[str] = []

@@ -18,17 +18,15 @@ is logged once and reported as False.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import orjson
 
 from package_storage.packages.derived import FORMAT
+from package_storage.packages.doccache import write_atomically
 
 __all__ = ["BulkCache"]
 
@@ -64,19 +62,7 @@ class BulkCache:
             {"derived": FORMAT, "sha256": hashlib.sha256(body).hexdigest(), "entries": entries}
         )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(MAGIC)
-                    fh.write(head)
-                    fh.write(b"\n")
-                    fh.write(body)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomically(self.path, [MAGIC, head, b"\n", body])
         except OSError as exc:
             if not self._write_failed:
                 self._write_failed = True

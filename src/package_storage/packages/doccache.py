@@ -18,15 +18,33 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from package_storage.packages.derived import FORMAT
 
-__all__ = ["DocCache"]
+__all__ = ["DocCache", "write_atomically"]
 
 log = logging.getLogger("package_storage.doccache")
 
 _KEY_RE = re.compile(r"[0-9a-f]{16,128}")
+
+
+def write_atomically(target: Path, parts: Iterable[bytes]) -> None:
+    """Replace ``target`` with ``parts`` written one after another: a temporary file in the same
+    folder (created with its parents), then ``os.replace``; the temporary file is removed when
+    anything fails. Raises OSError."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for part in parts:
+                fh.write(part)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 class DocCache:
@@ -64,16 +82,7 @@ class DocCache:
         """Store ``data`` under ``key``; False when it could not be written (logged once)."""
         target = self.path(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomically(target, [data])
         except OSError as exc:
             if not self._write_failed:
                 self._write_failed = True

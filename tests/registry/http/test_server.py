@@ -1,12 +1,10 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from package_storage.registry.http.server import (
     parse_address,
     serve_listeners,
 )
+from tls_helpers import self_signed
 
 
 @pytest.mark.parametrize(
@@ -70,9 +69,15 @@ async def _hello(scope: Any, receive: Any, send: Any) -> None:
 
 
 class Running:
-    def __init__(self, listener: Listener) -> None:
+    """``serve_listeners`` on its own event loop (asyncio by default, or uvloop) in a thread."""
+
+    def __init__(
+        self,
+        listener: Listener,
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    ) -> None:
         self.port = int(listener.sock.getsockname()[1])
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_loop()
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(listener,), daemon=True)
@@ -86,11 +91,12 @@ class Running:
             await serve_listeners([listener], self._stop)
 
         self._loop.run_until_complete(main())
+        self._loop.close()
 
     def stop(self) -> None:
         assert self._stop is not None
         self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(30)
+        self._thread.join(60)
         assert not self._thread.is_alive()
 
 
@@ -119,30 +125,7 @@ def test_plain_listener_and_stop() -> None:
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available")
-    tmp = tmp_path_factory.mktemp("tls")
-    key, crt = tmp / "key.pem", tmp / "cert.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(crt),
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    crt, key = self_signed(tmp_path_factory.mktemp("tls"), "localhost")
     yield str(crt), str(key)
 
 

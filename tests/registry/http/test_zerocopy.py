@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import shutil
 import socket
 import ssl
 import struct
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,39 +16,13 @@ from typing import Any
 
 import pytest
 import uvloop
+from test_server import Running
 
 from package_storage.registry.http import static, zerocopy
-from package_storage.registry.http.server import Listener, bind_socket, serve_listeners
+from package_storage.registry.http.server import Listener, bind_socket
+from tls_helpers import self_signed
 
 BIG = 9 << 20  # larger than any loopback socket buffer: the transfer has to wait
-
-
-class Running:
-    """``serve_listeners`` on its own event loop (uvloop or asyncio) in a thread."""
-
-    def __init__(self, listener: Listener, new_loop: Callable[[], asyncio.AbstractEventLoop]):
-        self.port = int(listener.sock.getsockname()[1])
-        self._loop = new_loop()
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(listener,), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(30)
-
-    def _run(self, listener: Listener) -> None:
-        async def main() -> None:
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await serve_listeners([listener], self._stop)
-
-        self._loop.run_until_complete(main())
-        self._loop.close()
-
-    def stop(self) -> None:
-        assert self._stop is not None
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(60)
-        assert not self._thread.is_alive()
 
 
 @pytest.fixture(scope="module")
@@ -260,18 +231,7 @@ def test_a_client_leaving_mid_transfer_leaves_the_server_healthy(
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available")
-    tmp = tmp_path_factory.mktemp("tls")
-    key, crt = tmp / "key.pem", tmp / "cert.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key)),
-            *("-out", str(crt), "-days", "1", "-subj", "/CN=localhost"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    crt, key = self_signed(tmp_path_factory.mktemp("tls"), "localhost")
     yield str(crt), str(key)
 
 
