@@ -27,6 +27,18 @@ class LiveServer:
     log: Path
 
 
+def _read_ready(port: int, verify: ssl.SSLContext | bool) -> bool:
+    """Whether the read listener answers ``/health`` 200, over https (when it has a
+    certificate) or plain http (the management listener may have TLS of its own alone)."""
+    for scheme in ("https", "http") if verify is not True else ("http",):
+        try:
+            got = httpx.get(f"{scheme}://127.0.0.1:{port}/health", timeout=5, verify=verify)
+        except httpx.HTTPError:
+            continue
+        return got.status_code == 200
+    return False
+
+
 @contextlib.contextmanager
 def start_server(
     store_dir: Path | str,
@@ -37,7 +49,8 @@ def start_server(
     ca: Path | None = None,
 ) -> Iterator[LiveServer]:
     """Start the server over ``store_dir`` (a directory, or a store URL as a ``str``: a Path
-    would fold its ``//``), wait (bounded) until the management listener answers, stop it after.
+    would fold its ``//``), wait (bounded) until the management listener answers and the read
+    listener is ready, stop it after.
     With ``ca`` (its listeners serve TLS, ``extra`` gives the certificate) the URLs are https
     and the wait trusts ``ca``."""
     read_port, manage_port = free_port(), free_port()
@@ -67,8 +80,12 @@ def start_server(
             if process.poll() is not None:
                 raise RuntimeError(f"server exited {process.returncode}: {log.read_text()}")
             try:
+                # both listeners: the management API, and the read API ready (its /health is
+                # 503 while the distributions load)
                 url = server.manage_url + "/api/v1/openapi.json"
-                if httpx.get(url, timeout=5, verify=verify).is_success:
+                if httpx.get(url, timeout=5, verify=verify).is_success and _read_ready(
+                    read_port, verify
+                ):
                     break
             except httpx.HTTPError:
                 pass

@@ -59,7 +59,8 @@ def test_503_until_loaded_then_200() -> None:
 
     base, thread, raised = _serve(load)
     try:
-        for target in ("/health", "/search", "/", "/package/x/1.0.0/"):
+        # a distribution's prefix too: its index is not known yet (503, never 404)
+        for target in ("/health", "/search", "/", "/package/x/1.0.0/", "/production/search"):
             answer = httpx.get(base + target, timeout=10)
             assert answer.status_code == 503, target
             assert "loading" in answer.text

@@ -701,6 +701,13 @@ class ReadApp:
             await _send(send, 301, headers, b"", head)
             return None
 
+        if self._ready is not None and not self._check_ready():
+            # Still loading: every route answers 503, a distribution prefix too (its index
+            # is not known yet: not a 404).
+            await _send_error(send, 503, NOT_READY, [CORS, *NO_CACHE], head)
+            matched = _match(path)
+            return matched[0] if matched is not None else None
+
         prefix = ""
         routed = path
         index: RegistryIndex | None = None
@@ -728,9 +735,6 @@ class ReadApp:
             await self._strict_slash(send, request, route, prefix, routed)
             return route
 
-        if self._ready is not None and not self._check_ready():
-            await _send_error(send, 503, NOT_READY, [CORS, *NO_CACHE], head)
-            return route
         if route == HEALTH:
             await _send(send, 200, [CORS, _length(0)], b"", head)
             return route
