@@ -36,51 +36,25 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the in-memory package tree of the tests
 EXAMPLES = ROOT / "examples" / "packages"
 TEMPLATES = ("hello_nginx/1.1.0", "acme_input/1.0.0", "demo_dashboards/1.0.0")
 VERSIONS_PER_NAME = 10
 
+from dict_tree import DictTree, with_name_and_version  # noqa: E402
 from package_storage.packages.artifacts import build_zip  # noqa: E402
-from package_storage.packages.model import SourceKind, TreeEntry  # noqa: E402
 from package_storage.packages.trees import FolderTree  # noqa: E402
 from package_storage.store.storage.base import ArtifactRecord  # noqa: E402
 from package_storage.store.storage.localfs import LocalBlobStore  # noqa: E402
 from package_storage.store.storage.sqlite import SQLiteCatalog  # noqa: E402
 
 # --- corpus ------------------------------------------------------------------------------------
-
-
-class DictTree:
-    """An in-memory PackageTree (enough for build_zip)."""
-
-    def __init__(self, files: dict[str, bytes], location: str) -> None:
-        self.files = files
-        self._location = location
-
-    @property
-    def kind(self) -> SourceKind:
-        return "folder"
-
-    @property
-    def location(self) -> str:
-        return self._location
-
-    def entries(self) -> Sequence[TreeEntry]:
-        return [TreeEntry(p, False, len(d), 0.0) for p, d in self.files.items()]
-
-    def stat(self, path: str) -> TreeEntry | None:
-        data = self.files.get(path)
-        return None if data is None else TreeEntry(path, False, len(data), 0.0)
-
-    def read(self, path: str) -> bytes:
-        return self.files[path]
 
 
 def _template_files(template: str) -> dict[str, bytes]:
@@ -95,10 +69,7 @@ def make_zip(template: str, name: str, version: str) -> bytes:
     files = _TEMPLATE_CACHE.get(template)
     if files is None:
         files = _TEMPLATE_CACHE[template] = _template_files(template)
-    manifest = files["manifest.yml"].decode()
-    manifest = re.sub(r"(?m)^name:.*$", f"name: {name}", manifest, count=1)
-    manifest = re.sub(r"(?m)^version:.*$", f"version: {version}", manifest, count=1)
-    tree = DictTree({**files, "manifest.yml": manifest.encode()}, f"{name}-{version}")
+    tree = DictTree(with_name_and_version(files, name, version), location=f"{name}-{version}")
     return build_zip(tree, name, version)
 
 

@@ -44,39 +44,12 @@ TEMPLATES = ("hello_nginx/1.1.0", "acme_input/1.0.0", "demo_dashboards/1.0.0")
 CATEGORIES = ("web", "security", "observability", "network", "cloud", "database", "os_system")
 VERSIONS_PER_NAME = 12
 
+from dict_tree import DictTree, with_name_and_version  # noqa: E402
 from package_storage.packages.artifacts import build_zip  # noqa: E402
-from package_storage.packages.model import SourceKind, TreeEntry  # noqa: E402
 from package_storage.packages.trees import FolderTree  # noqa: E402
 from package_storage.store.directory import Store  # noqa: E402
 from package_storage.store.storage.base import ArtifactRecord  # noqa: E402
 from process_helpers import clean_env, command, free_port  # noqa: E402
-
-
-class DictTree:
-    """An in-memory PackageTree (enough for build_zip)."""
-
-    def __init__(self, files: dict[str, bytes], location: str) -> None:
-        self.files = files
-        self._location = location
-
-    @property
-    def kind(self) -> SourceKind:
-        return "folder"
-
-    @property
-    def location(self) -> str:
-        return self._location
-
-    def entries(self) -> list[TreeEntry]:
-        return [TreeEntry(p, False, len(d), 0.0) for p, d in self.files.items()]
-
-    def stat(self, path: str) -> TreeEntry | None:
-        data = self.files.get(path)
-        return None if data is None else TreeEntry(path, False, len(data), 0.0)
-
-    def read(self, path: str) -> bytes:
-        return self.files[path]
-
 
 _FILES: dict[str, dict[str, bytes]] = {}
 
@@ -97,17 +70,13 @@ def _make(job: tuple[int, int]) -> tuple[str, str, bytes, dict[str, Any]]:
     template = TEMPLATES[n % len(TEMPLATES)]
     name = f"bench_{template.split('/')[0]}_{n:04d}"
     version = version_of(i)
-    files = dict(_files(template))
-    manifest = files["manifest.yml"].decode()
-    manifest = re.sub(r"(?m)^name:.*$", f"name: {name}", manifest, count=1)
-    manifest = re.sub(r"(?m)^version:.*$", f"version: {version}", manifest, count=1)
-    files["manifest.yml"] = manifest.encode()
+    files = with_name_and_version(_files(template), name, version)
     files["changelog.yml"] = "".join(
         f'- version: "{version_of(k)}"\n  changes:\n    - description: Release {k} of {name}.\n'
         f"      type: enhancement\n      link: https://example.com/{name}/{k}\n"
         for k in range(i, -1, -1)
     ).encode()
-    data = build_zip(DictTree(files, f"{name}-{version}"), name, version)
+    data = build_zip(DictTree(files, location=f"{name}-{version}"), name, version)
     summary = {
         "title": f"Bench {n:04d} {template.split('/')[0]}",
         "description": f"Synthetic package {n} for the UI benchmark.",
