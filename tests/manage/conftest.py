@@ -23,11 +23,8 @@ with warnings.catch_warnings():
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
-    st = build_store(tmp_path / "store", tmp_path / "packages")
-    try:
+    with build_store(tmp_path / "store", tmp_path / "packages") as st:
         yield st
-    finally:
-        st.close()
 
 
 @pytest.fixture
