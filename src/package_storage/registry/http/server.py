@@ -147,6 +147,19 @@ class _HeadCapture:
         self.data += data
 
 
+def _write_joined(transport: Any, head: bytes, body: bytes) -> None:
+    """``head`` and ``body`` in one write: joined when the body is small (one copy is cheaper
+    than a writev of two), else both handed over together."""
+    if not head:
+        transport.write(body)
+    elif not body:
+        transport.write(head)
+    elif len(body) <= JOIN_BODY_BYTES:
+        transport.write(head + body)
+    else:
+        transport.writelines((head, body))
+
+
 class _HeadFirst:
     """Stands in for the transport while the first body part is written: the held head goes
     out in the same write. Everything else is the real transport's."""
@@ -159,12 +172,7 @@ class _HeadFirst:
 
     def write(self, data: bytes) -> None:
         head, self.head = self.head, b""
-        if not head:
-            self.real.write(data)
-        elif len(data) <= JOIN_BODY_BYTES:
-            self.real.write(head + data)
-        else:
-            self.real.writelines((head, data))
+        _write_joined(self.real, head, data)
 
     def close(self) -> None:
         # Connection: close after a response without body bytes (HEAD): the head first.
@@ -372,7 +380,7 @@ class OneWriteProtocol(HttpToolsProtocol):
         key = self._reuse_key()
         if key is not None:
             answer = answers.get(key)
-            if answer is not None and self._replay(key[0], answer):
+            if answer is not None and self._replay(answer):
                 return
         url, headers, expect = self.url, self.headers, self.expect_100_continue
         super().on_message_begin()
@@ -414,7 +422,7 @@ class OneWriteProtocol(HttpToolsProtocol):
                 return None
         return (method, url, inm, ae)
 
-    def _replay(self, method: bytes, answer: Answer) -> bool:
+    def _replay(self, answer: Answer) -> bool:
         """Send ``answer`` for the current request, as the app's first answer went out; False
         when it has to wait its turn (a response still running, a full socket)."""
         cycle = self.cycle
@@ -428,11 +436,8 @@ class OneWriteProtocol(HttpToolsProtocol):
             return False
         start = perf_counter_ns()
         head = answer.status_line + _default_lines(self.server_state.default_headers) + answer.tail
-        body = answer.body
-        if not body:
-            transport.write(head)
-        elif len(body) <= JOIN_BODY_BYTES:
-            transport.write(head + body)
+        if len(answer.body) <= JOIN_BODY_BYTES:
+            _write_joined(transport, head, answer.body)
         else:
             self._write_big(transport, head, answer)
         self._replayed = True
