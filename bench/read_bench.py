@@ -42,7 +42,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +53,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(HERE.parent / "tests"))  # process_helpers
 from make_corpus import (  # noqa: E402
     BIG_PACKAGE,
     PRODUCTION_MARKER,
@@ -61,6 +61,8 @@ from make_corpus import (  # noqa: E402
     generate,
     generate_production,
 )
+
+from process_helpers import stop_group  # noqa: E402
 
 STATIC_ZIP = "bench_static_zip"
 
@@ -328,12 +330,7 @@ class Server:
         }
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        stop_group(self.proc)
         return self.log_file.read_bytes().count(b"\n") if self.log_file.exists() else 0
 
 
@@ -458,9 +455,8 @@ def main() -> None:
     finally:
         for server in servers:
             results[f"{server.name}_log_lines"] = server.stop()
-        if nginx is not None and nginx.poll() is None:
-            os.killpg(nginx.pid, signal.SIGTERM)
-            nginx.wait(30)
+        if nginx is not None:
+            stop_group(nginx)
         shutil.rmtree(work, ignore_errors=True)
     print(f"server log lines: {results.get('ours_log_lines')}")
     args.out.mkdir(exist_ok=True)

@@ -27,7 +27,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from read_bench import (  # noqa: E402
     wrk,
 )
 
+from process_helpers import stop_group  # noqa: E402
 from s3_server import BUCKET, S3Server  # noqa: E402
 
 NAME = "hello_nginx"
@@ -106,13 +106,7 @@ class Served:
         wait_health(f"http://127.0.0.1:{self.port}/health")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(30)
+        stop_group(self.proc)
         self.log.close()
 
 
@@ -197,9 +191,8 @@ def main() -> None:
     finally:
         for served in running:
             served.stop()
-        if nginx is not None and nginx.poll() is None:
-            os.killpg(nginx.pid, signal.SIGTERM)
-            nginx.wait(30)
+        if nginx is not None:
+            stop_group(nginx)
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)

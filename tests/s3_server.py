@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from process_helpers import free_port
+from process_helpers import free_port, stop_group
 
 ACCESS_KEY = "package-storage-test"
 SECRET_KEY = "package-storage-test-secret"
@@ -220,15 +220,8 @@ class S3Server:
 
     def stop(self) -> None:
         """End the server (SIGTERM, SIGKILL after 10 s) and remove its data folder."""
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(30)
+        if self.process is not None:
+            stop_group(self.process, grace=10)
         self.process = None
         if getattr(self, "_log", None) is not None:
             self._log.close()
