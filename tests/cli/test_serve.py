@@ -30,7 +30,11 @@ def _config(tmp_path: Path, paths: list[Path], extra: str = "") -> Path:
 
 
 def run_cli(
-    args: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    args: list[str],
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    *,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*command(), *args],
@@ -38,8 +42,15 @@ def run_cli(
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def run_serve(
+    args: list[str], cwd: Path, *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``serve`` with development log lines (as a user reads them), ``args`` after it."""
+    return run_cli(["serve", "-log-type", "dev", *args], cwd=cwd, timeout=timeout)
 
 
 def _lines(text: str) -> list[str]:

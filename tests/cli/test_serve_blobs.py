@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_serve import run_cli, run_serve
 from test_service import make_package
 
 from package_storage.cli.serve import BlobOptions, serving_blobs
@@ -19,17 +20,6 @@ from package_storage.store.storage.localfs import LocalBlobStore
 from package_storage.store.storage.s3 import S3BlobStore
 from process_helpers import clean_env, command, free_port
 from s3_server import BUCKET, S3Server
-
-
-def run_serve(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command(), "serve", "-log-type", "dev", *args],
-        env=clean_env(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture
@@ -88,17 +78,6 @@ def test_serving_blobs_wraps_s3(s3_server: S3Server, tmp_path: Path) -> None:
 # --- end to end through the CLI: init --blobs s3://..., publish, serve ----------------------
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command(), *args],
-        env=clean_env(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def _serve(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     proc = subprocess.Popen(
@@ -142,10 +121,10 @@ def test_store_with_s3_blobs_end_to_end(s3_server: S3Server, tmp_path: Path) -> 
     env = s3_server.env()
     location = s3_server.location(s3_server.new_prefix("e2e"))
     store = tmp_path / "store"
-    init = _cli(["init", "--store", str(store), "--blobs", location], env, tmp_path)
+    init = run_cli(["init", "--store", str(store), "--blobs", location], env, tmp_path)
     assert init.returncode == 0, init.stderr
     folder = make_package(tmp_path / "packages", "1.0.0")
-    published = _cli(["publish", "--store", str(store), str(folder)], env, tmp_path)
+    published = run_cli(["publish", "--store", str(store), str(folder)], env, tmp_path)
     assert published.returncode == 0, published.stderr
     assert not any(p.is_file() for p in store.rglob("*") if len(p.name) == 64)
     s3 = S3BlobStore.from_environment(BUCKET, location.split("/", 3)[3], env)
@@ -172,5 +151,5 @@ def test_store_with_s3_blobs_end_to_end(s3_server: S3Server, tmp_path: Path) -> 
     finally:
         _stop(proc)
 
-    check = _cli(["fsck", "--store", str(store)], env, tmp_path)
+    check = run_cli(["fsck", "--store", str(store)], env, tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr

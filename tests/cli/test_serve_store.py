@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_serve import run_serve
 
 from package_storage.packages.artifacts import build_zip
 from package_storage.packages.trees import FolderTree
@@ -203,26 +204,17 @@ def test_a_fresh_store_is_served_empty_over_http(
         stop(server)
 
 
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command(), "serve", "-log-type", "dev", *args],
-        env=clean_env(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_startup_errors(store: tuple[Path, SQLiteCatalog, LocalBlobStore], tmp_path: Path) -> None:
     root, _catalog, _blobs = store
-    missing = run_cli(["--store", str(tmp_path / "nothing")], tmp_path)
+    missing = run_serve(["--store", str(tmp_path / "nothing")], tmp_path, timeout=60)
     assert missing.returncode == 1
     assert "no package store at" in missing.stdout + missing.stderr
     assert not (tmp_path / "nothing").exists()
-    unknown = run_cli(["--store", str(root), "--default-distribution", "qa"], tmp_path)
+    unknown = run_serve(
+        ["--store", str(root), "--default-distribution", "qa"], tmp_path, timeout=60
+    )
     assert unknown.returncode == 1
     assert "default distribution qa is not a stage" in unknown.stdout + unknown.stderr
-    dry = run_cli(["--store", str(root), "-dry-run"], tmp_path)
+    dry = run_serve(["--store", str(root), "-dry-run"], tmp_path, timeout=60)
     assert dry.returncode == 0, dry.stderr
     assert "dry run: store" in dry.stdout
